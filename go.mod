@@ -1,0 +1,3 @@
+module github.com/espy-dpi/espy
+
+go 1.26
