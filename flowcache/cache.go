@@ -1,0 +1,326 @@
+package flowcache
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/espy-dpi/espy/heuristics"
+	"github.com/espy-dpi/espy/packet"
+)
+
+// Config sizes the cache. The zero value of a field means its default.
+type Config struct {
+	// Capacity bounds decided flows. Default 1,000,000.
+	Capacity int
+	// PendingCapacity bounds undecided flows. Default 65,536.
+	PendingCapacity int
+	// IdleTimeout expires decided flows without packets. Default 10 min.
+	IdleTimeout time.Duration
+	// PendingTimeout expires undecided flows without packets. Default 30 s.
+	PendingTimeout time.Duration
+	// Shards is the number of independently locked shards, a power of
+	// two. Default 64.
+	Shards int
+	// OnEvent, when set, receives every event. It runs with the flow's
+	// shard locked: it must not call back into the cache.
+	OnEvent func(Event)
+}
+
+func (c *Config) setDefaults() {
+	if c.Capacity == 0 {
+		c.Capacity = 1_000_000
+	}
+	if c.PendingCapacity == 0 {
+		c.PendingCapacity = 65536
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.PendingTimeout == 0 {
+		c.PendingTimeout = 30 * time.Second
+	}
+	if c.Shards == 0 {
+		c.Shards = 64
+	}
+}
+
+// ErrConfig is returned by New for impossible sizes.
+var ErrConfig = errors.New("flowcache: invalid configuration")
+
+// EventType names what happened to a flow.
+type EventType uint8
+
+// Events.
+const (
+	EventNone    EventType = iota
+	EventDecided           // a verdict was reached (or registered)
+	EventRevoked           // a null verdict was withdrawn, or the SPI was reused
+	EventExpired           // the flow went idle, or was evicted, and was dropped
+)
+
+var eventNames = [...]string{"none", "decided", "revoked", "expired"}
+
+func (t EventType) String() string {
+	if int(t) < len(eventNames) {
+		return eventNames[t]
+	}
+	return "invalid"
+}
+
+// Event reports a change of a flow. Flow is a copy taken at the event.
+type Event struct {
+	Type   EventType
+	Key    Key
+	Flow   Flow
+	Time   int64                 // Unix nanoseconds
+	Reason heuristics.Withdrawal // for EventRevoked
+	// Evicted is set on EventExpired when the flow was dropped for room,
+	// not for idleness.
+	Evicted bool
+}
+
+// Stats counts what the cache holds and did.
+type Stats struct {
+	Decided, Pending               int
+	Decisions, Revocations         uint64
+	Expired, Evicted, PendingDrops uint64
+}
+
+// Cache is a sharded, bounded flow table. It is safe for concurrent use.
+type Cache struct {
+	cfg    Config
+	engine *heuristics.Engine
+	shards []shard
+	mask   uint32
+}
+
+type shard struct {
+	mu      sync.Mutex
+	decided map[Key]Flow
+	cap     int
+	pending pendingPool
+	stats   Stats
+}
+
+// New returns a cache that decides flows with engine.
+func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
+	cfg.setDefaults()
+	if cfg.Shards < 1 || cfg.Shards&(cfg.Shards-1) != 0 || cfg.Capacity < cfg.Shards || cfg.PendingCapacity < cfg.Shards {
+		return nil, ErrConfig
+	}
+	c := &Cache{cfg: cfg, engine: engine, shards: make([]shard, cfg.Shards), mask: uint32(cfg.Shards - 1)}
+	per, perPending := cfg.Capacity/cfg.Shards, cfg.PendingCapacity/cfg.Shards
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.cap = per
+		s.decided = make(map[Key]Flow, min(per, 4096))
+		s.pending.init(perPending)
+	}
+	return c, nil
+}
+
+// Engine returns the engine the cache decides flows with.
+func (c *Cache) Engine() *heuristics.Engine { return c.engine }
+
+func (c *Cache) shard(k *Key) *shard { return &c.shards[k.hash()&c.mask] }
+
+// Result is what Process learned about a packet's flow.
+type Result struct {
+	Verdict heuristics.Verdict
+	// Event is EventDecided or EventRevoked when this packet changed the
+	// flow's verdict.
+	Event EventType
+}
+
+// Process accounts packet p (KindESP or KindWESP, length bytes on the wire,
+// seen at now in Unix nanoseconds) to its flow and returns the flow's
+// verdict. An undecided flow's evidence grows; a decided flow is watched
+// for revocation and SPI reuse.
+func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
+	k := KeyOf(p)
+	s := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if f, ok := s.decided[k]; ok {
+		f.account(p, length, now)
+		w := c.engine.Watch(&f.Monitor, &f.Verdict, p, now)
+		if w == heuristics.KeepVerdict {
+			s.decided[k] = f
+			return Result{Verdict: f.Verdict}
+		}
+		// Withdrawn: the flow starts over as undecided, keeping its
+		// counters, and this packet is its first evidence.
+		delete(s.decided, k)
+		s.stats.Revocations++
+		c.emit(Event{Type: EventRevoked, Key: k, Flow: f, Time: now, Reason: w})
+		pe := s.pending.insert(k, c, s, now)
+		pe.flow = f
+		pe.flow.Verdict = heuristics.Verdict{}
+		pe.flow.Monitor = heuristics.Monitor{}
+		return c.observe(s, pe, p, now, EventRevoked)
+	}
+	pe := s.pending.lookup(k)
+	if pe == nil {
+		pe = s.pending.insert(k, c, s, now)
+	}
+	pe.flow.account(p, length, now)
+	return c.observe(s, pe, p, now, EventNone)
+}
+
+func (c *Cache) observe(s *shard, pe *pendingEntry, p *packet.Packet, now int64, ev EventType) Result {
+	v, final := c.engine.Observe(&pe.state, p)
+	if !final {
+		return Result{Verdict: v, Event: ev}
+	}
+	f := pe.flow
+	f.Verdict = v
+	k := pe.key
+	s.pending.remove(pe)
+	c.storeDecided(s, k, f, now)
+	if v.Class == heuristics.Null {
+		c.engine.Remember(&v, p)
+	}
+	// The monitor starts from the deciding packet's sequence number.
+	c.engine.Watch(&f.Monitor, &f.Verdict, p, now)
+	s.decided[k] = f
+	s.stats.Decisions++
+	c.emit(Event{Type: EventDecided, Key: k, Flow: f, Time: now})
+	return Result{Verdict: v, Event: EventDecided}
+}
+
+// storeDecided makes room for one more decided flow in s: at capacity it
+// evicts the least recently seen of a few flows sampled at random (Go's map
+// iteration starts at a random slot), as an exact LRU would cost a list
+// update per packet.
+func (c *Cache) storeDecided(s *shard, k Key, f Flow, now int64) {
+	if len(s.decided) < s.cap {
+		return
+	}
+	const samples = 8
+	var victim Key
+	var vf Flow
+	n := 0
+	for sk, sf := range s.decided {
+		if n == 0 || sf.Last < vf.Last {
+			victim, vf = sk, sf
+		}
+		if n++; n == samples {
+			break
+		}
+	}
+	delete(s.decided, victim)
+	s.stats.Evicted++
+	c.emit(Event{Type: EventExpired, Key: victim, Flow: vf, Time: now, Evicted: true})
+}
+
+func (c *Cache) emit(e Event) {
+	if c.cfg.OnEvent != nil {
+		c.cfg.OnEvent(e)
+	}
+}
+
+// Register records a flow's real algorithm, known from whoever negotiated
+// the SA (the IKE stack, or configuration): the engine's heuristics are
+// skipped for it and its verdict has SourceKnown. For a null SA, icvLen and
+// ivLen are its ICV and IV lengths.
+func (c *Cache) Register(k Key, null bool, icvLen, ivLen uint8, now int64) {
+	v := heuristics.Verdict{Class: heuristics.Encrypted, Source: heuristics.SourceKnown, Evidence: heuristics.EvKnown}
+	if null {
+		v.Class, v.ICVLen, v.IVLen = heuristics.Null, icvLen, ivLen
+	}
+	s := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.decided[k]
+	if !ok {
+		if pe := s.pending.lookup(k); pe != nil {
+			f = pe.flow
+			s.pending.remove(pe)
+		} else {
+			c.storeDecided(s, k, f, now)
+		}
+	}
+	f.Verdict = v
+	f.Monitor = heuristics.Monitor{}
+	s.decided[k] = f
+	s.stats.Decisions++
+	c.emit(Event{Type: EventDecided, Key: k, Flow: f, Time: now})
+}
+
+// Lookup returns the flow of k, decided or not.
+func (c *Cache) Lookup(k Key) (Flow, bool) {
+	s := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.decided[k]; ok {
+		return f, true
+	}
+	if pe := s.pending.lookup(k); pe != nil {
+		return pe.flow, true
+	}
+	return Flow{}, false
+}
+
+// Sweep expires flows idle at now and reports how many it dropped. The
+// inline daemon calls it from a timer; replay calls it as capture time
+// advances.
+func (c *Cache) Sweep(now int64) int {
+	n := 0
+	idle, pendingIdle := int64(c.cfg.IdleTimeout), int64(c.cfg.PendingTimeout)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, f := range s.decided {
+			if now-f.Last > idle {
+				delete(s.decided, k)
+				s.stats.Expired++
+				c.emit(Event{Type: EventExpired, Key: k, Flow: f, Time: now})
+				n++
+			}
+		}
+		n += s.pending.expire(c, s, now, pendingIdle)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Range calls fn for every flow, decided or pending, until fn returns false.
+// Shards are locked one at a time, so fn sees a consistent shard, not a
+// consistent cache; it must not call back into the cache.
+func (c *Cache) Range(fn func(Key, *Flow) bool) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, f := range s.decided {
+			if !fn(k, &f) {
+				s.mu.Unlock()
+				return
+			}
+		}
+		if !s.pending.each(fn) {
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Stats returns the cache's counters summed over shards.
+func (c *Cache) Stats() Stats {
+	var t Stats
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		t.Decided += len(s.decided)
+		t.Pending += s.pending.len()
+		t.Decisions += s.stats.Decisions
+		t.Revocations += s.stats.Revocations
+		t.Expired += s.stats.Expired
+		t.Evicted += s.stats.Evicted
+		t.PendingDrops += s.stats.PendingDrops
+		s.mu.Unlock()
+	}
+	return t
+}

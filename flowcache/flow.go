@@ -1,0 +1,47 @@
+package flowcache
+
+import (
+	"github.com/espy-dpi/espy/heuristics"
+	"github.com/espy-dpi/espy/packet"
+)
+
+// Flow is the state of a flow: its verdict and counters. Decided flows are
+// stored by value in their shard's map, so the struct is kept small (72
+// bytes; with its 40-byte key, 112 bytes a slot).
+type Flow struct {
+	Packets uint64
+	Bytes   uint64
+	First   int64 // Unix nanoseconds of the first packet
+	Last    int64 // Unix nanoseconds of the latest packet
+	Verdict heuristics.Verdict
+	Monitor heuristics.Monitor
+	Encap   packet.Encap // carrier of the latest packet
+	Flags   uint8
+	SrcPort uint16 // carrier ports of the latest packet
+	DstPort uint16
+}
+
+// Flow flags.
+const (
+	// FlagMoved: the flow was seen on more than one carrier (plain and
+	// UDP-encapsulated, or several NAT ports).
+	FlagMoved uint8 = 1 << iota
+	// FlagWESP: the flow's packets are wrapped in WESP.
+	FlagWESP
+)
+
+func (f *Flow) account(p *packet.Packet, length int, now int64) {
+	if f.Packets == 0 {
+		f.First = now
+		f.Encap, f.SrcPort, f.DstPort = p.Encap, p.SrcPort, p.DstPort
+	} else if f.Encap != p.Encap || f.SrcPort != p.SrcPort || f.DstPort != p.DstPort {
+		f.Flags |= FlagMoved
+		f.Encap, f.SrcPort, f.DstPort = p.Encap, p.SrcPort, p.DstPort
+	}
+	if p.Kind == packet.KindWESP {
+		f.Flags |= FlagWESP
+	}
+	f.Packets++
+	f.Bytes += uint64(length)
+	f.Last = now
+}
