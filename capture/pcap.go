@@ -13,7 +13,7 @@ const (
 // readFileHeader reads the 24-byte classic pcap header; the magic has
 // already set the byte order and timestamp unit.
 func (r *Reader) readFileHeader() error {
-	h, err := r.peek(pcapFileHeaderLen, 0, "pcap file header")
+	h, err := r.peek(pcapFileHeaderLen, 0, "pcap file header", pcapFileHeaderLen)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (r *Reader) nextRecord() (Packet, error) {
 		return Packet{}, err
 	}
 	n := pcapRecordHeaderLen + int(caplen)
-	rec, err := r.peek(n, start, "record")
+	rec, err := r.peek(n, start, "record", n)
 	if err != nil {
 		return Packet{}, err
 	}

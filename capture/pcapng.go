@@ -102,7 +102,7 @@ func (r *Reader) skipRest(start int64, typ, blen uint32) error {
 	if err := r.discard(int(end-4-r.off), start, name, int(blen)); err != nil {
 		return err
 	}
-	t, err := r.peek(4, start, name)
+	t, err := r.peek(4, start, name, int(blen))
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (r *Reader) skipRest(start int64, typ, blen uint32) error {
 func (r *Reader) readSectionHeader(first bool) error {
 	const min = 28
 	start := r.off
-	h, err := r.peek(12, start, "section header block")
+	h, err := r.peek(12, start, "section header block", 12)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func (r *Reader) readSectionHeader(first bool) error {
 	if err := r.checkBlockLength(start, blockSHB, blen, min); err != nil {
 		return err
 	}
-	h, err = r.peek(16, start, "section header block")
+	h, err = r.peek(16, start, "section header block", int(blen))
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func (r *Reader) readInterface(start int64, blen uint32) error {
 	if len(r.ifaces) >= MaxInterfaces {
 		return r.fail(start, r.record, faultf(ErrCorruptRecord, "more than %d interfaces in section", MaxInterfaces))
 	}
-	b, err := r.peek(int(blen), start, "interface description block")
+	b, err := r.peek(int(blen), start, "interface description block", int(blen))
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 	if err := r.checkBlockLength(start, typ, blen, fixed+4); err != nil {
 		return Packet{}, err
 	}
-	h, err := r.peek(int(fixed), start, name)
+	h, err := r.peek(int(fixed), start, name, int(blen))
 	if err != nil {
 		return Packet{}, err
 	}
@@ -267,9 +267,9 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 	f := &r.ifaces[id]
 	if typ == blockSPB {
 		// The captured length is implied: the original length cut to the
-		// snapshot length, and never past the block.
+		// interface's snapshot length. The block must hold it.
 		origlen = r.u32(h[8:12])
-		caplen = min(origlen, blen-16)
+		caplen = origlen
 		if f.snaplen != 0 {
 			caplen = min(caplen, f.snaplen)
 		}
@@ -282,16 +282,16 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 		if err := r.checkLengths(start, caplen, origlen, f.snaplen); err != nil {
 			return Packet{}, err
 		}
-		if need := fixed + (caplen+3)&^3 + 4; need > blen {
-			return Packet{}, r.fail(start, r.record, faultf(ErrCorruptRecord, "captured length %d overruns %s length %d", caplen, name, blen))
-		}
+	}
+	if need := fixed + (caplen+3)&^3 + 4; need > blen {
+		return Packet{}, r.fail(start, r.record, faultf(ErrCorruptRecord, "captured length %d overruns %s length %d", caplen, name, blen))
 	}
 	var data []byte
 	end := int(fixed + caplen)
 	if blen <= bufSize {
 		// The common case: the whole block fits the buffer, so Data can
 		// point into it and stay valid until the next read.
-		b, err := r.peek(int(blen), start, name)
+		b, err := r.peek(int(blen), start, name, int(blen))
 		if err != nil {
 			return Packet{}, err
 		}
@@ -304,7 +304,7 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 	} else {
 		// Options make the block bigger than the buffer: copy the data out
 		// before skipping the rest.
-		b, err := r.peek(end, start, name)
+		b, err := r.peek(end, start, name, int(blen))
 		if err != nil {
 			return Packet{}, err
 		}

@@ -145,13 +145,14 @@ func (r *Reader) fail(offset int64, record int, err error) error {
 }
 
 // peek returns the next n bytes without consuming them. A short read is
-// reported as ErrTruncated naming what was being read, at offset start.
-func (r *Reader) peek(n int, start int64, what string) ([]byte, error) {
+// reported as ErrTruncated naming what was being read, at offset start,
+// and how much of its total length in bytes was there.
+func (r *Reader) peek(n int, start int64, what string, total int) ([]byte, error) {
 	b, err := r.br.Peek(n)
 	if len(b) == n {
 		return b, nil
 	}
-	return nil, r.readError(err, start, what, int(r.off-start)+len(b), int(r.off-start)+n)
+	return nil, r.readError(err, start, what, int(r.off-start)+len(b), total)
 }
 
 // discard consumes n bytes, which need not be buffered.
