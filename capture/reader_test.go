@@ -115,8 +115,8 @@ func twoInterfaces(o binaryOrder) ([]byte, []Packet) {
 	w.idb(LinkTypeRaw, 0, tsresol(9))                               // 10^-9, no snaplen
 	w.idb(LinkTypeLinuxSLL2, 262144, tsresol(0x80|10), tsoffset(7)) // 2^-10, +7 s
 	w.epb(0, 1700000000_123456, frame(60, 1), 0)
-	w.block(5, make([]byte, 24))                                // interface statistics
-	w.block(0x40000bad, []byte("custom block, skipped unread")) // custom
+	w.block(5, make([]byte, 24))                               // interface statistics
+	w.block(0xabc1, []byte("block of no known type, skipped")) // unknown
 	w.epb(1, 1700000000_987654321, frame(40, 2), 1500, w.opt(2, []byte{1, 0, 0, 0}), w.opt(0, nil))
 	w.epb(2, 1700000000<<10|512, frame(33, 3), 0) // .5 s
 	w.pb(1, 1700000001_000000001, frame(20, 4))
