@@ -23,7 +23,7 @@ type Config struct {
 	// called encrypted. Default 2.
 	EncryptedAfter int
 	// MaxPackets is how many packets a flow gets before the engine gives
-	// up and calls it unknown. Default 16.
+	// up and calls it unknown. Default 16, at most 255.
 	MaxPackets int
 	// Revocation tunes the withdrawal of null verdicts.
 	Revocation Revocation
@@ -60,6 +60,7 @@ func (c *Config) setDefaults() {
 	if c.MaxPackets == 0 {
 		c.MaxPackets = 16
 	}
+	c.MaxPackets = min(c.MaxPackets, 255)
 	r := &c.Revocation
 	if r.FastWindow == 0 {
 		r.FastWindow = time.Second
@@ -122,8 +123,8 @@ func (c *candState) alive() bool { return c.pass > 0 && int(c.fail)*4 <= int(c.p
 // FlowState is the evidence gathered on an undecided flow.
 type FlowState struct {
 	cands     [nCandidates]candState
-	packets   uint16
-	seqUp     uint16
+	packets   uint8
+	seqUp     uint8
 	lastSeq   uint32
 	unknownNH uint8
 }
@@ -135,12 +136,12 @@ func (s *FlowState) Packets() int { return int(s.packets) }
 // returns the verdict and whether it is final: a final verdict is null,
 // encrypted, or unknown once MaxPackets went by without a decision.
 func (e *Engine) Observe(s *FlowState, p *packet.Packet) (Verdict, bool) {
-	if s.packets < 0xffff {
+	if s.packets < 0xff {
 		s.packets++
 	}
 	seq := p.Seq()
 	if s.packets > 1 && seq > s.lastSeq && seq-s.lastSeq < 1<<16 {
-		s.seqUp++
+		s.seqUp = satInc(s.seqUp)
 	}
 	s.lastSeq = seq
 	if p.Kind == packet.KindWESP {

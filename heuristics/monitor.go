@@ -30,19 +30,30 @@ const (
 	spiReuseHigh = 1 << 12
 )
 
-// Monitor is the per-flow state that watches a decided flow.
+// rememberEvery spaces the rekey-table writes of a null flow's packets: one
+// in this many good packets, so a busy flow does not write a shared cache
+// line per packet.
+const rememberEvery = 16
+
+// Monitor is the per-flow state that watches a decided flow. It is kept
+// small (20 bytes) because every decided flow has one; window starts are
+// milliseconds modulo 2^32, compared by difference, and the counters
+// saturate.
 type Monitor struct {
-	highSeq    uint32
-	fastStart  int64
-	slowStart  int64
-	fastTotal  uint32
-	fastBad    uint32
-	slowTotal  uint32
-	slowBad    uint32
-	Good, Bad  uint32 // packets that passed and failed the verdict's parse
-	Replayed   uint32 // packets ignored as outside the replay window
-	lastTuple  uint32
-	rememberAt uint32
+	highSeq   uint32
+	fastStart uint32
+	slowStart uint32
+	fastTotal uint16
+	fastBad   uint16
+	slowTotal uint16
+	slowBad   uint16
+}
+
+func sat16(x uint16) uint16 {
+	if x == 0xffff {
+		return x
+	}
+	return x + 1
 }
 
 // Watch checks packet p, seen at now (Unix nanoseconds), against the
@@ -55,51 +66,44 @@ func (e *Engine) Watch(m *Monitor, v *Verdict, p *packet.Packet, now int64) With
 		return SPIReuse
 	}
 	if v.Class != Null || v.Source == SourceKnown {
-		if seq > m.highSeq {
-			m.highSeq = seq
-		}
+		m.highSeq = max(m.highSeq, seq)
 		return KeepVerdict
 	}
 	r := &e.cfg.Revocation
 	if m.highSeq > r.ReplayWindow && seq <= m.highSeq-r.ReplayWindow {
-		m.Replayed++
-		return KeepVerdict
+		return KeepVerdict // the receiver drops it as a replay: no evidence
 	}
-	good := e.goodNull(v, p, m)
+	good := e.goodNull(v, p, seq)
 	if good {
-		m.Good++
-		if seq > m.highSeq {
-			m.highSeq = seq
-		}
-	} else {
-		m.Bad++
+		m.highSeq = max(m.highSeq, seq)
 	}
-	if now-m.fastStart > int64(r.FastWindow) {
-		m.fastStart, m.fastTotal, m.fastBad = now, 0, 0
+	ms := uint32(now / 1e6)
+	if int64(ms-m.fastStart) > r.FastWindow.Milliseconds() {
+		m.fastStart, m.fastTotal, m.fastBad = ms, 0, 0
 	}
-	if now-m.slowStart > int64(r.SlowWindow) {
-		m.slowStart, m.slowTotal, m.slowBad = now, 0, 0
+	if int64(ms-m.slowStart) > r.SlowWindow.Milliseconds() {
+		m.slowStart, m.slowTotal, m.slowBad = ms, 0, 0
 	}
-	m.fastTotal++
-	m.slowTotal++
+	m.fastTotal = sat16(m.fastTotal)
+	m.slowTotal = sat16(m.slowTotal)
 	if good {
 		return KeepVerdict
 	}
-	m.fastBad++
-	m.slowBad++
-	min := uint32(r.MinBad)
-	if m.fastBad >= min && float64(m.fastBad) >= r.FastRate*float64(m.fastTotal) {
+	m.fastBad = sat16(m.fastBad)
+	m.slowBad = sat16(m.slowBad)
+	minBad := uint16(min(r.MinBad, 0xffff))
+	if m.fastBad >= minBad && float64(m.fastBad) >= r.FastRate*float64(m.fastTotal) {
 		return Garbage
 	}
-	if m.slowBad >= min && float64(m.slowBad) > r.SlowRate*float64(m.slowTotal) {
+	if m.slowBad >= minBad && float64(m.slowBad) > r.SlowRate*float64(m.slowTotal) {
 		return Garbage
 	}
 	return KeepVerdict
 }
 
 // goodNull reports whether p parses under v's candidate, and feeds the
-// rekey table with the inner flows of good packets.
-func (e *Engine) goodNull(v *Verdict, p *packet.Packet, m *Monitor) bool {
+// rekey table with the inner flows of some good packets.
+func (e *Engine) goodNull(v *Verdict, p *packet.Packet, seq uint32) bool {
 	if p.Kind == packet.KindWESP {
 		w := p.WESP
 		if w.Encrypted() || w.TrlLen != v.ICVLen || w.IVLen() != int(v.IVLen) {
@@ -111,13 +115,10 @@ func (e *Engine) goodNull(v *Verdict, p *packet.Packet, m *Monitor) bool {
 	if !readTrailer(p.ESP, c, &t) || !knownNextHeader(t.nh) || len(t.payload) < minInner(t.nh) {
 		return false
 	}
-	if e.rekey == nil {
-		return true
-	}
-	tuple := innerTuple(t.nh, t.payload)
-	if tuple != 0 && tuple != m.lastTuple {
-		m.lastTuple = tuple
-		e.rekey.remember(p, tuple, c)
+	if e.rekey != nil && seq%rememberEvery == 1 {
+		if tuple := innerTuple(t.nh, t.payload); tuple != 0 {
+			e.rekey.remember(p, tuple, c)
+		}
 	}
 	return true
 }

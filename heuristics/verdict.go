@@ -68,7 +68,7 @@ type Verdict struct {
 	IVLen      uint8
 	NextHeader uint8 // the next header of the deciding packet (not 59 if another was seen)
 	// Packets is how many packets of the flow the decision used.
-	Packets uint16
+	Packets uint8
 	// Score is the evidence in bits the winning candidate gathered.
 	Score uint16
 	// Runner is the evidence of the best other candidate.

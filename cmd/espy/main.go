@@ -1,0 +1,55 @@
+// Command espy is a DPI middlebox with ESP-NULL visibility.
+//
+//	espy replay [flags] FILE...   analyze captures offline
+//
+// Run "espy COMMAND --help" for a command's flags.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: espy COMMAND [flags] [args]
+
+Commands:
+  replay    analyze pcap/pcapng captures: per-flow ESP-NULL verdicts (RFC 5879)
+  version   print the version
+
+Run "espy COMMAND --help" for a command's flags and exit codes.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "replay":
+		return replayMain(args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "espy", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "espy: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+// Exit codes shared by the commands.
+const (
+	exitOK     = 0 // everything read and written
+	exitInput  = 1 // an input could not be read entirely (verdicts before the fault were written)
+	exitUsage  = 2 // bad command line
+	exitOutput = 3 // an output could not be written
+)
