@@ -101,7 +101,7 @@ func drawFlow(r *rand.Rand) Flow {
 		// misconfigured that way exist, so a few are drawn.
 		f.Auth = Auth(weighted(r, 1, 4, 4, 1, 1))
 	} else {
-		f.Cipher = []Cipher{CipherAESCBC, CipherAESCTR, CipherAESGCM, CipherChaCha20Poly1305, Cipher3DES}[weighted(r, 6, 2, 5, 2, 2)]
+		f.Cipher = []Cipher{CipherAESCBC, CipherAESCTR, CipherAESGCM, CipherChaCha20Poly1305, Cipher3DES}[weighted(r, 6, 2, 5, 2, 1)]
 		f.Auth = Auth(1 + weighted(r, 4, 4, 1, 1))
 		if f.Cipher == CipherAESGCM {
 			f.ICVLen = []int{16, 12, 8}[weighted(r, 7, 2, 1)]

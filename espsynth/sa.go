@@ -8,6 +8,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"hash"
@@ -221,8 +222,7 @@ func (s *sa) ctrXOR(iv, b []byte) {
 	for i := uint32(1); len(b) > 0; i++ {
 		binary.BigEndian.PutUint32(ctr[12:], i)
 		s.block.Encrypt(ks, ctr)
-		n := subtleXOR(b, ks)
-		b = b[n:]
+		b = b[subtle.XORBytes(b, b, ks):]
 	}
 }
 
@@ -234,21 +234,10 @@ func cbcEncrypt(blk cipher.Block, iv, b []byte) {
 	prev := iv
 	for len(b) >= bs {
 		cur := b[:bs]
-		for i := range cur {
-			cur[i] ^= prev[i]
-		}
+		subtle.XORBytes(cur, cur, prev)
 		blk.Encrypt(cur, cur)
 		prev, b = cur, b[bs:]
 	}
-}
-
-// subtleXOR XORs the shorter of b and ks into b and returns its length.
-func subtleXOR(b, ks []byte) int {
-	n := min(len(b), len(ks))
-	for i := range n {
-		b[i] ^= ks[i]
-	}
-	return n
 }
 
 // randBytes returns n bytes from r.
