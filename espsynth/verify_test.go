@@ -96,6 +96,7 @@ func matrixFlows() []espsynth.Flow {
 
 // capture is a generated pcap and its labels, read back.
 type capture struct {
+	pcap   []byte
 	frames [][]byte
 	labels []espsynth.Label
 	sas    map[flowKey]espsynth.SA
@@ -117,7 +118,7 @@ func generate(t *testing.T, seed int64, cfg espsynth.Config) *capture {
 	if err := g.WritePcap(&pcap, &labels, "test.pcap"); err != nil {
 		t.Fatal(err)
 	}
-	c := &capture{sas: map[flowKey]espsynth.SA{}}
+	c := &capture{pcap: bytes.Clone(pcap.Bytes()), sas: map[flowKey]espsynth.SA{}}
 	r, err := pcapgo.NewReader(&pcap)
 	if err != nil {
 		t.Fatal(err)
