@@ -1,10 +1,11 @@
 module github.com/espy-dpi/espy
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/gopacket/gopacket v1.7.7
-	golang.org/x/sys v0.45.0
+	golang.org/x/crypto v0.59.0
+	golang.org/x/sys v0.50.0
 )
 
-require golang.org/x/net v0.55.0 // indirect
+require golang.org/x/net v0.62.0 // indirect
