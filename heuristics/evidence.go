@@ -8,33 +8,33 @@ type Evidence uint32
 // Evidence bits. Each names a check; the bits of evidence each is worth are
 // documented where it is awarded (inner.go, candidate.go).
 const (
-	EvPad           Evidence = 1 << iota // pad bytes 1,2,…,N and 4-byte alignment
-	EvNextHeader                         // next header from RFC 5879's set
-	EvIPv4Header                         // inner IPv4 version and IHL
-	EvIPv4Length                         // inner IPv4 total length fits the payload exactly
-	EvIPv4Checksum                       // inner IPv4 header checksum valid
-	EvIPv6Header                         // inner IPv6 version and next header
-	EvIPv6Length                         // inner IPv6 payload length fits exactly
-	EvTCPHeader                          // TCP data offset and flags consistent
-	EvTCPChecksum                        // TCP checksum valid
-	EvTCPFields                          // ACK/URG clear with zero ack number/urgent pointer
-	EvTCPSequence                        // TCP sequence continues an earlier packet's
-	EvUDPLength                          // UDP length fits exactly
-	EvUDPChecksum                        // UDP checksum valid
-	EvICMPType                           // ICMP/ICMPv6 type and code defined
-	EvICMPChecksum                       // ICMP/ICMPv6 checksum valid
-	EvICMPQuote                          // ICMP error quotes an IP header
-	EvSCTPChunks                         // SCTP chunk lengths add up
-	EvSCTPChecksum                       // SCTP CRC32c valid
-	EvGRE                                // GRE version and protocol type
-	EvContinuity                         // same inner ports as an earlier packet
-	EvDummy                              // next header 59 (TFC dummy packet)
-	EvSeqIncreasing                      // ESP sequence numbers increase
-	EvWESP                               // WESP header consistent with the trailer
-	EvWESPMismatch                       // WESP header contradicts the trailer
-	EvRekey                              // inner flows match a known null flow
-	EvUnknownNextHeader                  // a valid trailer with a next header outside the set
-	EvKnown                              // registered by the SA's owner
+	EvPad               Evidence = 1 << iota // pad bytes 1,2,…,N and 4-byte alignment
+	EvNextHeader                             // next header from RFC 5879's set
+	EvIPv4Header                             // inner IPv4 version and IHL
+	EvIPv4Length                             // inner IPv4 total length fits the payload exactly
+	EvIPv4Checksum                           // inner IPv4 header checksum valid
+	EvIPv6Header                             // inner IPv6 version and next header
+	EvIPv6Length                             // inner IPv6 payload length fits exactly
+	EvTCPHeader                              // TCP data offset and flags consistent
+	EvTCPChecksum                            // TCP checksum valid
+	EvTCPFields                              // ACK/URG clear with zero ack number/urgent pointer
+	EvTCPSequence                            // TCP sequence continues an earlier packet's
+	EvUDPLength                              // UDP length fits exactly
+	EvUDPChecksum                            // UDP checksum valid
+	EvICMPType                               // ICMP/ICMPv6 type and code defined
+	EvICMPChecksum                           // ICMP/ICMPv6 checksum valid
+	EvICMPQuote                              // ICMP error quotes an IP header
+	EvSCTPChunks                             // SCTP chunk lengths add up
+	EvSCTPChecksum                           // SCTP CRC32c valid
+	EvGRE                                    // GRE version and protocol type
+	EvContinuity                             // same inner ports as an earlier packet
+	EvDummy                                  // next header 59 (TFC dummy packet)
+	EvSeqIncreasing                          // ESP sequence numbers increase
+	EvWESP                                   // WESP header consistent with the trailer
+	EvWESPMismatch                           // WESP header contradicts the trailer
+	EvRekey                                  // inner flows match a known null flow
+	EvUnknownNextHeader                      // a valid trailer with a next header outside the set
+	EvKnown                                  // registered by the SA's owner
 )
 
 var evidenceNames = [...]string{

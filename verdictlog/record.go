@@ -233,4 +233,3 @@ func protoName(p uint8) string {
 	}
 	return ""
 }
-
