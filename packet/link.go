@@ -112,3 +112,13 @@ func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
 func be32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
+
+// Supported reports whether the decoder understands link type lt.
+func Supported(lt LinkType) bool {
+	switch lt {
+	case LinkTypeNull, LinkTypeEthernet, LinkTypeRawAlt12, LinkTypeRawAlt14, LinkTypeRaw,
+		LinkTypeLoop, LinkTypeLinuxSLL, LinkTypeIPv4, LinkTypeIPv6, LinkTypeLinuxSLL2:
+		return true
+	}
+	return false
+}

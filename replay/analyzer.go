@@ -57,6 +57,9 @@ type Analyzer struct {
 // ErrOption reports an impossible option.
 var ErrOption = errors.New("replay: invalid option")
 
+// ErrLinkType reports a capture whose link type espy cannot decode.
+var ErrLinkType = errors.New("unsupported link type")
+
 // New returns an Analyzer.
 func New(opt Options) (*Analyzer, error) {
 	a := &Analyzer{opt: opt, inner: make(map[flowcache.Key]heuristics.Inner)}
@@ -93,9 +96,10 @@ func (a *Analyzer) Counters() Counters { return a.count }
 // Summary returns the per-verdict summary of ended flows.
 func (a *Analyzer) Summary() *Summary { return &a.summary }
 
-// Read analyzes every packet of r. It returns the capture's error, if any
-// (a *capture.Error), after analyzing every packet before the fault.
-func (a *Analyzer) Read(r *capture.Reader, progress func(offset int64)) error {
+// Read analyzes every packet of r, a capture called name. It returns the
+// capture's fault, if any, as a *capture.Error, after analyzing every packet
+// before it; a packet of a link type espy cannot decode is such a fault.
+func (a *Analyzer) Read(r *capture.Reader, name string, progress func(offset int64)) error {
 	var n uint64
 	for {
 		p, err := r.Next()
@@ -104,6 +108,9 @@ func (a *Analyzer) Read(r *capture.Reader, progress func(offset int64)) error {
 		}
 		if err != nil {
 			return err
+		}
+		if !packet.Supported(packet.LinkType(p.LinkType)) {
+			return &capture.Error{File: name, Offset: r.Offset(), Err: fmt.Errorf("packet %d: %w %d", n+1, ErrLinkType, p.LinkType)}
 		}
 		a.Packet(packet.LinkType(p.LinkType), p.Data, p.Length, p.Timestamp.UnixNano())
 		if n++; progress != nil && n&0xffff == 0 {

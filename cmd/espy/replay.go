@@ -216,7 +216,7 @@ func replayFile(a *replay.Analyzer, name string, stdin io.Reader, stderr io.Writ
 		progress = bar.update
 		defer bar.done()
 	}
-	return a.Read(r, progress)
+	return a.Read(r, display, progress)
 }
 
 // parseInterleaved parses flags that may come before, between or after the
