@@ -23,7 +23,7 @@ func bigPcapng(n int) []byte {
 	w := &ngBuilder{o: le}
 	w.shb().idb(LinkTypeEthernet, 262144, w.opt(optTSResol, []byte{9}))
 	for i := range n {
-		w.epb(0, uint64(1700000000_000000000+i*1000), frame(sizes[i%len(sizes)], byte(i)), 0)
+		w.epb(0, 1700000000_000000000+uint64(i)*1000, frame(sizes[i%len(sizes)], byte(i)), 0)
 	}
 	return w.b
 }
