@@ -23,11 +23,11 @@ const bufSize = MaxCaptureLength + 8<<10
 
 // Packet is one captured frame. Data is valid until the next call to Next.
 type Packet struct {
-	Data          []byte
-	Timestamp     time.Time
-	CaptureLength int
-	Length        int    // original length on the wire
-	LinkType      uint16 // LINKTYPE_* value of the packet's interface
+	Data          []byte    // the captured bytes; do not keep past Next
+	Timestamp     time.Time // UTC; zero for a pcapng simple packet block
+	CaptureLength int       // len(Data)
+	Length        int       // original length on the wire
+	LinkType      uint16    // LINKTYPE_* value of the packet's interface
 }
 
 // Reader reads packets from one pcap or pcapng stream. It reads forward
