@@ -5,7 +5,8 @@
 //
 // Classic pcap is read in all four variants: microsecond (magic a1b2c3d4)
 // and nanosecond (a1b23c4d) timestamps, each in either byte order. Only
-// version 2.x headers are accepted, as libpcap does.
+// version 2.x headers are accepted, as libpcap does. The modified pcap
+// format (magic a1b2cd34) is refused with a message saying so.
 //
 // pcapng (version 1.x) is read in either byte order, with any number of
 // sections, each of which may change the byte order and starts afresh with
@@ -15,7 +16,8 @@
 // Enhanced, simple and obsolete packet blocks yield packets; simple packet
 // blocks carry no timestamp, so their Timestamp is the zero time. All other
 // blocks (statistics, name resolution, decryption secrets, custom) are
-// skipped unread, whatever their size.
+// skipped unread, whatever their size; note that tshark lists custom blocks
+// as frames, so its frame count can exceed ours on such files.
 //
 // The format is told from the first four bytes, read through a
 // bufio.Reader, so the input need not be seekable. To read several files in

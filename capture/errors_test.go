@@ -63,7 +63,8 @@ func TestErrors(t *testing.T) {
 
 		{"pcapng header cut", ng[:5], "offset 0 (record 1): truncated section header block: 5 of 12 bytes", ErrTruncated},
 		{"pcapng bad byte-order magic", putU32(ng, 8, le, 0), "offset 0 (record 1): section header block has bad byte-order magic 00 00 00 00", ErrNotCapture},
-		{"pcapng version", putU32(ng, 12, le, 2), "offset 0 (record 1): unsupported pcapng version 2.0", ErrCorruptRecord},
+		{"pcapng version", putU32(ng, 12, le, 2), "offset 0 (record 1): unsupported pcapng version 2.0", ErrNotCapture},
+		{"modified pcap", putU32(pcap, 0, le, 0xa1b2cd34), "offset 0: unsupported modified pcap format (magic a1b2cd34); convert it with editcap -F pcap", ErrNotCapture},
 		{"pcapng section header short", putU32(ng, 4, le, 24), "offset 0 (record 1): section header block length 24 is shorter than 28", ErrCorruptRecord},
 		{"pcapng section header trailer", putU32(ng, 44, le, 52), "offset 0 (record 1): section header block trailing length 52 does not match leading length 48", ErrCorruptRecord},
 		{"pcapng section header cut", ng[:30], "offset 0 (record 1): truncated section header block: 30 of 48 bytes", ErrTruncated},

@@ -41,7 +41,7 @@ func (r *Reader) nextRecord() (Packet, error) {
 		return Packet{}, io.EOF
 	}
 	if len(h) < pcapRecordHeaderLen {
-		return Packet{}, r.readError(err, start, "record header", len(h), pcapRecordHeaderLen)
+		return Packet{}, r.readError(err, start, "record header", int64(len(h)), pcapRecordHeaderLen)
 	}
 	sec, frac := r.u32(h[0:4]), r.u32(h[4:8])
 	caplen, origlen := r.u32(h[8:12]), r.u32(h[12:16])
@@ -49,7 +49,7 @@ func (r *Reader) nextRecord() (Packet, error) {
 		return Packet{}, err
 	}
 	n := pcapRecordHeaderLen + int(caplen)
-	rec, err := r.peek(n, start, "record", n)
+	rec, err := r.peek(n, start, "record", int64(n))
 	if err != nil {
 		return Packet{}, err
 	}

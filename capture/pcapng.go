@@ -99,10 +99,10 @@ func (r *Reader) checkTrailer(start int64, typ, blen uint32, trailer []byte) err
 func (r *Reader) skipRest(start int64, typ, blen uint32) error {
 	name := blockName(typ)
 	end := start + int64(blen)
-	if err := r.discard(int(end-4-r.off), start, name, int(blen)); err != nil {
+	if err := r.discard(end-4-r.off, start, name, int64(blen)); err != nil {
 		return err
 	}
-	t, err := r.peek(4, start, name, int(blen))
+	t, err := r.peek(4, start, name, int64(blen))
 	if err != nil {
 		return err
 	}
@@ -140,12 +140,12 @@ func (r *Reader) readSectionHeader(first bool) error {
 	if err := r.checkBlockLength(start, blockSHB, blen, min); err != nil {
 		return err
 	}
-	h, err = r.peek(16, start, "section header block", int(blen))
+	h, err = r.peek(16, start, "section header block", int64(blen))
 	if err != nil {
 		return err
 	}
 	if major, minor := r.u16(h[12:14]), r.u16(h[14:16]); major != 1 {
-		return r.fail(start, r.record, faultf(ErrCorruptRecord, "unsupported pcapng version %d.%d", major, minor))
+		return r.fail(start, r.record, faultf(ErrNotCapture, "unsupported pcapng version %d.%d", major, minor))
 	}
 	r.ifaces = r.ifaces[:0]
 	return r.skipRest(start, blockSHB, blen)
@@ -159,7 +159,7 @@ func (r *Reader) readInterface(start int64, blen uint32) error {
 	if len(r.ifaces) >= MaxInterfaces {
 		return r.fail(start, r.record, faultf(ErrCorruptRecord, "more than %d interfaces in section", MaxInterfaces))
 	}
-	b, err := r.peek(int(blen), start, "interface description block", int(blen))
+	b, err := r.peek(int(blen), start, "interface description block", int64(blen))
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (r *Reader) nextBlock() (Packet, error) {
 			return Packet{}, io.EOF
 		}
 		if len(h) < 8 {
-			return Packet{}, r.readError(err, start, "block header", len(h), 8)
+			return Packet{}, r.readError(err, start, "block header", int64(len(h)), 8)
 		}
 		typ, blen := r.u32(h[0:4]), r.u32(h[4:8])
 		switch typ {
@@ -249,7 +249,7 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 	if err := r.checkBlockLength(start, typ, blen, fixed+4); err != nil {
 		return Packet{}, err
 	}
-	h, err := r.peek(int(fixed), start, name, int(blen))
+	h, err := r.peek(int(fixed), start, name, int64(blen))
 	if err != nil {
 		return Packet{}, err
 	}
@@ -291,7 +291,7 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 	if blen <= bufSize {
 		// The common case: the whole block fits the buffer, so Data can
 		// point into it and stay valid until the next read.
-		b, err := r.peek(int(blen), start, name, int(blen))
+		b, err := r.peek(int(blen), start, name, int64(blen))
 		if err != nil {
 			return Packet{}, err
 		}
@@ -304,7 +304,7 @@ func (r *Reader) readPacket(start int64, typ, blen uint32) (Packet, error) {
 	} else {
 		// Options make the block bigger than the buffer: copy the data out
 		// before skipping the rest.
-		b, err := r.peek(end, start, name, int(blen))
+		b, err := r.peek(end, start, name, int64(blen))
 		if err != nil {
 			return Packet{}, err
 		}

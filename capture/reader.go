@@ -23,11 +23,11 @@ const bufSize = MaxCaptureLength + 8<<10
 
 // Packet is one captured frame. Data is valid until the next call to Next.
 type Packet struct {
-	Data          []byte
-	Timestamp     time.Time
-	CaptureLength int
-	Length        int    // original length on the wire
-	LinkType      uint16 // LINKTYPE_* value of the packet's interface
+	Data          []byte    // the captured bytes; do not keep past Next
+	Timestamp     time.Time // UTC; zero for a pcapng simple packet block
+	CaptureLength int       // len(Data)
+	Length        int       // original length on the wire
+	LinkType      uint16    // LINKTYPE_* value of the packet's interface
 }
 
 // Reader reads packets from one pcap or pcapng stream. It reads forward
@@ -57,6 +57,8 @@ var (
 	pcapMagicMicro = [4]byte{0xa1, 0xb2, 0xc3, 0xd4}
 	pcapMagicNano  = [4]byte{0xa1, 0xb2, 0x3c, 0x4d}
 	pcapngMagic    = [4]byte{0x0a, 0x0d, 0x0d, 0x0a}
+	// pcapMagicModified is recognised only to be refused clearly.
+	pcapMagicModified = [4]byte{0xa1, 0xb2, 0xcd, 0x34}
 )
 
 // NewReader detects the format from the first bytes of r and reads the pcap
@@ -87,6 +89,10 @@ func NewReader(name string, r io.Reader) (*Reader, error) {
 		if err := cr.readFileHeader(); err != nil {
 			return nil, err
 		}
+	case m == pcapMagicModified || rev == pcapMagicModified:
+		// Kuznetzov's patched libpcap: 24-byte record headers, and
+		// variants that cannot be told apart by the magic alone.
+		return nil, cr.fail(0, 0, faultf(ErrNotCapture, "unsupported modified pcap format (magic a1b2cd34); convert it with editcap -F pcap"))
 	case len(magic) < 4 && isMagicPrefix(magic):
 		return nil, cr.fail(0, 0, faultf(ErrTruncated, "truncated magic: %d of 4 bytes", len(magic)))
 	default:
@@ -147,27 +153,32 @@ func (r *Reader) fail(offset int64, record int, err error) error {
 // peek returns the next n bytes without consuming them. A short read is
 // reported as ErrTruncated naming what was being read, at offset start,
 // and how much of its total length in bytes was there.
-func (r *Reader) peek(n int, start int64, what string, total int) ([]byte, error) {
+func (r *Reader) peek(n int, start int64, what string, total int64) ([]byte, error) {
 	b, err := r.br.Peek(n)
 	if len(b) == n {
 		return b, nil
 	}
-	return nil, r.readError(err, start, what, int(r.off-start)+len(b), total)
+	return nil, r.readError(err, start, what, r.off-start+int64(len(b)), total)
 }
 
-// discard consumes n bytes, which need not be buffered.
-func (r *Reader) discard(n int, start int64, what string, total int) error {
-	d, err := r.br.Discard(n)
-	r.off += int64(d)
-	if d == n {
-		return nil
+// discard consumes n bytes, which need not be buffered, in steps that fit
+// an int on any platform.
+func (r *Reader) discard(n int64, start int64, what string, total int64) error {
+	for n > 0 {
+		step := int(min(n, 1<<30))
+		d, err := r.br.Discard(step)
+		r.off += int64(d)
+		n -= int64(d)
+		if d < step {
+			return r.readError(err, start, what, r.off-start, total)
+		}
 	}
-	return r.readError(err, start, what, int(r.off-start), total)
+	return nil
 }
 
 // readError turns a short read into an *Error: truncation on EOF, the I/O
 // error otherwise. got and want count bytes from start.
-func (r *Reader) readError(err error, start int64, what string, got, want int) error {
+func (r *Reader) readError(err error, start int64, what string, got, want int64) error {
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return r.fail(start, r.record, faultf(ErrTruncated, "truncated %s: %d of %d bytes", what, got, want))
 	}
