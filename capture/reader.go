@@ -63,7 +63,8 @@ var (
 
 // NewReader detects the format from the first bytes of r and reads the pcap
 // file header or the first pcapng section header. name is used in errors.
-// r need not be seekable; NewReader buffers it.
+// r need not be seekable. The Reader buffers it and reads up to 264 KiB
+// ahead, so the caller must not read from r itself afterwards.
 func NewReader(name string, r io.Reader) (*Reader, error) {
 	cr := &Reader{name: name, br: bufio.NewReaderSize(r, bufSize)}
 	magic, err := cr.br.Peek(4)
