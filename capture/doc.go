@@ -26,9 +26,9 @@
 // # Limits
 //
 // A record whose captured length exceeds MaxCaptureLength (262144 bytes,
-// libpcap's largest snapshot length), exceeds the snapshot length of its
-// file or interface (when that is between 1 and 262144), or exceeds the
-// packet's original length is corrupt: the reader stops there rather than
+// libpcap's largest snapshot length) or the packet's original length is
+// corrupt (a captured length over the file's snapshot length is accepted,
+// as libpcap and Wireshark accept it): the reader stops there rather than
 // allocate what a damaged length field asks for. A pcapng interface
 // description block may be at most 270336 bytes, and a section may describe
 // at most MaxInterfaces interfaces. Memory is one read buffer of 264 KiB

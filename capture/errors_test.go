@@ -55,7 +55,6 @@ func TestErrors(t *testing.T) {
 		{"pcap version", putU32(pcap, 4, le, 1|4<<16), "offset 0: unsupported pcap version 1.4", ErrNotCapture},
 		{"pcap caplen over limit", putU32(pcap, 100+8, le, 0xffffffff), "offset 100 (record 2): captured length 4294967295 exceeds limit 262144", ErrCorruptRecord},
 		{"pcap caplen over limit big-endian", putU32(pcapBE, 100+8, be, 262145), "offset 100 (record 2): captured length 262145 exceeds limit 262144", ErrCorruptRecord},
-		{"pcap caplen over snaplen", putU32(pcap, 16, le, 50), "offset 24 (record 1): captured length 60 exceeds snapshot length 50", ErrCorruptRecord},
 		{"pcap caplen over origlen", putU32(pcap, 100+12, le, 59), "offset 100 (record 2): captured length 60 exceeds original length 59", ErrCorruptRecord},
 		{"pcap record header cut", pcap[:100+7], "offset 100 (record 2): truncated record header: 7 of 16 bytes", ErrTruncated},
 		{"pcap record cut", pcap[:100+36], "offset 100 (record 2): truncated record: 36 of 76 bytes", ErrTruncated},
@@ -77,7 +76,6 @@ func TestErrors(t *testing.T) {
 		{"pcapng caplen over limit", putU32(ng, 68+20, le, 0xffffffff), "offset 68 (record 3): captured length 4294967295 exceeds limit 262144", ErrCorruptRecord},
 		{"pcapng caplen over block", putU32(putU32(ng, 68+20, le, 80), 68+24, le, 80), "offset 68 (record 3): captured length 80 overruns enhanced packet block length 92", ErrCorruptRecord},
 		{"pcapng caplen over origlen", putU32(ng, 160+24, le, 10), "offset 160 (record 4): captured length 60 exceeds original length 10", ErrCorruptRecord},
-		{"pcapng caplen over snaplen", ngBase(50).b, "offset 68 (record 3): captured length 60 exceeds snapshot length 50", ErrCorruptRecord},
 		{"pcapng big-endian caplen over limit", putU32(ngBE, 68+20, be, 1<<20), "offset 68 (record 3): captured length 1048576 exceeds limit 262144", ErrCorruptRecord},
 		{"pcapng simple packet overruns block", spbShort, "offset 68 (record 3): captured length 200 overruns simple packet block length 80", ErrCorruptRecord},
 		{"pcapng simple packet before interface", spbNoIDB, "offset 48 (record 2): simple packet block names interface 0 but the section has 0", ErrCorruptRecord},
@@ -133,6 +131,9 @@ func TestAcceptedOddities(t *testing.T) {
 		// A snapshot length of 0 or over the limit says nothing; only the
 		// hard cap applies.
 		{"pcap snaplen 0", buildPcap(le, 0xa1b2c3d4, 0, 1, rec), 1, 1},
+		// Records longer than the declared snapshot length are read, as
+		// libpcap and Wireshark read them.
+		{"pcap caplen over snaplen", buildPcap(le, 0xa1b2c3d4, 50, 1, rec), 1, 1},
 		{"pcap snaplen huge", buildPcap(le, 0xa1b2c3d4, 0xffffffff, 1, rec), 1, 1},
 		// Link types are reported, not judged; FCS bits above bit 15 are not the link type.
 		{"pcap unknown link type", buildPcap(be, 0xa1b2c3d4, 0, 0xbeef, rec), 1, 0xbeef},

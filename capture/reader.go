@@ -200,14 +200,14 @@ func (r *Reader) u32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// checkLengths applies the limits every packet record must meet.
-// snaplen 0 means the file declares none.
-func (r *Reader) checkLengths(start int64, caplen, origlen, snaplen uint32) error {
+// checkLengths applies the limits every packet record must meet. A captured
+// length over the file's snapshot length is accepted, as libpcap and
+// Wireshark accept it: some writers (dpkt) declare 1500 and store 1514-byte
+// frames, and the hard cap already bounds what a record can ask for.
+func (r *Reader) checkLengths(start int64, caplen, origlen, _ uint32) error {
 	switch {
 	case caplen > MaxCaptureLength:
 		return r.fail(start, r.record, faultf(ErrCorruptRecord, "captured length %d exceeds limit %d", caplen, MaxCaptureLength))
-	case snaplen != 0 && snaplen <= MaxCaptureLength && caplen > snaplen:
-		return r.fail(start, r.record, faultf(ErrCorruptRecord, "captured length %d exceeds snapshot length %d", caplen, snaplen))
 	case caplen > origlen:
 		return r.fail(start, r.record, faultf(ErrCorruptRecord, "captured length %d exceeds original length %d", caplen, origlen))
 	}
