@@ -1,0 +1,86 @@
+package policy
+
+import "sort"
+
+// remainder computes a − ∪cover as disjoint boxes, appending them to dst. It
+// gives up once more than limit pieces are pending and reports ok=false.
+//
+// The cover boxes are first clipped to a, boxes inside another clipped box
+// are dropped, and the rest are subtracted largest first: a large subtrahend
+// removes most of a while there are still few pieces, which keeps the
+// intermediate and final piece counts small (the textbook order explodes on
+// firewall-like sets, see docs/policy.md).
+func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
+	clipped := make([]Box, 0, len(cover))
+	for _, c := range cover {
+		if x, ok := a.Intersect(c); ok {
+			if x == *a {
+				return dst, true
+			}
+			clipped = append(clipped, x)
+		}
+	}
+	if len(clipped) == 0 {
+		return append(dst, *a), true
+	}
+	vol := make([]float64, len(clipped))
+	idx := make([]int, len(clipped))
+	for i := range clipped {
+		vol[i] = clipped[i].Log2Volume()
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return vol[idx[i]] > vol[idx[j]] })
+	// Drop subtrahends covered by a larger one; quadratic, so only for
+	// moderate counts where it pays.
+	subs := make([]*Box, 0, len(idx))
+	for _, i := range idx {
+		covered := false
+		if len(idx) <= 4096 {
+			for _, s := range subs {
+				if s.Covers(&clipped[i]) {
+					covered = true
+					break
+				}
+			}
+		}
+		if !covered {
+			subs = append(subs, &clipped[i])
+		}
+	}
+	pieces := []Box{*a}
+	var next []Box
+	for _, s := range subs {
+		next = next[:0]
+		for i := range pieces {
+			p := &pieces[i]
+			if !p.Overlaps(s) {
+				next = append(next, *p)
+				continue
+			}
+			order := splitOrder(p, s)
+			next = subtract(next, p, s, &order)
+			if len(next) > limit {
+				return dst, false
+			}
+		}
+		pieces, next = next, pieces
+		if len(pieces) == 0 {
+			break
+		}
+	}
+	return append(dst, pieces...), true
+}
+
+// splitOrder chooses the order in which a − s is cut. Cutting first along
+// the dimension where s is narrowest relative to a leaves the large slabs
+// whole; the small dimensions go last so that pieces stay prefix-friendly.
+func splitOrder(a, s *Box) [NumDims]int {
+	order := defaultOrder
+	var frac [NumDims]float64
+	for d := 0; d < NumDims; d++ {
+		x, _ := a[d].Intersect(s[d])
+		frac[d] = x.log2Width() - a[d].log2Width()
+	}
+	sort.SliceStable(order[:], func(i, j int) bool { return frac[order[i]] < frac[order[j]] })
+	return order
+}
