@@ -1,6 +1,7 @@
 // Command espy is a DPI middlebox with ESP-NULL visibility.
 //
 //	espy replay [flags] FILE...   analyze captures offline
+//	espy policy check|decorrelate|bench ...   validate and measure an SPD
 //
 // Run "espy COMMAND --help" for a command's flags.
 package main
@@ -9,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/espy-dpi/espy/policy/policycmd"
 )
 
 const usage = `usage: espy COMMAND [flags] [args]
 
 Commands:
   replay    analyze pcap/pcapng captures: per-flow ESP-NULL verdicts (RFC 5879)
+  policy    check, decorrelate or benchmark a security policy (SPD)
   version   print the version
 
 Run "espy COMMAND --help" for a command's flags and exit codes.
@@ -35,6 +39,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "replay":
 		return replayMain(args[1:], stdin, stdout, stderr)
+	case "policy":
+		return policycmd.Main(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "espy", version)
 		return exitOK
