@@ -97,8 +97,7 @@ type Cache struct {
 
 type shard struct {
 	mu      sync.Mutex
-	decided map[Key]Flow
-	cap     int
+	decided table
 	pending pendingPool
 	stats   Stats
 }
@@ -113,8 +112,7 @@ func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
 	per, perPending := cfg.Capacity/cfg.Shards, cfg.PendingCapacity/cfg.Shards
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.cap = per
-		s.decided = make(map[Key]Flow, min(per, 4096))
+		s.decided.init(per)
 		s.pending.init(perPending)
 	}
 	return c, nil
@@ -123,7 +121,10 @@ func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
 // Engine returns the engine the cache decides flows with.
 func (c *Cache) Engine() *heuristics.Engine { return c.engine }
 
-func (c *Cache) shard(k *Key) *shard { return &c.shards[k.hash()&c.mask] }
+func (c *Cache) shard(k *Key) (*shard, uint32) {
+	h := k.hash()
+	return &c.shards[h&c.mask], h
+}
 
 // Result is what Process learned about a packet's flow.
 type Result struct {
@@ -139,80 +140,67 @@ type Result struct {
 // for revocation and SPI reuse.
 func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
 	k := KeyOf(p)
-	s := c.shard(&k)
+	s, h := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	if f, ok := s.decided[k]; ok {
-		f.account(p, length, now)
-		w := c.engine.Watch(&f.Monitor, &f.Verdict, p, now)
+	if fp := s.decided.get(&k, h); fp != nil {
+		fp.account(p, length, now)
+		w := c.engine.Watch(&fp.Monitor, &fp.Verdict, p, now)
 		if w == heuristics.KeepVerdict {
-			s.decided[k] = f
-			return Result{Verdict: f.Verdict}
+			return Result{Verdict: fp.Verdict}
 		}
 		// Withdrawn: the flow starts over as undecided, keeping its
 		// counters, and this packet is its first evidence.
-		delete(s.decided, k)
+		f := *fp
+		s.decided.remove(&k, h)
 		s.stats.Revocations++
 		c.emit(Event{Type: EventRevoked, Key: k, Flow: f, Time: now, Reason: w})
 		pe := s.pending.insert(k, c, s, now)
 		pe.flow = f
 		pe.flow.Verdict = heuristics.Verdict{}
 		pe.flow.Monitor = heuristics.Monitor{}
-		return c.observe(s, pe, p, now, EventRevoked)
+		return c.observe(s, pe, h, p, now, EventRevoked)
 	}
 	pe := s.pending.lookup(k)
 	if pe == nil {
 		pe = s.pending.insert(k, c, s, now)
 	}
 	pe.flow.account(p, length, now)
-	return c.observe(s, pe, p, now, EventNone)
+	return c.observe(s, pe, h, p, now, EventNone)
 }
 
-func (c *Cache) observe(s *shard, pe *pendingEntry, p *packet.Packet, now int64, ev EventType) Result {
+func (c *Cache) observe(s *shard, pe *pendingEntry, h uint32, p *packet.Packet, now int64, ev EventType) Result {
 	v, final := c.engine.Observe(&pe.state, p)
 	if !final {
 		return Result{Verdict: v, Event: ev}
 	}
-	f := pe.flow
-	f.Verdict = v
 	k := pe.key
+	c.makeRoom(s, now)
+	f := s.decided.put(&k, h, &pe.flow)
 	s.pending.remove(pe)
-	c.storeDecided(s, k, f, now)
+	f.Verdict = v
 	if v.Class == heuristics.Null {
 		c.engine.Remember(&v, p)
 	}
 	// The monitor starts from the deciding packet's sequence number.
 	c.engine.Watch(&f.Monitor, &f.Verdict, p, now)
-	s.decided[k] = f
 	s.stats.Decisions++
-	c.emit(Event{Type: EventDecided, Key: k, Flow: f, Time: now})
+	c.emit(Event{Type: EventDecided, Key: k, Flow: *f, Time: now})
 	return Result{Verdict: v, Event: EventDecided}
 }
 
-// storeDecided makes room for one more decided flow in s: at capacity it
-// evicts the least recently seen of a few flows sampled at random (Go's map
-// iteration starts at a random slot), as an exact LRU would cost a list
-// update per packet.
-func (c *Cache) storeDecided(s *shard, k Key, f Flow, now int64) {
-	if len(s.decided) < s.cap {
+// makeRoom makes room for one more decided flow in s, evicting the least
+// recently seen of a few sampled flows at capacity.
+func (c *Cache) makeRoom(s *shard, now int64) {
+	if !s.decided.full() {
 		return
 	}
-	const samples = 8
-	var victim Key
-	var vf Flow
-	n := 0
-	for sk, sf := range s.decided {
-		if n == 0 || sf.Last < vf.Last {
-			victim, vf = sk, sf
-		}
-		if n++; n == samples {
-			break
-		}
-	}
-	delete(s.decided, victim)
+	i := s.decided.victim()
+	e := s.decided.entries[i]
+	s.decided.removeEntry(i)
 	s.stats.Evicted++
-	c.emit(Event{Type: EventExpired, Key: victim, Flow: vf, Time: now, Evicted: true})
+	c.emit(Event{Type: EventExpired, Key: e.key, Flow: e.flow, Time: now, Evicted: true})
 }
 
 func (c *Cache) emit(e Event) {
@@ -230,32 +218,32 @@ func (c *Cache) Register(k Key, null bool, icvLen, ivLen uint8, now int64) {
 	if null {
 		v.Class, v.ICVLen, v.IVLen = heuristics.Null, icvLen, ivLen
 	}
-	s := c.shard(&k)
+	s, h := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.decided[k]
-	if !ok {
+	f := s.decided.get(&k, h)
+	if f == nil {
+		var nf Flow
 		if pe := s.pending.lookup(k); pe != nil {
-			f = pe.flow
+			nf = pe.flow
 			s.pending.remove(pe)
-		} else {
-			c.storeDecided(s, k, f, now)
 		}
+		c.makeRoom(s, now)
+		f = s.decided.put(&k, h, &nf)
 	}
 	f.Verdict = v
 	f.Monitor = heuristics.Monitor{}
-	s.decided[k] = f
 	s.stats.Decisions++
-	c.emit(Event{Type: EventDecided, Key: k, Flow: f, Time: now})
+	c.emit(Event{Type: EventDecided, Key: k, Flow: *f, Time: now})
 }
 
 // Lookup returns the flow of k, decided or not.
 func (c *Cache) Lookup(k Key) (Flow, bool) {
-	s := c.shard(&k)
+	s, h := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f, ok := s.decided[k]; ok {
-		return f, true
+	if f := s.decided.get(&k, h); f != nil {
+		return *f, true
 	}
 	if pe := s.pending.lookup(k); pe != nil {
 		return pe.flow, true
@@ -272,11 +260,12 @@ func (c *Cache) Sweep(now int64) int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for k, f := range s.decided {
-			if now-f.Last > idle {
-				delete(s.decided, k)
+		// Backwards, as removal moves the last entry into the hole.
+		for i := s.decided.len() - 1; i >= 0; i-- {
+			if e := s.decided.entries[i]; now-e.flow.Last > idle {
+				s.decided.removeEntry(i)
 				s.stats.Expired++
-				c.emit(Event{Type: EventExpired, Key: k, Flow: f, Time: now})
+				c.emit(Event{Type: EventExpired, Key: e.key, Flow: e.flow, Time: now})
 				n++
 			}
 		}
@@ -293,8 +282,9 @@ func (c *Cache) Range(fn func(Key, *Flow) bool) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for k, f := range s.decided {
-			if !fn(k, &f) {
+		for i := range s.decided.entries {
+			e := s.decided.entries[i]
+			if !fn(e.key, &e.flow) {
 				s.mu.Unlock()
 				return
 			}
@@ -313,7 +303,7 @@ func (c *Cache) Stats() Stats {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		t.Decided += len(s.decided)
+		t.Decided += s.decided.len()
 		t.Pending += s.pending.len()
 		t.Decisions += s.stats.Decisions
 		t.Revocations += s.stats.Revocations

@@ -5,9 +5,8 @@ import (
 	"github.com/espy-dpi/espy/packet"
 )
 
-// Flow is the state of a flow: its verdict and counters. Decided flows are
-// stored by value in their shard's map, so the struct is kept small (72
-// bytes; with its 40-byte key, 112 bytes a slot).
+// Flow is the state of a flow: its verdict and counters. Every decided flow
+// stores one, so it is kept to 72 bytes (112 with its key).
 type Flow struct {
 	Packets uint64
 	Bytes   uint64

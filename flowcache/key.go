@@ -57,19 +57,3 @@ func NewKey(src, dst netip.Addr, spi uint32) Key {
 	k.Src, k.Dst = src.As16(), dst.As16()
 	return k
 }
-
-// hash spreads keys over shards (FNV-1a over the SPI and the low address
-// bytes, which vary most).
-func (k *Key) hash() uint32 {
-	h := uint32(2166136261)
-	mix := func(b byte) { h ^= uint32(b); h *= 16777619 }
-	mix(byte(k.SPI))
-	mix(byte(k.SPI >> 8))
-	mix(byte(k.SPI >> 16))
-	mix(byte(k.SPI >> 24))
-	for i := 0; i < 16; i++ {
-		mix(k.Src[i])
-		mix(k.Dst[i])
-	}
-	return h
-}

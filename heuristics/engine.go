@@ -224,9 +224,7 @@ func (e *Engine) decide(s *FlowState) (Verdict, bool) {
 	if best >= 0 {
 		sc := int(s.cands[best].score)
 		if sc >= e.cfg.Threshold && sc >= runner+e.cfg.Margin {
-			v := e.null(s, best, SourceHeuristic)
-			v.Runner = uint16(runner)
-			return v, true
+			return e.null(s, best, SourceHeuristic), true
 		}
 	}
 	n := int(s.packets)
@@ -242,7 +240,7 @@ func (e *Engine) decide(s *FlowState) (Verdict, bool) {
 		v.Evidence |= EvUnknownNextHeader
 	}
 	if best >= 0 {
-		v.Score = s.cands[best].score
+		v.Score = score8(s.cands[best].score)
 	}
 	return v, n >= e.cfg.MaxPackets
 }
@@ -258,7 +256,7 @@ func (e *Engine) null(s *FlowState, i int, src Source) Verdict {
 		IVLen:      c.iv,
 		NextHeader: cs.nh,
 		Packets:    s.packets,
-		Score:      cs.score,
+		Score:      score8(cs.score),
 		Evidence:   cs.ev,
 	}
 	if s.seqUp > 0 {
@@ -306,6 +304,8 @@ func outerPseudo(p *packet.Packet) pseudo {
 	}
 	return pseudo{src: h[12:16], dst: h[16:20]}
 }
+
+func score8(x uint16) uint8 { return uint8(min(x, 0xff)) }
 
 func satInc(x uint8) uint8 {
 	if x == 0xff {

@@ -59,8 +59,11 @@ func (m Mode) String() string {
 	return "invalid"
 }
 
-// Verdict is a flow's decision and its explanation.
+// Verdict is a flow's decision and its explanation. It is 12 bytes, as
+// every decided flow in the flow cache stores one.
 type Verdict struct {
+	// Evidence is the set of checks that held on the winning candidate.
+	Evidence   Evidence
 	Class      Class
 	Source     Source
 	Mode       Mode
@@ -69,12 +72,9 @@ type Verdict struct {
 	NextHeader uint8 // the next header of the deciding packet (not 59 if another was seen)
 	// Packets is how many packets of the flow the decision used.
 	Packets uint8
-	// Score is the evidence in bits the winning candidate gathered.
-	Score uint16
-	// Runner is the evidence of the best other candidate.
-	Runner uint16
-	// Evidence is the set of checks that held on the winning candidate.
-	Evidence Evidence
+	// Score is the evidence in bits the winning candidate gathered,
+	// saturating at 255.
+	Score uint8
 }
 
 // Decided reports whether v is a final null or encrypted verdict.

@@ -156,10 +156,6 @@ func Append(dst []byte, r *Record, observer string) []byte {
 	}
 	b = append(b, `,"score":`...)
 	b = strconv.AppendUint(b, uint64(v.Score), 10)
-	if v.Runner > 0 {
-		b = append(b, `,"runner_up_score":`...)
-		b = strconv.AppendUint(b, uint64(v.Runner), 10)
-	}
 	b = append(b, `,"evidence":`...)
 	b = v.Evidence.AppendJSON(b)
 	if f.Flags&flowcache.FlagMoved != 0 {

@@ -1,0 +1,155 @@
+package flowcache
+
+import "encoding/binary"
+
+// entry is a decided flow with its key: 112 bytes.
+type entry struct {
+	key  Key
+	flow Flow
+}
+
+// table holds a shard's decided flows in a dense, preallocated array, found
+// through an open-addressing index of 8-byte slots (hash and position) at
+// most three-quarters full. That costs 112 + 10.7 bytes a flow at capacity,
+// where a Go map of the same entries costs 140 to 280 (its slots hold key
+// and value, and it doubles as it grows).
+type table struct {
+	entries []entry  // dense: the first len(entries) are live
+	index   []uint64 // 0: empty; else hash<<32 | position+1
+	rng     uint64   // for sampling eviction victims
+}
+
+func (t *table) init(capacity int) {
+	t.entries = make([]entry, 0, capacity)
+	t.index = make([]uint64, capacity*4/3+1)
+	t.rng = 0x9e3779b97f4a7c15
+}
+
+func (t *table) len() int { return len(t.entries) }
+
+func (t *table) full() bool { return len(t.entries) == cap(t.entries) }
+
+// home maps a hash to its first index slot (Lemire's multiply-shift, so the
+// index need not be a power of two).
+func (t *table) home(h uint32) int { return int(uint64(h) * uint64(len(t.index)) >> 32) }
+
+func (t *table) next(i int) int {
+	if i++; i == len(t.index) {
+		return 0
+	}
+	return i
+}
+
+// slot returns the index slot of k, or of the empty slot where it would go.
+func (t *table) slot(k *Key, h uint32) (int, bool) {
+	for i := t.home(h); ; i = t.next(i) {
+		s := t.index[i]
+		if s == 0 {
+			return i, false
+		}
+		if uint32(s>>32) == h && t.entries[uint32(s)-1].key == *k {
+			return i, true
+		}
+	}
+}
+
+// get returns the flow of k, or nil.
+func (t *table) get(k *Key, h uint32) *Flow {
+	i, ok := t.slot(k, h)
+	if !ok {
+		return nil
+	}
+	return &t.entries[uint32(t.index[i])-1].flow
+}
+
+// put adds k, which must be absent, to a table that is not full.
+func (t *table) put(k *Key, h uint32, f *Flow) *Flow {
+	i, _ := t.slot(k, h)
+	t.entries = append(t.entries, entry{key: *k, flow: *f})
+	n := len(t.entries)
+	t.index[i] = uint64(h)<<32 | uint64(n)
+	return &t.entries[n-1].flow
+}
+
+// remove deletes k if present.
+func (t *table) remove(k *Key, h uint32) bool {
+	i, ok := t.slot(k, h)
+	if !ok {
+		return false
+	}
+	t.removeAt(i)
+	return true
+}
+
+// removeAt deletes the flow of index slot i: the slot is emptied by
+// backward shifting (linear probing needs no tombstones that way), and the
+// last entry moves into the freed position.
+func (t *table) removeAt(i int) {
+	pos := int(uint32(t.index[i])) - 1
+	for j := t.next(i); t.index[j] != 0; j = t.next(j) {
+		k := t.home(uint32(t.index[j] >> 32))
+		// Move slot j back to i unless its home lies cyclically in (i, j].
+		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
+			t.index[i] = t.index[j]
+			i = j
+		}
+	}
+	t.index[i] = 0
+	last := len(t.entries) - 1
+	if pos != last {
+		moved := &t.entries[last]
+		h := moved.key.hash()
+		for j := t.home(h); ; j = t.next(j) {
+			if int(uint32(t.index[j])) == last+1 {
+				t.index[j] = uint64(h)<<32 | uint64(pos+1)
+				break
+			}
+		}
+		t.entries[pos] = *moved
+	}
+	t.entries[last] = entry{}
+	t.entries = t.entries[:last]
+}
+
+// removeEntry deletes the entry at dense position pos.
+func (t *table) removeEntry(pos int) {
+	e := &t.entries[pos]
+	h := e.key.hash()
+	for j := t.home(h); ; j = t.next(j) {
+		if int(uint32(t.index[j])) == pos+1 {
+			t.removeAt(j)
+			return
+		}
+	}
+}
+
+// victim picks the least recently seen of a few entries sampled at random:
+// an exact LRU would cost a list update per packet.
+func (t *table) victim() int {
+	const samples = 8
+	best := -1
+	for n := 0; n < samples; n++ {
+		t.rng ^= t.rng << 13
+		t.rng ^= t.rng >> 7
+		t.rng ^= t.rng << 17
+		i := int(uint64(uint32(t.rng)) * uint64(len(t.entries)) >> 32)
+		if best < 0 || t.entries[i].flow.Last < t.entries[best].flow.Last {
+			best = i
+		}
+	}
+	return best
+}
+
+// hash mixes the key's words (a multiply-xorshift over its 40 bytes); the
+// low bits pick the shard, the high bits the index slot.
+func (k *Key) hash() uint32 {
+	const m = 0x9e3779b97f4a7c15
+	h := uint64(k.Family)<<32 | uint64(k.SPI)
+	h = (h ^ h>>32) * m
+	h = (h ^ binary.LittleEndian.Uint64(k.Src[0:])) * m
+	h = (h ^ binary.LittleEndian.Uint64(k.Src[8:])) * m
+	h = (h ^ binary.LittleEndian.Uint64(k.Dst[0:])) * m
+	h = (h ^ binary.LittleEndian.Uint64(k.Dst[8:])) * m
+	h ^= h >> 29
+	return uint32(h) ^ uint32(h>>32)
+}
