@@ -5,7 +5,7 @@ BIN       := bin/espy
 SAMPLE    := testdata/sample.pcap
 FUZZTIME  ?= 20s
 
-.PHONY: all build run test deps lint bench bench-replay fuzz generate check-generate clean
+.PHONY: all build run test deps lint bench bench-replay bench-accuracy fuzz generate check-generate clean
 
 all: build
 
@@ -37,6 +37,10 @@ bench:
 ## bench-replay: espy replay vs tshark (NULL heuristic on) vs tcpdump's read floor.
 bench-replay: build
 	./scripts/bench-replay.sh
+
+## bench-accuracy: espy and tshark's NULL heuristic scored on ../shared/corpus.
+bench-accuracy: build
+	./scripts/bench-accuracy.sh
 
 ## fuzz: a short run of each fuzz target.
 fuzz:
