@@ -1,3 +1,8 @@
 module github.com/espy-dpi/espy
 
 go 1.26
+
+require (
+	github.com/cilium/ebpf v0.22.0 // indirect
+	golang.org/x/sys v0.43.0 // indirect
+)
