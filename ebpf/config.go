@@ -131,3 +131,28 @@ func (c Config) bpf() bpfEspyConfig {
 	}
 	return b
 }
+
+// Reconfigure changes the program's behaviour while it runs: sampling, rate
+// limit, fail mode, actions and bridge mode. Map sizes and PinPath cannot
+// change and must equal the loaded ones (or be zero).
+func (p *Program) Reconfigure(cfg Config) error {
+	if cfg.PinPath == "" {
+		cfg.PinPath = p.cfg.PinPath
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	if cfg.VerdictEntries != p.cfg.VerdictEntries || cfg.PendingEntries != p.cfg.PendingEntries ||
+		cfg.InnerRuleEntries != p.cfg.InnerRuleEntries || cfg.FlowSlots != p.cfg.FlowSlots ||
+		cfg.PinPath != p.cfg.PinPath {
+		return fmt.Errorf("ebpf: reconfigure: map sizes and pin path are fixed at load")
+	}
+	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
+		return fmt.Errorf("ebpf: reconfigure: %w", err)
+	}
+	p.mu.Lock()
+	p.cfg = cfg
+	p.mu.Unlock()
+	return nil
+}

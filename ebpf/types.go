@@ -22,7 +22,7 @@ const (
 // IPv4 in the first four bytes of Src and Dst.
 type FlowKey struct {
 	_      structs.HostLayout
-	Family uint8 // 4 or 6
+	Family uint8  // 4 or 6
 	Encap  uint8  // EncapNone, EncapUDP, …
 	Sport  uint16 // zero unless Encap is UDP-based
 	Dport  uint16
@@ -103,11 +103,11 @@ func (a Action) String() string {
 // espy_verdict. Slot is managed by [Program.SetVerdict]; callers leave it zero.
 type Verdict struct {
 	_               structs.HostLayout
-	Kind            uint8 // VerdictNull, VerdictEncrypted
-	IcvLen          uint8 // ICV bytes at the end of the ESP packet
-	IvLen           uint8 // IV bytes after the 8-byte ESP header
-	Mode            uint8 // ModeUnknown, ModeTunnel, ModeTransport
-	ActionEncrypted uint8 // Action for encrypted flows; ActionDefault = Config
+	Kind            uint8  // VerdictNull, VerdictEncrypted
+	IcvLen          uint8  // ICV bytes at the end of the ESP packet
+	IvLen           uint8  // IV bytes after the 8-byte ESP header
+	Mode            uint8  // ModeUnknown, ModeTunnel, ModeTransport
+	ActionEncrypted uint8  // Action for encrypted flows; ActionDefault = Config
 	Flags           uint8  // reserved, zero
 	Pad             uint16 // zero
 	PolicyHandle    uint32 // opaque to the program: userspace's SPD entry

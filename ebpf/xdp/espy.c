@@ -151,6 +151,21 @@ static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 len
 	return p;
 }
 
+/*
+ * bound_off forgets what the verifier knows about off beyond its bound.
+ * Without it every path through the extension-header walk carries a
+ * different exact offset range, no two verifier states match and their
+ * number grows exponentially with ESPY_MAX_EXT_HDRS. Offsets above the bound
+ * become ESPY_OFF_MAX + 1, which at() rejects.
+ */
+static __always_inline __u32 bound_off(__u32 off)
+{
+	if (off > ESPY_OFF_MAX)
+		off = ESPY_OFF_MAX + 1;
+	asm volatile("" : "+r"(off));
+	return off & (2 * ESPY_OFF_MAX + 1);
+}
+
 static __always_inline int finish(struct xdp_md *ctx, const struct espy_config *cfg,
 				  enum espy_exit_reason reason, int drop)
 {
@@ -208,16 +223,39 @@ static __always_inline int sample_allowed(const struct espy_config *cfg)
 	return 1;
 }
 
-/* unknown handles a flow without a verdict: sample it, then fail open or closed. */
-static __always_inline int unknown(struct xdp_md *ctx, const struct espy_config *cfg,
-				   const struct espy_flow_key *key, __u32 l3_off, __u32 esp_off,
-				   __u32 frame_len)
+/* What the parser learnt about an IPsec frame; offsets from the frame start. */
+struct pkt {
+	struct espy_flow_key key;
+	__u32 frame_len;
+	__u32 l3_off;      /* outer IP header */
+	__u32 esp_off;     /* ESP header (SPI) */
+	__u32 end;         /* end of the ESP packet: IP or UDP length, not frame length */
+	__u32 payload_off; /* ESP-NULL: payload past the IV */
+	__u32 icv_len;
+	__s32 want_nh;     /* next header announced by WESP, or -1 */
+	__u32 mode;        /* enum espy_mode */
+};
+
+/*
+ * unknown handles a flow without a verdict: sample it, then fail open or
+ * closed. It and null_flow are global functions: the verifier checks each
+ * once on its own instead of once per call site and parser path, which
+ * keeps verification time and the instruction count far from the limits.
+ */
+__attribute__((noinline)) int unknown(struct xdp_md *ctx, const struct pkt *pk)
 {
-	__u32 *cnt = bpf_map_lookup_elem(&pending, key);
-	__u32 seen = cnt ? *cnt : 0;
+	const struct espy_flow_key *key;
+	const struct espy_config *cfg;
 	struct espy_sample s = {};
+	__u32 zero = 0, *cnt, seen;
 	__u64 cap;
 
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ctx || !pk || !cfg)
+		return XDP_ABORTED;
+	key = &pk->key;
+	cnt = bpf_map_lookup_elem(&pending, key);
+	seen = cnt ? *cnt : 0;
 	if (seen >= cfg->sample_count)
 		return finish(ctx, cfg, ESPY_EXIT_PENDING_OVER_LIMIT, cfg->fail_closed);
 	if (!sample_allowed(cfg))
@@ -225,11 +263,11 @@ static __always_inline int unknown(struct xdp_md *ctx, const struct espy_config 
 
 	s.key = *key;
 	s.ifindex = ctx->ingress_ifindex;
-	s.orig_len = frame_len;
-	cap = frame_len < cfg->snaplen ? frame_len : cfg->snaplen;
+	s.orig_len = pk->frame_len;
+	cap = pk->frame_len < cfg->snaplen ? pk->frame_len : cfg->snaplen;
 	s.cap_len = cap;
-	s.l3_off = l3_off;
-	s.esp_off = esp_off;
+	s.l3_off = pk->l3_off;
+	s.esp_off = pk->esp_off;
 	/* The upper 32 bits of flags make the kernel append cap bytes of the
 	 * frame to the record itself: no copy through the BPF stack. */
 	if (bpf_perf_event_output(ctx, &samples, BPF_F_CURRENT_CPU | (cap << 32), &s, sizeof(s)))
@@ -352,6 +390,7 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
 				off += ((__u32)e[1] + 1) * 8;
 			}
 			proto = e[0];
+			off = bound_off(off);
 		}
 		if (is_ext_hdr(proto))
 			return -1;
@@ -368,22 +407,27 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
  * payload_off and whose ESP packet ends at end. want_nh is the next header
  * the WESP header announced, or -1.
  */
-static __always_inline int null_flow(struct xdp_md *ctx, const struct espy_config *cfg,
-				     const struct espy_flow_key *key, __u32 payload_off,
-				     __u32 end, __u32 icv_len, int want_nh, __u8 mode)
+__attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk)
 {
+	__u32 zero = 0, toff, pend, payload_off, end, icv_len;
 	struct espy_inner_key ik = {};
+	const struct espy_config *cfg;
 	__u8 tr[2], nh, a;
-	__u32 toff, pend;
 	int tunnel;
 
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ctx || !pk || !cfg)
+		return XDP_ABORTED;
+	payload_off = pk->payload_off;
+	end = pk->end;
+	icv_len = pk->icv_len;
 	if (end < icv_len + 2)
 		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	toff = end - icv_len - 2;
 	if (toff < payload_off || bpf_xdp_load_bytes(ctx, toff, tr, sizeof(tr)))
 		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	nh = tr[1];
-	if (toff - payload_off < tr[0] || (want_nh >= 0 && want_nh != nh))
+	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != nh))
 		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	pend = toff - tr[0];
 
@@ -391,16 +435,16 @@ static __always_inline int null_flow(struct xdp_md *ctx, const struct espy_confi
 	if (nh == IPPROTO_NONE)
 		return finish(ctx, cfg, ESPY_EXIT_NULL_ALLOW, 0);
 
-	tunnel = mode == ESPY_MODE_TUNNEL ||
-		 (mode == ESPY_MODE_UNKNOWN && (nh == IPPROTO_IPIP || nh == IPPROTO_IPV6));
+	tunnel = pk->mode == ESPY_MODE_TUNNEL ||
+		 (pk->mode == ESPY_MODE_UNKNOWN && (nh == IPPROTO_IPIP || nh == IPPROTO_IPV6));
 	if (tunnel) {
 		if (inner_ip(ctx, payload_off, pend, nh, &ik))
 			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	} else {
-		ik.family = key->family;
+		ik.family = pk->key.family;
 		ik.proto = nh;
-		__builtin_memcpy(ik.src, key->src, 16);
-		__builtin_memcpy(ik.dst, key->dst, 16);
+		__builtin_memcpy(ik.src, pk->key.src, 16);
+		__builtin_memcpy(ik.dst, pk->key.dst, 16);
 		if (has_ports(nh) && load_ports(ctx, payload_off, pend, &ik))
 			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	}
@@ -413,19 +457,21 @@ static __always_inline int null_flow(struct xdp_md *ctx, const struct espy_confi
 	return finish(ctx, cfg, ESPY_EXIT_NULL_ALLOW, 0);
 }
 
-/* esp handles an ESP header at esp_off; the ESP packet ends at end. */
-static __always_inline int esp(struct xdp_md *ctx, const struct espy_config *cfg,
-			       struct espy_flow_key *key, __u32 l3_off, __u32 esp_off,
-			       __u32 end, __u32 frame_len)
+/* esp handles an ESP header at pk->esp_off. */
+static __always_inline int esp(struct xdp_md *ctx, const struct espy_config *cfg, struct pkt *pk)
 {
-	struct espy_verdict *v = bpf_map_lookup_elem(&verdicts, key);
+	struct espy_verdict *v = bpf_map_lookup_elem(&verdicts, &pk->key);
 
 	if (!v || (v->kind != ESPY_VERDICT_NULL && v->kind != ESPY_VERDICT_ENCRYPTED))
-		return unknown(ctx, cfg, key, l3_off, esp_off, frame_len);
-	count_flow(v, frame_len);
+		return unknown(ctx, pk);
+	count_flow(v, pk->frame_len);
 	if (v->kind == ESPY_VERDICT_ENCRYPTED)
 		return encrypted(ctx, cfg, v);
-	return null_flow(ctx, cfg, key, esp_off + 8 + v->iv_len, end, v->icv_len, -1, v->mode);
+	pk->payload_off = pk->esp_off + 8 + v->iv_len;
+	pk->icv_len = v->icv_len;
+	pk->want_nh = -1;
+	pk->mode = v->mode;
+	return null_flow(ctx, pk);
 }
 
 /*
@@ -433,19 +479,18 @@ static __always_inline int esp(struct xdp_md *ctx, const struct espy_config *cfg
  * decides without userspace; a verdict entry, where present, overrides the
  * E flag and adds per-flow counters.
  */
-static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cfg,
-				struct espy_flow_key *key, __u32 l3_off, __u32 woff, __u32 end,
-				__u32 frame_len)
+static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cfg, struct pkt *pk,
+				__u32 woff)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct espy_verdict *v;
 	__u8 *w, nh, hdr_len, trl_len, flags, kind;
-	__u32 skip, esp_off;
+	__u32 skip;
 	__be32 *e;
 
 	w = at(data, data_end, woff, 4);
-	if (!w || woff + 4 > end)
+	if (!w || woff + 4 > pk->end)
 		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
 	nh = w[0];
 	hdr_len = w[1];
@@ -454,25 +499,29 @@ static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cf
 	if (flags & WESP_VERSION_MASK)
 		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
 	skip = flags & WESP_FLAG_PADDED ? 8 : 4;
-	esp_off = woff + skip;
-	e = at(data, data_end, esp_off, 8);
-	if (!e || esp_off + 8 > end || !e[0])
+	pk->esp_off = woff + skip;
+	e = at(data, data_end, pk->esp_off, 8);
+	if (!e || pk->esp_off + 8 > pk->end || !e[0])
 		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
-	key->spi = bpf_ntohl(e[0]);
+	pk->key.spi = bpf_ntohl(e[0]);
 
-	v = bpf_map_lookup_elem(&verdicts, key);
+	v = bpf_map_lookup_elem(&verdicts, &pk->key);
 	kind = flags & WESP_FLAG_ENCRYPTED ? ESPY_VERDICT_ENCRYPTED : ESPY_VERDICT_NULL;
+	pk->mode = ESPY_MODE_UNKNOWN;
 	if (v) {
-		count_flow(v, frame_len);
+		count_flow(v, pk->frame_len);
 		if (v->kind == ESPY_VERDICT_NULL || v->kind == ESPY_VERDICT_ENCRYPTED)
 			kind = v->kind;
+		pk->mode = v->mode;
 	}
 	if (kind == ESPY_VERDICT_ENCRYPTED)
 		return encrypted(ctx, cfg, v);
 	if (hdr_len < skip + 8)
 		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
-	return null_flow(ctx, cfg, key, woff + hdr_len, end, trl_len, nh,
-			 v ? v->mode : ESPY_MODE_UNKNOWN);
+	pk->payload_off = woff + hdr_len;
+	pk->icv_len = trl_len;
+	pk->want_nh = nh;
+	return null_flow(ctx, pk);
 }
 
 SEC("xdp")
@@ -480,7 +529,7 @@ int espy_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct espy_flow_key key = {};
+	struct pkt pk = {};
 	__u32 zero = 0, frame_len, off, l3_off, end;
 	const struct espy_config *cfg;
 	int first_frag = 0;
@@ -532,9 +581,9 @@ int espy_xdp(struct xdp_md *ctx)
 			return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
 		first_frag = frag & 0x2000;
 		proto = ip[9];
-		key.family = 4;
-		__builtin_memcpy(key.src, &ip[12], 4);
-		__builtin_memcpy(key.dst, &ip[16], 4);
+		pk.key.family = 4;
+		__builtin_memcpy(pk.key.src, &ip[12], 4);
+		__builtin_memcpy(pk.key.dst, &ip[16], 4);
 		off += ihl;
 	} else if (h_proto == bpf_htons(ETH_P_IPV6)) {
 		__u8 *ip6 = at(data, data_end, off, 40);
@@ -548,9 +597,9 @@ int espy_xdp(struct xdp_md *ctx)
 			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
 		end = l3_off + 40 + plen;
 		proto = ip6[6];
-		key.family = 6;
-		__builtin_memcpy(key.src, &ip6[8], 16);
-		__builtin_memcpy(key.dst, &ip6[24], 16);
+		pk.key.family = 6;
+		__builtin_memcpy(pk.key.src, &ip6[8], 16);
+		__builtin_memcpy(pk.key.dst, &ip6[24], 16);
 		off += 40;
 		for (i = 0; i < ESPY_MAX_EXT_HDRS; i++) {
 			__u8 *h;
@@ -566,11 +615,13 @@ int espy_xdp(struct xdp_md *ctx)
 				if (fo & 0xfff8)
 					return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
 				first_frag = fo & 1;
+				asm volatile("" : "+r"(first_frag));
 				off += 8;
 			} else {
 				off += ((__u32)h[1] + 1) * 8;
 			}
 			proto = h[0];
+			off = bound_off(off);
 		}
 		if (is_ext_hdr(proto))
 			return finish(ctx, cfg, ESPY_EXIT_EXTHDR_LIMIT, cfg->fail_closed);
@@ -578,6 +629,9 @@ int espy_xdp(struct xdp_md *ctx)
 		return finish(ctx, cfg, ESPY_EXIT_NON_ESP, 0);
 	}
 
+	pk.frame_len = frame_len;
+	pk.l3_off = l3_off;
+	pk.end = end;
 	if (proto == IPPROTO_ESP) {
 		__be32 *e;
 
@@ -586,15 +640,16 @@ int espy_xdp(struct xdp_md *ctx)
 		e = at(data, data_end, off, 8);
 		if (!e || off + 8 > end || !e[0])
 			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
-		key.encap = ESPY_ENCAP_NONE;
-		key.spi = bpf_ntohl(e[0]);
-		return esp(ctx, cfg, &key, l3_off, off, end, frame_len);
+		pk.key.encap = ESPY_ENCAP_NONE;
+		pk.key.spi = bpf_ntohl(e[0]);
+		pk.esp_off = off;
+		return esp(ctx, cfg, &pk);
 	}
 	if (proto == IPPROTO_WESP) {
 		if (first_frag)
 			return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
-		key.encap = ESPY_ENCAP_WESP;
-		return wesp(ctx, cfg, &key, l3_off, off, end, frame_len);
+		pk.key.encap = ESPY_ENCAP_WESP;
+		return wesp(ctx, cfg, &pk, off);
 	}
 	if (proto == IPPROTO_UDP) {
 		struct udphdr *uh = at(data, data_end, off, sizeof(*uh));
@@ -615,6 +670,7 @@ int espy_xdp(struct xdp_md *ctx)
 		if (ulen < sizeof(*uh) || off + ulen > end)
 			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
 		end = off + ulen;
+		pk.end = end;
 		off += sizeof(*uh);
 		if (ulen == sizeof(*uh) + 1) {
 			__u8 *b = at(data, data_end, off, 1);
@@ -629,17 +685,18 @@ int espy_xdp(struct xdp_md *ctx)
 		/* RFC 3948 non-ESP marker: the datagram is IKE. */
 		if (*m == 0)
 			return finish(ctx, cfg, ESPY_EXIT_IKE, 0);
-		key.sport = sport;
-		key.dport = dport;
+		pk.key.sport = sport;
+		pk.key.dport = dport;
 		if (*m == bpf_htonl(2)) {
-			key.encap = ESPY_ENCAP_WESP_UDP;
-			return wesp(ctx, cfg, &key, l3_off, off + 4, end, frame_len);
+			pk.key.encap = ESPY_ENCAP_WESP_UDP;
+			return wesp(ctx, cfg, &pk, off + 4);
 		}
 		if (off + 8 > end || !at(data, data_end, off, 8))
 			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
-		key.encap = ESPY_ENCAP_UDP;
-		key.spi = bpf_ntohl(*m);
-		return esp(ctx, cfg, &key, l3_off, off, end, frame_len);
+		pk.key.encap = ESPY_ENCAP_UDP;
+		pk.key.spi = bpf_ntohl(*m);
+		pk.esp_off = off;
+		return esp(ctx, cfg, &pk);
 	}
 	return finish(ctx, cfg, ESPY_EXIT_NON_ESP, 0);
 }
