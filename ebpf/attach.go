@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // AttachMode is how the program is hooked into an interface.
@@ -46,6 +48,14 @@ const linkPinPrefix = "xdp_"
 // switched to this program atomically instead, so traffic is never
 // unfiltered across a restart.
 func (p *Program) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
+	// The thread must not change namespace between attaching and noting
+	// the namespace.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, err := currentNetns()
+	if err != nil {
+		return 0, fmt.Errorf("ebpf: attach ifindex %d: %w", ifindex, err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -57,13 +67,15 @@ func (p *Program) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
 	if p.cfg.PinPath != "" {
 		got, err := p.adoptPinnedLink(ifindex)
 		if err != nil || got != AttachAuto {
+			if err == nil {
+				p.linkNetns[p.links[ifindex]] = ns
+			}
 			return got, err
 		}
 	}
 
 	var (
 		l   link.Link
-		err error
 		got = mode
 	)
 	switch mode {
@@ -97,6 +109,7 @@ func (p *Program) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
 		}
 	}
 	p.links[ifindex] = l
+	p.linkNetns[l] = ns
 	return got, nil
 }
 
@@ -135,6 +148,7 @@ func (p *Program) Detach(ifindex int) error {
 		return fmt.Errorf("ebpf: detach ifindex %d: %w", ifindex, ErrNotFound)
 	}
 	delete(p.links, ifindex)
+	delete(p.linkNetns, l)
 	var errs []error
 	if p.cfg.PinPath != "" {
 		if err := l.Unpin(); err != nil {
@@ -148,12 +162,47 @@ func (p *Program) Detach(ifindex int) error {
 }
 
 // SetBridgePort makes frames that pass on ingress leave through egress when
-// Config.Bridge is set. Both directions need an entry.
+// Config.Bridge is set; both directions need an entry. Both interfaces must
+// be attached by p, and the caller must be in their network namespace: the
+// kernel resolves the ifindexes where the caller is, and an index from
+// another namespace would send frames out of an unrelated device.
 func (p *Program) SetBridgePort(ingress, egress int) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, err := currentNetns()
+	if err != nil {
+		return fmt.Errorf("ebpf: bridge %d -> %d: %w", ingress, egress, err)
+	}
+	p.mu.Lock()
+	for _, ifindex := range []int{ingress, egress} {
+		l, ok := p.links[ifindex]
+		if !ok {
+			p.mu.Unlock()
+			return fmt.Errorf("ebpf: bridge %d -> %d: ifindex %d not attached: %w", ingress, egress, ifindex, ErrNotFound)
+		}
+		if p.linkNetns[l] != ns {
+			p.mu.Unlock()
+			return fmt.Errorf("ebpf: bridge %d -> %d: %w", ingress, egress, ErrWrongNetns)
+		}
+	}
+	p.mu.Unlock()
+	return p.putBridgePort(ingress, egress)
+}
+
+func (p *Program) putBridgePort(ingress, egress int) error {
 	if err := p.objs.BridgePorts.Put(uint32(ingress), uint32(egress)); err != nil {
 		return fmt.Errorf("ebpf: bridge %d -> %d: %w", ingress, egress, err)
 	}
 	return nil
+}
+
+// currentNetns identifies the calling thread's network namespace.
+func currentNetns() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("network namespace: %w", err)
+	}
+	return st.Ino, nil
 }
 
 // DeleteBridgePort removes the egress port of ingress; passing frames then

@@ -214,3 +214,5 @@ func innerTCP6(sport, dport uint16) []byte {
 func nullTunnel4(spi uint32, sport, dport uint16) []byte {
 	return cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espNull(spi, 1, 0, innerUDP4(sport, dport), 4, 12), ip4opts{}))
 }
+
+func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }

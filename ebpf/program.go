@@ -19,6 +19,9 @@ var (
 	ErrNoSlot = errors.New("ebpf: no free flow counter slot")
 	// ErrClosed: the Program was closed.
 	ErrClosed = errors.New("ebpf: program closed")
+	// ErrWrongNetns: the caller is not in the network namespace the
+	// interfaces were attached in.
+	ErrWrongNetns = errors.New("ebpf: caller is in another network namespace than the attached interfaces")
 )
 
 // pinnedMaps are the maps that survive a restart when Config.PinPath is set.
@@ -37,6 +40,8 @@ type Program struct {
 	closed bool
 	slots  slotTable
 	links  map[int]link.Link
+	// linkNetns records the network namespace (inode) of each link.
+	linkNetns map[link.Link]uint64
 }
 
 // Load loads the XDP program with cfg. With cfg.PinPath set it reuses maps
@@ -69,7 +74,7 @@ func Load(cfg Config) (*Program, error) {
 		opts.Maps.PinPath = cfg.PinPath
 	}
 
-	p := &Program{cfg: cfg, links: make(map[int]link.Link)}
+	p := &Program{cfg: cfg, links: make(map[int]link.Link), linkNetns: make(map[link.Link]uint64)}
 	if err := spec.LoadAndAssign(&p.objs, &opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

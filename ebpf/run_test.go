@@ -290,16 +290,33 @@ func TestRun(t *testing.T) {
 		{name: "wesp-bad-version", frame: wespNull(0x40), want: xdpPass, reason: ExitMalformed},
 		{name: "wesp-udp-null", setup: dropInner, frame: wespUDP, want: xdpDrop, reason: ExitNullDrop},
 		{name: "bridge-non-esp", cfg: Config{Bridge: true}, setup: func(t testing.TB, p *Program) {
-			if err := p.SetBridgePort(loIfindex, loIfindex); err != nil {
+			if err := p.putBridgePort(loIfindex, loIfindex); err != nil {
 				t.Fatal(err)
 			}
 		}, frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(1, 2, nil), ip4opts{})), want: xdpRedirect, reason: ExitNonESP},
 		{name: "bridge-null-drop-still-drops", cfg: Config{Bridge: true}, setup: func(t testing.TB, p *Program) {
-			if err := p.SetBridgePort(loIfindex, loIfindex); err != nil {
+			if err := p.putBridgePort(loIfindex, loIfindex); err != nil {
 				t.Fatal(err)
 			}
 			nullDrop(t, p)
 		}, frame: tunnel, want: xdpDrop, reason: ExitNullDrop},
+		{name: "bridge-null-allow-redirects", cfg: Config{Bridge: true}, setup: func(t testing.TB, p *Program) {
+			if err := p.putBridgePort(loIfindex, loIfindex); err != nil {
+				t.Fatal(err)
+			}
+			nullFlow(t, p)
+		}, frame: tunnel, want: xdpRedirect, reason: ExitNullAllow},
+		{name: "bridge-encrypted-redirects", cfg: Config{Bridge: true}, setup: func(t testing.TB, p *Program) {
+			if err := p.putBridgePort(loIfindex, loIfindex); err != nil {
+				t.Fatal(err)
+			}
+			encFlow(ActionDefault)(t, p)
+		}, frame: tunnel, want: xdpRedirect, reason: ExitEncryptedPass},
+		{name: "bridge-unknown-redirects", cfg: Config{Bridge: true}, setup: func(t testing.TB, p *Program) {
+			if err := p.putBridgePort(loIfindex, loIfindex); err != nil {
+				t.Fatal(err)
+			}
+		}, frame: tunnel, want: xdpRedirect, reason: ExitPendingSampled},
 		{name: "bridge-no-port-passes", cfg: Config{Bridge: true}, frame: tunnel, want: xdpPass, reason: ExitPendingSampled},
 	}
 	for _, tc := range cases {
