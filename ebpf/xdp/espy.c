@@ -145,6 +145,10 @@ static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 len
 
 	if (off > ESPY_OFF_MAX)
 		return 0;
+	/* Hide the check from the compiler so that it keeps the mask: the
+	 * verifier needs the bound on the very register added to data. */
+	asm volatile("" : "+r"(off));
+	off &= ESPY_OFF_MAX;
 	p = data + off;
 	if (p + len > data_end)
 		return 0;
@@ -164,6 +168,12 @@ static __always_inline __u32 bound_off(__u32 off)
 		off = ESPY_OFF_MAX + 1;
 	asm volatile("" : "+r"(off));
 	return off & (2 * ESPY_OFF_MAX + 1);
+}
+
+/* pkt_ptr returns len bytes of the frame at off, or NULL. */
+static __always_inline void *pkt_ptr(struct xdp_md *ctx, __u32 off, __u32 len)
+{
+	return at((void *)(long)ctx->data, (void *)(long)ctx->data_end, off, len);
 }
 
 static __always_inline int finish(struct xdp_md *ctx, const struct espy_config *cfg,
@@ -328,9 +338,9 @@ static __always_inline __u8 inner_policy(const struct espy_inner_key *ik,
 static __always_inline int load_ports(struct xdp_md *ctx, __u32 off, __u32 pend,
 				      struct espy_inner_key *ik)
 {
-	__u8 p[4];
+	__u8 *p;
 
-	if (off + 4 > pend || bpf_xdp_load_bytes(ctx, off, p, sizeof(p)))
+	if (off + 4 > pend || !(p = pkt_ptr(ctx, off, 4)))
 		return -1;
 	ik->sport = (__u16)p[0] << 8 | p[1];
 	ik->dport = (__u16)p[2] << 8 | p[3];
@@ -342,10 +352,10 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
 				    struct espy_inner_key *ik)
 {
 	if (nh == IPPROTO_IPIP) {
-		__u8 h[20];
 		__u32 ihl;
+		__u8 *h;
 
-		if (off + sizeof(h) > pend || bpf_xdp_load_bytes(ctx, off, h, sizeof(h)))
+		if (off + 20 > pend || !(h = pkt_ptr(ctx, off, 20)))
 			return -1;
 		ihl = (h[0] & 0xf) * 4;
 		if ((h[0] >> 4) != 4 || ihl < 20)
@@ -360,11 +370,10 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
 		return load_ports(ctx, off + ihl, pend, ik);
 	}
 	if (nh == IPPROTO_IPV6) {
-		__u8 h[40];
-		__u8 proto;
+		__u8 proto, *h;
 		int i;
 
-		if (off + sizeof(h) > pend || bpf_xdp_load_bytes(ctx, off, h, sizeof(h)))
+		if (off + 40 > pend || !(h = pkt_ptr(ctx, off, 40)))
 			return -1;
 		if ((h[0] >> 4) != 6)
 			return -1;
@@ -372,13 +381,13 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
 		__builtin_memcpy(ik->src, &h[8], 16);
 		__builtin_memcpy(ik->dst, &h[24], 16);
 		proto = h[6];
-		off += sizeof(h);
+		off += 40;
 		for (i = 0; i < ESPY_MAX_EXT_HDRS; i++) {
-			__u8 e[4];
+			__u8 *e;
 
 			if (!is_ext_hdr(proto))
 				break;
-			if (off + sizeof(e) > pend || bpf_xdp_load_bytes(ctx, off, e, sizeof(e)))
+			if (off + 4 > pend || !(e = pkt_ptr(ctx, off, 4)))
 				return -1;
 			if (proto == IPPROTO_FRAGMENT) {
 				if (((__u16)e[2] << 8 | e[3]) & 0xfff8) {
@@ -412,7 +421,7 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 	__u32 zero = 0, toff, pend, payload_off, end, icv_len;
 	struct espy_inner_key ik = {};
 	const struct espy_config *cfg;
-	__u8 tr[2], nh, a;
+	__u8 *tr, nh, a;
 	int tunnel;
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
@@ -424,7 +433,7 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 	if (end < icv_len + 2)
 		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	toff = end - icv_len - 2;
-	if (toff < payload_off || bpf_xdp_load_bytes(ctx, toff, tr, sizeof(tr)))
+	if (toff < payload_off || !(tr = pkt_ptr(ctx, toff, 2)))
 		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	nh = tr[1];
 	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != nh))
