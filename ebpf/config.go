@@ -1,0 +1,158 @@
+package ebpf
+
+import (
+	"fmt"
+	"math"
+)
+
+// DefaultPinPath is where a deployed espy pins its maps and links.
+const DefaultPinPath = "/sys/fs/bpf/espy"
+
+// Defaults applied by Load to zero fields of Config.
+const (
+	DefaultVerdictEntries   = 65536
+	DefaultPendingEntries   = 16384
+	DefaultInnerRuleEntries = 16384
+	DefaultSampleCount      = 4
+	DefaultSnapLen          = 2048
+	DefaultSampleRate       = 2000 // samples per second per CPU
+	DefaultSampleBurst      = 64
+)
+
+// MaxSnapLen bounds Config.SnapLen: a perf record, header and frame together,
+// must fit the 16-bit size of struct perf_event_header.
+const MaxSnapLen = 16384
+
+// Config sizes the maps and sets the program's behaviour. The zero value is
+// a usable configuration: fail-open, encrypted flows pass, inner default
+// allow, four samples per unknown flow, no pinning.
+type Config struct {
+	VerdictEntries   int // verdict map (LRU) size; default 65536
+	PendingEntries   int // pending map (LRU) size; default 16384
+	InnerRuleEntries int // inner-policy map size; default 16384
+	// FlowSlots is the number of per-flow counter slots; default
+	// VerdictEntries. SetVerdict fails with ErrNoSlot when all are in use.
+	FlowSlots int
+
+	SampleCount     uint32 // samples per unknown flow; default 4
+	DisableSampling bool   // send no samples at all (SampleCount is ignored)
+	SnapLen         uint32 // frame bytes per sample; default 2048, at most MaxSnapLen
+	// SampleRate and SampleBurst bound the samples each CPU sends: a token
+	// bucket of SampleBurst tokens refilled at SampleRate per second.
+	// Defaults 2000/s and 64.
+	SampleRate  uint32
+	SampleBurst uint32
+	NoRateLimit bool // send every sample the count allows, unbounded
+
+	// FailClosed drops unknown flows (pending and beyond SampleCount),
+	// malformed IPsec and ESP-NULL packets whose inner header cannot be read;
+	// the default passes them.
+	FailClosed      bool
+	EncryptedAction Action // for encrypted flows; default ActionPass
+	InnerDefault    Action // for ESP-NULL when no inner rule matches; default ActionPass
+
+	// Bridge forwards every passing frame to the egress port set with
+	// SetBridgePort instead of handing it to the local stack.
+	Bridge bool
+
+	// PinPath, if set, is a directory on a bpffs where the verdict, flow
+	// counter, pending and inner-rule maps and the XDP links are pinned. A
+	// later Load with the same PinPath and sizes reuses them.
+	PinPath string
+}
+
+func (c Config) withDefaults() (Config, error) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.VerdictEntries, DefaultVerdictEntries)
+	def(&c.PendingEntries, DefaultPendingEntries)
+	def(&c.InnerRuleEntries, DefaultInnerRuleEntries)
+	def(&c.FlowSlots, c.VerdictEntries)
+	for _, n := range []int{c.VerdictEntries, c.PendingEntries, c.InnerRuleEntries, c.FlowSlots} {
+		if n < 1 || n > math.MaxInt32-1 {
+			return c, fmt.Errorf("ebpf: config: map size %d out of range", n)
+		}
+	}
+	if c.SampleCount == 0 {
+		c.SampleCount = DefaultSampleCount
+	}
+	if c.SnapLen == 0 {
+		c.SnapLen = DefaultSnapLen
+	}
+	if c.SnapLen > MaxSnapLen {
+		return c, fmt.Errorf("ebpf: config: snaplen %d above %d", c.SnapLen, MaxSnapLen)
+	}
+	if c.SampleRate == 0 {
+		c.SampleRate = DefaultSampleRate
+	}
+	if c.SampleBurst == 0 {
+		c.SampleBurst = DefaultSampleBurst
+	}
+	if c.EncryptedAction == ActionDefault {
+		c.EncryptedAction = ActionPass
+	}
+	if c.InnerDefault == ActionDefault {
+		c.InnerDefault = ActionPass
+	}
+	if c.EncryptedAction > ActionCount || c.InnerDefault > ActionCount {
+		return c, fmt.Errorf("ebpf: config: unknown action %v or %v", c.EncryptedAction, c.InnerDefault)
+	}
+	return c, nil
+}
+
+// bpf returns the value of the program's config map.
+func (c Config) bpf() bpfEspyConfig {
+	b := bpfEspyConfig{
+		SampleCount:     c.SampleCount,
+		Snaplen:         c.SnapLen,
+		EncryptedAction: uint8(c.EncryptedAction),
+		InnerDefault:    uint8(c.InnerDefault),
+	}
+	if c.DisableSampling {
+		b.SampleCount = 0
+	}
+	if !c.NoRateLimit {
+		// GCRA: emission interval T and tolerance T*(burst-1) let burst
+		// samples through at once, then one every T.
+		b.SampleIntervalNs = uint64(1e9) / uint64(c.SampleRate)
+		if b.SampleIntervalNs == 0 {
+			b.SampleIntervalNs = 1
+		}
+		b.SampleBurstNs = b.SampleIntervalNs * uint64(c.SampleBurst-1)
+	}
+	if c.FailClosed {
+		b.FailClosed = 1
+	}
+	if c.Bridge {
+		b.Bridge = 1
+	}
+	return b
+}
+
+// Reconfigure changes the program's behaviour while it runs: sampling, rate
+// limit, fail mode, actions and bridge mode. Map sizes and PinPath cannot
+// change and must equal the loaded ones (or be zero).
+func (p *Program) Reconfigure(cfg Config) error {
+	if cfg.PinPath == "" {
+		cfg.PinPath = p.cfg.PinPath
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	if cfg.VerdictEntries != p.cfg.VerdictEntries || cfg.PendingEntries != p.cfg.PendingEntries ||
+		cfg.InnerRuleEntries != p.cfg.InnerRuleEntries || cfg.FlowSlots != p.cfg.FlowSlots ||
+		cfg.PinPath != p.cfg.PinPath {
+		return fmt.Errorf("ebpf: reconfigure: map sizes and pin path are fixed at load")
+	}
+	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
+		return fmt.Errorf("ebpf: reconfigure: %w", err)
+	}
+	p.mu.Lock()
+	p.cfg = cfg
+	p.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,116 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// FlowStats are a flow's counters summed over CPUs.
+type FlowStats struct {
+	Packets uint64
+	Bytes   uint64 // whole frames, Ethernet header included
+}
+
+// ExitCounters returns the exit-reason counters summed over CPUs.
+func (p *Program) ExitCounters() (ExitCounts, error) {
+	var out ExitCounts
+	per := make([]uint64, p.ncpu)
+	for r := range NumExitReasons {
+		if err := p.objs.ExitCounters.Lookup(uint32(r), per); err != nil {
+			return out, fmt.Errorf("ebpf: exit counter %v: %w", ExitReason(r), err)
+		}
+		for _, c := range per {
+			out[r] += c
+		}
+	}
+	return out, nil
+}
+
+// FlowCounters returns the counters of a flow with a verdict, or an error
+// wrapping ErrNotFound.
+func (p *Program) FlowCounters(k FlowKey) (FlowStats, error) {
+	v, err := p.Verdict(k)
+	if err != nil {
+		return FlowStats{}, err
+	}
+	return p.slotStats(v.Slot, make([]bpfEspyFlowStats, p.ncpu))
+}
+
+func (p *Program) slotStats(slot uint32, per []bpfEspyFlowStats) (FlowStats, error) {
+	var s FlowStats
+	if slot == 0 {
+		return s, nil
+	}
+	if err := p.objs.FlowStats.Lookup(slot, per); err != nil {
+		return s, fmt.Errorf("ebpf: counters of slot %d: %w", slot, err)
+	}
+	for _, c := range per {
+		s.Packets += c.Packets
+		s.Bytes += c.Bytes
+	}
+	return s, nil
+}
+
+// Snapshot holds the counters of every flow with a verdict at one sweep.
+type Snapshot map[FlowKey]FlowStats
+
+// IdleFlows compares the flows' counters with the previous sweep's snapshot
+// and returns the flows whose packet count did not move, together with the
+// snapshot to pass next time. A flow not in prev is never idle, so the first
+// sweep (prev nil) only records. Expiry thus needs no clock in XDP: call it
+// every idle timeout and delete what it returns.
+func (p *Program) IdleFlows(prev Snapshot) (idle []FlowKey, next Snapshot, err error) {
+	stats, err := p.allSlotStats()
+	if err != nil {
+		return nil, nil, err
+	}
+	next = make(Snapshot, len(prev))
+	it := p.Verdicts()
+	for it.Next() {
+		k, v := it.Key(), it.Verdict()
+		var s FlowStats
+		if int(v.Slot) < len(stats) {
+			s = stats[v.Slot]
+		}
+		next[k] = s
+		if old, ok := prev[k]; ok && old.Packets == s.Packets {
+			idle = append(idle, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, err
+	}
+	return idle, next, nil
+}
+
+// allSlotStats reads the whole counter array in batches, one syscall per
+// batch instead of one per flow.
+func (p *Program) allSlotStats() ([]FlowStats, error) {
+	n := int(p.objs.FlowStats.MaxEntries())
+	out := make([]FlowStats, n)
+	const batch = 1024
+	keys := make([]uint32, batch)
+	vals := make([]bpfEspyFlowStats, batch*p.ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		got, err := p.objs.FlowStats.BatchLookup(&cursor, keys, vals, nil)
+		for i := range got {
+			var s FlowStats
+			for c := range p.ncpu {
+				s.Packets += vals[i*p.ncpu+c].Packets
+				s.Bytes += vals[i*p.ncpu+c].Bytes
+			}
+			if int(keys[i]) < n {
+				out[keys[i]] = s
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ebpf: read flow counters: %w", err)
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound: no verdict, rule or bridge port for the key.
+	ErrNotFound = errors.New("ebpf: not found")
+	// ErrNoSlot: every per-flow counter slot is held by a verdict.
+	ErrNoSlot = errors.New("ebpf: no free flow counter slot")
+	// ErrClosed: the Program was closed.
+	ErrClosed = errors.New("ebpf: program closed")
+	// ErrWrongNetns: the caller is not in the network namespace the
+	// interfaces were attached in.
+	ErrWrongNetns = errors.New("ebpf: caller is in another network namespace than the attached interfaces")
+)
+
+// pinnedMaps are the maps that survive a restart when Config.PinPath is set.
+// The config, counters of exit reasons, sample bucket and perf array are
+// per-process state and are created fresh.
+var pinnedMaps = []string{bpfMapVerdicts, bpfMapFlowStats, bpfMapPending, bpfMapInnerRules}
+
+// Program is the loaded XDP program and its maps. Its methods are safe for
+// concurrent use.
+type Program struct {
+	objs bpfObjects
+	cfg  Config
+	ncpu int
+
+	mu     sync.Mutex
+	closed bool
+	slots  slotTable
+	links  map[int]link.Link
+	// linkNetns records the network namespace (inode) of each link.
+	linkNetns map[link.Link]uint64
+}
+
+// Load loads the XDP program with cfg. With cfg.PinPath set it reuses maps
+// pinned there by an earlier Load (a restart keeps its verdicts) and pins
+// newly created ones; a pinned map whose size differs from cfg fails the
+// load with an error wrapping ebpf.ErrMapIncompatible.
+func Load(cfg Config) (*Program, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: load spec: %w", err)
+	}
+	spec.Maps[bpfMapVerdicts].MaxEntries = uint32(cfg.VerdictEntries)
+	spec.Maps[bpfMapPending].MaxEntries = uint32(cfg.PendingEntries)
+	spec.Maps[bpfMapInnerRules].MaxEntries = uint32(cfg.InnerRuleEntries)
+	// Slot 0 means "no counters", so the array holds one more.
+	spec.Maps[bpfMapFlowStats].MaxEntries = uint32(cfg.FlowSlots) + 1
+
+	var opts ebpf.CollectionOptions
+	if cfg.PinPath != "" {
+		if err := os.MkdirAll(cfg.PinPath, 0o700); err != nil {
+			return nil, fmt.Errorf("ebpf: pin directory: %w", err)
+		}
+		for _, name := range pinnedMaps {
+			spec.Maps[name].Pinning = ebpf.PinByName
+		}
+		opts.Maps.PinPath = cfg.PinPath
+	}
+
+	p := &Program{cfg: cfg, links: make(map[int]link.Link), linkNetns: make(map[link.Link]uint64)}
+	if err := spec.LoadAndAssign(&p.objs, &opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("ebpf: verifier rejected program: %+v", ve)
+		}
+		return nil, fmt.Errorf("ebpf: load objects: %w", err)
+	}
+	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
+		p.objs.Close()
+		return nil, fmt.Errorf("ebpf: write config: %w", err)
+	}
+	if p.ncpu, err = ebpf.PossibleCPU(); err != nil {
+		p.objs.Close()
+		return nil, fmt.Errorf("ebpf: possible CPUs: %w", err)
+	}
+	p.slots.init(cfg.FlowSlots)
+	if err := p.reconcileSlots(); err != nil {
+		p.objs.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (p *Program) Config() Config { return p.cfg }
+
+// XDP returns the loaded XDP program, for test runs and for attaching it by
+// other means. It stays owned by p.
+func (p *Program) XDP() *ebpf.Program { return p.objs.EspyXdp }
+
+// Close detaches links that are not pinned and releases every kernel object
+// the Program holds. Pinned maps and links stay in the bpffs, so XDP keeps
+// running with the last verdicts until the next Load or Unpin.
+func (p *Program) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	for ifindex, l := range p.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("ebpf: close link on ifindex %d: %w", ifindex, err))
+		}
+	}
+	p.links = nil
+	if err := p.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("ebpf: close objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Unpin removes the pins of maps and links under Config.PinPath and the
+// directory itself if it is then empty. Attached pinned links are detached
+// once the Program is closed.
+func (p *Program) Unpin() error {
+	if p.cfg.PinPath == "" {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, l := range p.links {
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("ebpf: unpin link: %w", err))
+		}
+	}
+	if !p.closed {
+		for _, m := range []*ebpf.Map{p.objs.Verdicts, p.objs.FlowStats, p.objs.Pending, p.objs.InnerRules} {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("ebpf: unpin map: %w", err))
+			}
+		}
+	}
+	// Pins of links this process did not attach, left by an earlier run.
+	leftovers, _ := filepath.Glob(filepath.Join(p.cfg.PinPath, linkPinPrefix+"*"))
+	for _, f := range leftovers {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("ebpf: unpin: %w", err))
+		}
+	}
+	if err := os.Remove(p.cfg.PinPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("ebpf: remove pin directory: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,160 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// SetVerdict stores the verdict for a flow and clears its pending sample
+// count. It keeps the flow's counter slot if the flow had one, else assigns
+// a free one with zeroed counters; v.Slot is ignored.
+func (p *Program) SetVerdict(k FlowKey, v Verdict) error {
+	if v.Kind != VerdictNull && v.Kind != VerdictEncrypted && v.Kind != VerdictUnknown {
+		return fmt.Errorf("ebpf: set verdict %v: unknown kind %d", k, v.Kind)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var old Verdict
+	err := p.objs.Verdicts.Lookup(&k, &old)
+	switch {
+	case err == nil && old.Slot != 0:
+		v.Slot = old.Slot
+	case err == nil || errors.Is(err, ebpf.ErrKeyNotExist):
+		if v.Slot, err = p.allocSlot(); err != nil {
+			return fmt.Errorf("ebpf: set verdict %v: %w", k, err)
+		}
+	default:
+		return fmt.Errorf("ebpf: set verdict %v: lookup: %w", k, err)
+	}
+	if err := p.objs.Verdicts.Put(&k, &v); err != nil {
+		if old.Slot != v.Slot {
+			p.slots.release(v.Slot)
+		}
+		return fmt.Errorf("ebpf: set verdict %v: %w", k, err)
+	}
+	if err := p.objs.Pending.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("ebpf: set verdict %v: clear pending: %w", k, err)
+	}
+	return nil
+}
+
+// Verdict returns the stored verdict of a flow, or an error wrapping
+// ErrNotFound.
+func (p *Program) Verdict(k FlowKey) (Verdict, error) {
+	var v Verdict
+	if err := p.objs.Verdicts.Lookup(&k, &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			err = ErrNotFound
+		}
+		return Verdict{}, fmt.Errorf("ebpf: verdict %v: %w", k, err)
+	}
+	return v, nil
+}
+
+// DeleteVerdict removes a flow's verdict and frees its counter slot; the
+// flow is unknown again and will be sampled anew. A missing verdict yields
+// an error wrapping ErrNotFound.
+func (p *Program) DeleteVerdict(k FlowKey) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var v Verdict
+	if err := p.objs.Verdicts.LookupAndDelete(&k, &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			err = ErrNotFound
+		}
+		return fmt.Errorf("ebpf: delete verdict %v: %w", k, err)
+	}
+	p.slots.release(v.Slot)
+	if err := p.objs.Pending.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("ebpf: delete verdict %v: clear pending: %w", k, err)
+	}
+	return nil
+}
+
+// ResetPending forgets how many samples a flow without verdict has sent, so
+// the program samples it again.
+func (p *Program) ResetPending(k FlowKey) error {
+	if err := p.objs.Pending.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("ebpf: reset pending %v: %w", k, err)
+	}
+	return nil
+}
+
+// VerdictIter walks the verdict map. The kernel map may change during the
+// walk; a flow may then be missed or seen twice.
+type VerdictIter struct {
+	it *ebpf.MapIterator
+	k  FlowKey
+	v  Verdict
+}
+
+// Verdicts returns an iterator over the stored verdicts:
+//
+//	it := p.Verdicts()
+//	for it.Next() { use(it.Key(), it.Verdict()) }
+//	if err := it.Err(); err != nil { … }
+func (p *Program) Verdicts() *VerdictIter {
+	return &VerdictIter{it: p.objs.Verdicts.Iterate()}
+}
+
+// Next advances to the next verdict and reports whether there is one.
+func (it *VerdictIter) Next() bool { return it.it.Next(&it.k, &it.v) }
+
+// Key returns the current flow.
+func (it *VerdictIter) Key() FlowKey { return it.k }
+
+// Verdict returns the current verdict.
+func (it *VerdictIter) Verdict() Verdict { return it.v }
+
+// Err returns the error that ended the walk, if any.
+func (it *VerdictIter) Err() error {
+	if err := it.it.Err(); err != nil {
+		return fmt.Errorf("ebpf: iterate verdicts: %w", err)
+	}
+	return nil
+}
+
+// allocSlot returns a free slot with zeroed counters. When the table is
+// full it first reclaims the slots of verdicts the LRU map evicted.
+func (p *Program) allocSlot() (uint32, error) {
+	s := p.slots.alloc()
+	if s == 0 {
+		if err := p.reconcileSlots(); err != nil {
+			return 0, err
+		}
+		if s = p.slots.alloc(); s == 0 {
+			return 0, ErrNoSlot
+		}
+	}
+	zero := make([]bpfEspyFlowStats, p.ncpu)
+	if err := p.objs.FlowStats.Put(s, zero); err != nil {
+		p.slots.release(s)
+		return 0, fmt.Errorf("zero counters of slot %d: %w", s, err)
+	}
+	return s, nil
+}
+
+// reconcileSlots rebuilds the slot table from the verdicts in the map.
+func (p *Program) reconcileSlots() error {
+	p.slots.reset()
+	var (
+		k FlowKey
+		v Verdict
+	)
+	it := p.objs.Verdicts.Iterate()
+	for it.Next(&k, &v) {
+		p.slots.mark(v.Slot)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("ebpf: rebuild slot table: %w", err)
+	}
+	return nil
+}

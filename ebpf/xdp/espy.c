@@ -1,0 +1,711 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * espy.c: the XDP fast path.
+ *
+ * Every frame is parsed down to its ESP (or WESP) header. Frames that are
+ * not IPsec pass. IPsec frames are looked up by SA in the verdict map that
+ * userspace fills: ESP-NULL flows are opened (trailer, then inner header) and
+ * checked against the inner-policy map, encrypted flows get the configured
+ * action, and the first frames of an unknown flow are copied whole to
+ * userspace, where the RFC 5879 heuristics decide.
+ *
+ * Exactly one exit reason is counted per frame.
+ */
+#include "abi.h"
+#include "espy.h"
+
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* IPv6 extension headers walked before giving up (outer and inner). */
+#define ESPY_MAX_EXT_HDRS 8
+/* VLAN tags walked: 802.1ad outer plus 802.1Q inner. */
+#define ESPY_MAX_VLANS 2
+/* Largest header offset the parser follows; frames are linear and <= 16 KiB. */
+#define ESPY_OFF_MAX 0x3fff
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define ETH_P_QINQ1 0x9100
+
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_IPIP 4
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_DCCP 33
+#define IPPROTO_IPV6 41
+#define IPPROTO_ROUTING 43
+#define IPPROTO_FRAGMENT 44
+#define IPPROTO_ESP 50
+#define IPPROTO_NONE 59
+#define IPPROTO_DSTOPTS 60
+#define IPPROTO_SCTP 132
+#define IPPROTO_UDPLITE 136
+#define IPPROTO_WESP 141
+
+#define PORT_IKE 500
+#define PORT_NATT 4500
+
+#define WESP_VERSION_MASK 0xc0
+#define WESP_FLAG_ENCRYPTED 0x20
+#define WESP_FLAG_PADDED 0x10
+
+struct ethhdr {
+	__u8 h_dest[6];
+	__u8 h_source[6];
+	__be16 h_proto;
+};
+
+struct vlanhdr {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+struct udphdr {
+	__be16 source;
+	__be16 dest;
+	__be16 len;
+	__be16 check;
+};
+
+/* Verdicts by SA, written by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct espy_flow_key);
+	__type(value, struct espy_verdict);
+} verdicts SEC(".maps");
+
+/* Per-flow counters; the slot is stored in the verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 65537);
+	__type(key, __u32);
+	__type(value, struct espy_flow_stats);
+} flow_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ESPY_EXIT_MAX);
+	__type(key, enum espy_exit_reason);
+	__type(value, __u64);
+} exit_counters SEC(".maps");
+
+/* Samples sent per unknown flow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct espy_flow_key);
+	__type(value, __u32);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct espy_inner_key);
+	__type(value, struct espy_inner_rule);
+} inner_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct espy_config);
+} config SEC(".maps");
+
+/* Per-CPU GCRA state of the sample rate limiter: theoretical arrival time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sample_bucket SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} samples SEC(".maps");
+
+/* Bridge mode: egress ifindex by ingress ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} bridge_ports SEC(".maps");
+
+static __always_inline void *at(void *data, void *data_end, __u32 off, __u32 len)
+{
+	void *p;
+
+	if (off > ESPY_OFF_MAX)
+		return 0;
+	/* Hide the check from the compiler so that it keeps the mask: the
+	 * verifier needs the bound on the very register added to data. */
+	asm volatile("" : "+r"(off));
+	off &= ESPY_OFF_MAX;
+	p = data + off;
+	if (p + len > data_end)
+		return 0;
+	return p;
+}
+
+/*
+ * bound_off forgets what the verifier knows about off beyond its bound.
+ * Without it every path through the extension-header walk carries a
+ * different exact offset range, no two verifier states match and their
+ * number grows exponentially with ESPY_MAX_EXT_HDRS. Offsets above the bound
+ * become ESPY_OFF_MAX + 1, which at() rejects.
+ */
+static __always_inline __u32 bound_off(__u32 off)
+{
+	if (off > ESPY_OFF_MAX)
+		off = ESPY_OFF_MAX + 1;
+	asm volatile("" : "+r"(off));
+	return off & (2 * ESPY_OFF_MAX + 1);
+}
+
+/* pkt_ptr returns len bytes of the frame at off, or NULL. */
+static __always_inline void *pkt_ptr(struct xdp_md *ctx, __u32 off, __u32 len)
+{
+	return at((void *)(long)ctx->data, (void *)(long)ctx->data_end, off, len);
+}
+
+static __always_inline int finish(struct xdp_md *ctx, const struct espy_config *cfg,
+				  enum espy_exit_reason reason, int drop)
+{
+	__u32 r = reason;
+	__u64 *c = bpf_map_lookup_elem(&exit_counters, &r);
+
+	if (c)
+		*c += 1;
+	if (drop)
+		return XDP_DROP;
+	if (cfg->bridge)
+		return bpf_redirect_map(&bridge_ports, ctx->ingress_ifindex, XDP_PASS);
+	return XDP_PASS;
+}
+
+static __always_inline int is_vlan(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD) ||
+	       proto == bpf_htons(ETH_P_QINQ1);
+}
+
+static __always_inline int is_ext_hdr(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_FRAGMENT;
+}
+
+static __always_inline int has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP ||
+	       proto == IPPROTO_UDPLITE || proto == IPPROTO_DCCP;
+}
+
+/*
+ * sample_allowed is a per-CPU GCRA: a virtual-scheduling token bucket that
+ * keeps one timestamp instead of a token count and a refill time.
+ */
+static __always_inline int sample_allowed(const struct espy_config *cfg)
+{
+	__u32 zero = 0;
+	__u64 *tat, now, t;
+
+	if (!cfg->sample_interval_ns)
+		return 1;
+	tat = bpf_map_lookup_elem(&sample_bucket, &zero);
+	if (!tat)
+		return 0;
+	now = bpf_ktime_get_ns();
+	t = *tat;
+	if (t < now)
+		t = now;
+	if (t - now > cfg->sample_burst_ns)
+		return 0;
+	*tat = t + cfg->sample_interval_ns;
+	return 1;
+}
+
+/* What the parser learnt about an IPsec frame; offsets from the frame start. */
+struct pkt {
+	struct espy_flow_key key;
+	__u32 frame_len;
+	__u32 l3_off;      /* outer IP header */
+	__u32 esp_off;     /* ESP header (SPI) */
+	__u32 end;         /* end of the ESP packet: IP or UDP length, not frame length */
+	__u32 payload_off; /* ESP-NULL: payload past the IV */
+	__u32 icv_len;
+	__s32 want_nh;     /* next header announced by WESP, or -1 */
+	__u32 mode;        /* enum espy_mode */
+};
+
+/*
+ * unknown handles a flow without a verdict: sample it, then fail open or
+ * closed. It and null_flow are global functions: the verifier checks each
+ * once on its own instead of once per call site and parser path, which
+ * keeps verification time and the instruction count far from the limits.
+ */
+__attribute__((noinline)) int unknown(struct xdp_md *ctx, const struct pkt *pk)
+{
+	const struct espy_flow_key *key;
+	const struct espy_config *cfg;
+	struct espy_sample s = {};
+	__u32 zero = 0, *cnt, seen;
+	__u64 cap;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ctx || !pk || !cfg)
+		return XDP_ABORTED;
+	key = &pk->key;
+	cnt = bpf_map_lookup_elem(&pending, key);
+	seen = cnt ? *cnt : 0;
+	if (seen >= cfg->sample_count)
+		return finish(ctx, cfg, ESPY_EXIT_PENDING_OVER_LIMIT, cfg->fail_closed);
+	if (!sample_allowed(cfg))
+		return finish(ctx, cfg, ESPY_EXIT_SAMPLE_RATELIMITED, cfg->fail_closed);
+
+	s.key = *key;
+	s.ifindex = ctx->ingress_ifindex;
+	s.orig_len = pk->frame_len;
+	cap = pk->frame_len < cfg->snaplen ? pk->frame_len : cfg->snaplen;
+	s.cap_len = cap;
+	s.l3_off = pk->l3_off;
+	s.esp_off = pk->esp_off;
+	/* The upper 32 bits of flags make the kernel append cap bytes of the
+	 * frame to the record itself: no copy through the BPF stack. */
+	if (bpf_perf_event_output(ctx, &samples, BPF_F_CURRENT_CPU | (cap << 32), &s, sizeof(s)))
+		return finish(ctx, cfg, ESPY_EXIT_SAMPLE_LOST, cfg->fail_closed);
+
+	if (cnt) {
+		__sync_fetch_and_add(cnt, 1);
+	} else {
+		__u32 one = 1;
+		bpf_map_update_elem(&pending, key, &one, BPF_NOEXIST);
+	}
+	return finish(ctx, cfg, ESPY_EXIT_PENDING_SAMPLED, cfg->fail_closed);
+}
+
+static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame_len)
+{
+	struct espy_flow_stats *st;
+	__u32 slot = v->slot;
+
+	if (!slot)
+		return;
+	st = bpf_map_lookup_elem(&flow_stats, &slot);
+	if (!st)
+		return;
+	st->packets += 1;
+	st->bytes += frame_len;
+}
+
+static __always_inline int encrypted(struct xdp_md *ctx, const struct espy_config *cfg,
+				     const struct espy_verdict *v)
+{
+	__u8 a = v && v->action_encrypted ? v->action_encrypted : cfg->encrypted_action;
+
+	if (a == ESPY_ACTION_DROP)
+		return finish(ctx, cfg, ESPY_EXIT_ENCRYPTED_DROP, 1);
+	if (a == ESPY_ACTION_COUNT)
+		return finish(ctx, cfg, ESPY_EXIT_ENCRYPTED_COUNT, 0);
+	return finish(ctx, cfg, ESPY_EXIT_ENCRYPTED_PASS, 0);
+}
+
+/*
+ * inner_policy is the one place the inner 5-tuple is classified, so the
+ * exact-match table can be swapped for the SPD classifier later.
+ */
+static __always_inline __u8 inner_policy(const struct espy_inner_key *ik,
+					 const struct espy_config *cfg)
+{
+	struct espy_inner_rule *r = bpf_map_lookup_elem(&inner_rules, ik);
+
+	if (r) {
+		__sync_fetch_and_add(&r->hits, 1);
+		if (r->action)
+			return r->action;
+	}
+	return cfg->inner_default ? cfg->inner_default : ESPY_ACTION_PASS;
+}
+
+static __always_inline int load_ports(struct xdp_md *ctx, __u32 off, __u32 pend,
+				      struct espy_inner_key *ik)
+{
+	__u8 *p;
+
+	if (off + 4 > pend || !(p = pkt_ptr(ctx, off, 4)))
+		return -1;
+	ik->sport = (__u16)p[0] << 8 | p[1];
+	ik->dport = (__u16)p[2] << 8 | p[3];
+	return 0;
+}
+
+/* inner_ip reads the inner header of a tunnel-mode payload at off..pend. */
+static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, __u8 nh,
+				    struct espy_inner_key *ik)
+{
+	if (nh == IPPROTO_IPIP) {
+		__u32 ihl;
+		__u8 *h;
+
+		if (off + 20 > pend || !(h = pkt_ptr(ctx, off, 20)))
+			return -1;
+		ihl = (h[0] & 0xf) * 4;
+		if ((h[0] >> 4) != 4 || ihl < 20)
+			return -1;
+		ik->family = 4;
+		ik->proto = h[9];
+		__builtin_memcpy(ik->src, &h[12], 4);
+		__builtin_memcpy(ik->dst, &h[16], 4);
+		/* Non-first inner fragments carry no ports: looked up with 0. */
+		if ((((__u16)h[6] << 8 | h[7]) & 0x1fff) || !has_ports(ik->proto))
+			return 0;
+		return load_ports(ctx, off + ihl, pend, ik);
+	}
+	if (nh == IPPROTO_IPV6) {
+		__u8 proto, *h;
+		int i;
+
+		if (off + 40 > pend || !(h = pkt_ptr(ctx, off, 40)))
+			return -1;
+		if ((h[0] >> 4) != 6)
+			return -1;
+		ik->family = 6;
+		__builtin_memcpy(ik->src, &h[8], 16);
+		__builtin_memcpy(ik->dst, &h[24], 16);
+		proto = h[6];
+		off += 40;
+		for (i = 0; i < ESPY_MAX_EXT_HDRS; i++) {
+			__u8 *e;
+
+			if (!is_ext_hdr(proto))
+				break;
+			if (off + 4 > pend || !(e = pkt_ptr(ctx, off, 4)))
+				return -1;
+			if (proto == IPPROTO_FRAGMENT) {
+				if (((__u16)e[2] << 8 | e[3]) & 0xfff8) {
+					ik->proto = e[0];
+					return 0;
+				}
+				off += 8;
+			} else {
+				off += ((__u32)e[1] + 1) * 8;
+			}
+			proto = e[0];
+			off = bound_off(off);
+		}
+		if (is_ext_hdr(proto))
+			return -1;
+		ik->proto = proto;
+		if (!has_ports(proto))
+			return 0;
+		return load_ports(ctx, off, pend, ik);
+	}
+	return -1;
+}
+
+/*
+ * null_flow opens an ESP-NULL packet whose payload (past the IV) starts at
+ * payload_off and whose ESP packet ends at end. want_nh is the next header
+ * the WESP header announced, or -1.
+ */
+__attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk)
+{
+	__u32 zero = 0, toff, pend, payload_off, end, icv_len;
+	struct espy_inner_key ik = {};
+	const struct espy_config *cfg;
+	__u8 *tr, nh, a;
+	int tunnel;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ctx || !pk || !cfg)
+		return XDP_ABORTED;
+	payload_off = pk->payload_off;
+	end = pk->end;
+	icv_len = pk->icv_len;
+	if (end < icv_len + 2)
+		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	toff = end - icv_len - 2;
+	if (toff < payload_off || !(tr = pkt_ptr(ctx, toff, 2)))
+		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	nh = tr[1];
+	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != nh))
+		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	pend = toff - tr[0];
+
+	/* RFC 4303 dummy packet (traffic flow confidentiality): nothing inside. */
+	if (nh == IPPROTO_NONE)
+		return finish(ctx, cfg, ESPY_EXIT_NULL_ALLOW, 0);
+
+	tunnel = pk->mode == ESPY_MODE_TUNNEL ||
+		 (pk->mode == ESPY_MODE_UNKNOWN && (nh == IPPROTO_IPIP || nh == IPPROTO_IPV6));
+	if (tunnel) {
+		if (inner_ip(ctx, payload_off, pend, nh, &ik))
+			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	} else {
+		ik.family = pk->key.family;
+		ik.proto = nh;
+		__builtin_memcpy(ik.src, pk->key.src, 16);
+		__builtin_memcpy(ik.dst, pk->key.dst, 16);
+		if (has_ports(nh) && load_ports(ctx, payload_off, pend, &ik))
+			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	}
+
+	a = inner_policy(&ik, cfg);
+	if (a == ESPY_ACTION_DROP)
+		return finish(ctx, cfg, ESPY_EXIT_NULL_DROP, 1);
+	if (a == ESPY_ACTION_COUNT)
+		return finish(ctx, cfg, ESPY_EXIT_NULL_COUNT, 0);
+	return finish(ctx, cfg, ESPY_EXIT_NULL_ALLOW, 0);
+}
+
+/* esp handles an ESP header at pk->esp_off. */
+static __always_inline int esp(struct xdp_md *ctx, const struct espy_config *cfg, struct pkt *pk)
+{
+	struct espy_verdict *v = bpf_map_lookup_elem(&verdicts, &pk->key);
+
+	if (!v || (v->kind != ESPY_VERDICT_NULL && v->kind != ESPY_VERDICT_ENCRYPTED))
+		return unknown(ctx, pk);
+	count_flow(v, pk->frame_len);
+	if (v->kind == ESPY_VERDICT_ENCRYPTED)
+		return encrypted(ctx, cfg, v);
+	pk->payload_off = pk->esp_off + 8 + v->iv_len;
+	pk->icv_len = v->icv_len;
+	pk->want_nh = -1;
+	pk->mode = v->mode;
+	return null_flow(ctx, pk);
+}
+
+/*
+ * wesp handles a WESP header at woff. WESP describes itself, so the program
+ * decides without userspace; a verdict entry, where present, overrides the
+ * E flag and adds per-flow counters.
+ */
+static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cfg, struct pkt *pk,
+				__u32 woff)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct espy_verdict *v;
+	__u8 *w, nh, hdr_len, trl_len, flags, kind;
+	__u32 skip;
+	__be32 *e;
+
+	w = at(data, data_end, woff, 4);
+	if (!w || woff + 4 > pk->end)
+		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+	nh = w[0];
+	hdr_len = w[1];
+	trl_len = w[2];
+	flags = w[3];
+	if (flags & WESP_VERSION_MASK)
+		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+	skip = flags & WESP_FLAG_PADDED ? 8 : 4;
+	pk->esp_off = woff + skip;
+	e = at(data, data_end, pk->esp_off, 8);
+	if (!e || pk->esp_off + 8 > pk->end || !e[0])
+		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+	pk->key.spi = bpf_ntohl(e[0]);
+
+	v = bpf_map_lookup_elem(&verdicts, &pk->key);
+	kind = flags & WESP_FLAG_ENCRYPTED ? ESPY_VERDICT_ENCRYPTED : ESPY_VERDICT_NULL;
+	pk->mode = ESPY_MODE_UNKNOWN;
+	if (v) {
+		count_flow(v, pk->frame_len);
+		if (v->kind == ESPY_VERDICT_NULL || v->kind == ESPY_VERDICT_ENCRYPTED)
+			kind = v->kind;
+		pk->mode = v->mode;
+	}
+	if (kind == ESPY_VERDICT_ENCRYPTED)
+		return encrypted(ctx, cfg, v);
+	if (hdr_len < skip + 8)
+		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	pk->payload_off = woff + hdr_len;
+	pk->icv_len = trl_len;
+	pk->want_nh = nh;
+	return null_flow(ctx, pk);
+}
+
+SEC("xdp")
+int espy_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct pkt pk = {};
+	__u32 zero = 0, frame_len, off, l3_off, end;
+	const struct espy_config *cfg;
+	int first_frag = 0;
+	struct ethhdr *eth;
+	__be16 h_proto;
+	__u8 proto;
+	int i;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
+	frame_len = data_end - data;
+
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+	h_proto = eth->h_proto;
+	off = sizeof(*eth);
+#pragma unroll
+	for (i = 0; i < ESPY_MAX_VLANS; i++) {
+		struct vlanhdr *vh;
+
+		if (!is_vlan(h_proto))
+			break;
+		vh = at(data, data_end, off, sizeof(*vh));
+		if (!vh)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		h_proto = vh->encap_proto;
+		off += sizeof(*vh);
+	}
+	if (is_vlan(h_proto))
+		return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+	l3_off = off;
+
+	if (h_proto == bpf_htons(ETH_P_IP)) {
+		__u8 *ip = at(data, data_end, off, 20);
+		__u32 ihl, tot;
+		__u16 frag;
+
+		if (!ip)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		ihl = (ip[0] & 0xf) * 4;
+		tot = (__u32)ip[2] << 8 | ip[3];
+		if ((ip[0] >> 4) != 4 || ihl < 20 || tot < ihl || l3_off + tot > frame_len)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		end = l3_off + tot;
+		frag = (__u16)ip[6] << 8 | ip[7];
+		if (frag & 0x1fff)
+			return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
+		first_frag = frag & 0x2000;
+		proto = ip[9];
+		pk.key.family = 4;
+		__builtin_memcpy(pk.key.src, &ip[12], 4);
+		__builtin_memcpy(pk.key.dst, &ip[16], 4);
+		off += ihl;
+	} else if (h_proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 *ip6 = at(data, data_end, off, 40);
+		__u32 plen;
+
+		if (!ip6)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		plen = (__u32)ip6[4] << 8 | ip6[5];
+		/* plen 0 is a jumbogram, which no XDP frame can hold. */
+		if ((ip6[0] >> 4) != 6 || plen == 0 || l3_off + 40 + plen > frame_len)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		end = l3_off + 40 + plen;
+		proto = ip6[6];
+		pk.key.family = 6;
+		__builtin_memcpy(pk.key.src, &ip6[8], 16);
+		__builtin_memcpy(pk.key.dst, &ip6[24], 16);
+		off += 40;
+		for (i = 0; i < ESPY_MAX_EXT_HDRS; i++) {
+			__u8 *h;
+
+			if (!is_ext_hdr(proto))
+				break;
+			h = at(data, data_end, off, 8);
+			if (!h || off + 8 > end)
+				return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+			if (proto == IPPROTO_FRAGMENT) {
+				__u16 fo = (__u16)h[2] << 8 | h[3];
+
+				if (fo & 0xfff8)
+					return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
+				first_frag = fo & 1;
+				asm volatile("" : "+r"(first_frag));
+				off += 8;
+			} else {
+				off += ((__u32)h[1] + 1) * 8;
+			}
+			proto = h[0];
+			off = bound_off(off);
+		}
+		if (is_ext_hdr(proto))
+			return finish(ctx, cfg, ESPY_EXIT_EXTHDR_LIMIT, cfg->fail_closed);
+	} else {
+		return finish(ctx, cfg, ESPY_EXIT_NON_ESP, 0);
+	}
+
+	pk.frame_len = frame_len;
+	pk.l3_off = l3_off;
+	pk.end = end;
+	if (proto == IPPROTO_ESP) {
+		__be32 *e;
+
+		if (first_frag)
+			return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
+		e = at(data, data_end, off, 8);
+		if (!e || off + 8 > end || !e[0])
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		pk.key.encap = ESPY_ENCAP_NONE;
+		pk.key.spi = bpf_ntohl(e[0]);
+		pk.esp_off = off;
+		return esp(ctx, cfg, &pk);
+	}
+	if (proto == IPPROTO_WESP) {
+		if (first_frag)
+			return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
+		pk.key.encap = ESPY_ENCAP_WESP;
+		return wesp(ctx, cfg, &pk, off);
+	}
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = at(data, data_end, off, sizeof(*uh));
+		__u16 sport, dport, ulen;
+		__be32 *m;
+
+		if (!uh || off + sizeof(*uh) > end)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		sport = bpf_ntohs(uh->source);
+		dport = bpf_ntohs(uh->dest);
+		if (sport == PORT_IKE || dport == PORT_IKE)
+			return finish(ctx, cfg, ESPY_EXIT_IKE, 0);
+		if (sport != PORT_NATT && dport != PORT_NATT)
+			return finish(ctx, cfg, ESPY_EXIT_NON_ESP, 0);
+		if (first_frag)
+			return finish(ctx, cfg, ESPY_EXIT_FRAGMENT, 0);
+		ulen = bpf_ntohs(uh->len);
+		if (ulen < sizeof(*uh) || off + ulen > end)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		end = off + ulen;
+		pk.end = end;
+		off += sizeof(*uh);
+		if (ulen == sizeof(*uh) + 1) {
+			__u8 *b = at(data, data_end, off, 1);
+
+			if (b && *b == 0xff)
+				return finish(ctx, cfg, ESPY_EXIT_KEEPALIVE, 0);
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		}
+		m = at(data, data_end, off, 4);
+		if (!m || off + 4 > end)
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		/* RFC 3948 non-ESP marker: the datagram is IKE. */
+		if (*m == 0)
+			return finish(ctx, cfg, ESPY_EXIT_IKE, 0);
+		pk.key.sport = sport;
+		pk.key.dport = dport;
+		if (*m == bpf_htonl(2)) {
+			pk.key.encap = ESPY_ENCAP_WESP_UDP;
+			return wesp(ctx, cfg, &pk, off + 4);
+		}
+		if (off + 8 > end || !at(data, data_end, off, 8))
+			return finish(ctx, cfg, ESPY_EXIT_MALFORMED, cfg->fail_closed);
+		pk.key.encap = ESPY_ENCAP_UDP;
+		pk.key.spi = bpf_ntohl(*m);
+		pk.esp_off = off;
+		return esp(ctx, cfg, &pk);
+	}
+	return finish(ctx, cfg, ESPY_EXIT_NON_ESP, 0);
+}
