@@ -314,3 +314,40 @@ func (c *Cache) Stats() Stats {
 	}
 	return t
 }
+
+// Remove deletes the flow of k, decided or pending, and returns it. No
+// event is emitted: the caller reports the end of a flow it removes.
+func (c *Cache) Remove(k Key) (Flow, bool) {
+	s, h := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.decided.get(&k, h); f != nil {
+		out := *f
+		s.decided.remove(&k, h)
+		return out, true
+	}
+	if pe := s.pending.lookup(k); pe != nil {
+		out := pe.flow
+		s.pending.remove(pe)
+		return out, true
+	}
+	return Flow{}, false
+}
+
+// SetCounters replaces a decided flow's counters with totals counted
+// elsewhere (the fast path's per-flow counters) and marks it seen at now if
+// they moved, so that flows the fast path handles alone do not expire.
+func (c *Cache) SetCounters(k Key, packets, bytes uint64, now int64) bool {
+	s, h := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.decided.get(&k, h)
+	if f == nil {
+		return false
+	}
+	if packets != f.Packets {
+		f.Last = now
+	}
+	f.Packets, f.Bytes = packets, bytes
+	return true
+}

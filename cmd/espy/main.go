@@ -1,6 +1,7 @@
 // Command espy is a DPI middlebox with ESP-NULL visibility.
 //
 //	espy replay [flags] FILE...   analyze captures offline
+//	espy run --iface IF [--iface IF2] [--config FILE]   the inline appliance
 //	espy policy check|decorrelate|bench ...   validate and measure an SPD
 //
 // Run "espy COMMAND --help" for a command's flags.
@@ -18,6 +19,7 @@ const usage = `usage: espy COMMAND [flags] [args]
 
 Commands:
   replay    analyze pcap/pcapng captures: per-flow ESP-NULL verdicts (RFC 5879)
+  run       the inline appliance: XDP fast path on one or two interfaces
   policy    check, decorrelate or benchmark a security policy (SPD)
   version   print the version
 
@@ -41,6 +43,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return replayMain(args[1:], stdin, stdout, stderr)
 	case "policy":
 		return policycmd.Main(args[1:], stdout, stderr)
+	case "run":
+		return runMain(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "espy", version)
 		return exitOK

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/espy-dpi/espy/config"
+	"github.com/espy-dpi/espy/inline"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+const runUsage = `NAME
+    espy run - the inline ESP-NULL inspection appliance
+
+SYNOPSIS
+    espy run --iface IF [--iface IF2] [--config FILE] [flags]
+
+DESCRIPTION
+    Attaches espy's XDP program to one interface (monitor mode: verdicts,
+    counters and policy drops on that link) or two (a bump-in-the-wire
+    bridge that forwards every passing frame from one to the other with
+    bpf_redirect_map). The program sends the first packets of each new ESP
+    flow to this process, which decides with the RFC 5879 heuristics whether
+    the flow is ESP-NULL or encrypted and writes the verdict into the BPF
+    verdict map; from then on the fast path alone opens ESP-NULL packets,
+    looks up their inner 5-tuple in the inner rules, and applies the action
+    configured for encrypted flows. Unknown flows pass while pending
+    (fail-open) unless the configuration says fail: closed.
+
+    Maps and links are pinned under the pin path (default /sys/fs/bpf/espy),
+    so a restart keeps every verdict. SIGINT and SIGTERM detach the program
+    and exit; SIGHUP reopens the verdict log (for logrotate).
+
+    Verdict records are JSON lines with Elastic Common Schema names, the same
+    schema as "espy replay --format jsonl" (docs/verdict-schema.md). The
+    configuration file is YAML (docs/espy.example.yaml); command-line flags
+    override it. A bad configuration is rejected at start with the file,
+    line and reason.
+
+EXIT STATUS
+    0   stopped by a signal after a clean detach
+    1   the appliance failed while running, or could not detach cleanly
+    2   bad command line or configuration
+    4   could not start: no privilege to load BPF, interface missing, pinned
+        maps of another size
+
+FILES
+    /etc/espy/espy.yaml            configuration (any path, with --config)
+    /sys/fs/bpf/espy               pinned maps and links
+    /var/log/espy/verdicts.jsonl   a typical --log path
+
+FLAGS
+`
+
+// exitStart is the exit code for a failure to start the appliance.
+const exitStart = 4
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var ifaces stringList
+	fs.Var(&ifaces, "iface", "interface to attach to (repeat once for bridge mode)")
+	var (
+		cfgFile    = fs.String("config", "", "YAML configuration `file`")
+		format     = fs.String("format", "jsonl", "verdict log format (jsonl)")
+		logPath    = fs.String("log", "", "verdict log `file`, reopened on SIGHUP (default: the config's log.path, else stdout)")
+		metrics    = fs.String("metrics", "", "serve Prometheus metrics on `addr:port` at /metrics")
+		pinPath    = fs.String("pin-path", "", "bpffs `directory` for pinned maps and links (default /sys/fs/bpf/espy)")
+		failClosed = fs.Bool("fail-closed", false, "drop packets of unknown ESP flows while pending")
+		attach     = fs.String("attach", "", "XDP attach mode: auto, driver or generic")
+		logLevel   = fs.String("log-level", "", "diagnostics level on stderr: debug, info, warn, error")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, runUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "espy run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg := &config.Config{}
+	if *cfgFile != "" {
+		var err error
+		if cfg, err = config.Load(*cfgFile); err != nil {
+			fmt.Fprintf(stderr, "espy run: %v\n", err)
+			return exitUsage
+		}
+	}
+	if len(ifaces) > 0 {
+		cfg.Interfaces = ifaces
+	}
+	if len(cfg.Interfaces) == 0 || len(cfg.Interfaces) > 2 {
+		fmt.Fprintln(stderr, "espy run: give one interface (monitor) or two (bridge) with --iface or in the config")
+		return exitUsage
+	}
+	if *format != "jsonl" {
+		fmt.Fprintf(stderr, "espy run: unknown format %q (jsonl)\n", *format)
+		return exitUsage
+	}
+	if *logPath != "" {
+		cfg.Log.Path = *logPath
+	}
+	if *metrics != "" {
+		cfg.Metrics.Listen = *metrics
+	}
+	if *pinPath != "" {
+		cfg.PinPath = *pinPath
+	}
+	if cfg.PinPath == "" {
+		cfg.PinPath = "/sys/fs/bpf/espy"
+	}
+	if *failClosed {
+		cfg.Fail = "closed"
+	}
+	if *attach != "" {
+		cfg.Attach = *attach
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	level, err := zerolog.ParseLevel(cfg.Log.Level)
+	if err != nil || cfg.Log.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	log := zerolog.New(stderr).Level(level).With().Timestamp().Str("component", "espy-run").Logger()
+
+	out, err := inline.OpenOutput(cfg.Log.Path, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "espy run: %v\n", err)
+		return exitStart
+	}
+	defer out.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d, err := inline.Start(cfg, out, log, reg)
+	if err != nil {
+		fmt.Fprintf(stderr, "espy run: %v\n", err)
+		return exitStart
+	}
+	log.Info().Str("config", cfg.String()).Str("pin_path", cfg.PinPath).Msg("espy running")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			d.Close()
+			fmt.Fprintf(stderr, "espy run: metrics: %v\n", err)
+			return exitStart
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info().Str("listen", ln.Addr().String()).Msg("metrics served")
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	code := exitOK
+	for done := false; !done; {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if err := out.Reopen(); err != nil {
+					log.Error().Err(err).Msg("reopen verdict log")
+				} else {
+					log.Info().Msg("verdict log reopened")
+				}
+				continue
+			}
+			log.Info().Str("signal", s.String()).Msg("stopping")
+			cancel()
+			if err := <-runErr; err != nil {
+				log.Error().Err(err).Msg("run")
+				code = 1
+			}
+			done = true
+		case err := <-runErr:
+			if err != nil {
+				log.Error().Err(err).Msg("run")
+			}
+			code = 1
+			done = true
+		}
+	}
+	if err := d.Close(); err != nil {
+		log.Error().Err(err).Msg("detach")
+		code = 1
+	}
+	return code
+}

@@ -1,0 +1,65 @@
+package inline
+
+import (
+	"github.com/espy-dpi/espy/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the daemon's Prometheus metrics. Counters the fast path keeps
+// (exit reasons) are read from BPF at scrape time by collector; the rest are
+// updated by the sample loop and the sweeper.
+type metrics struct {
+	samples        prometheus.Counter
+	samplesLost    prometheus.Counter
+	undecodable    prometheus.Counter
+	verdicts       *prometheus.CounterVec
+	revocations    *prometheus.CounterVec
+	flows          *prometheus.GaugeVec
+	verdictPackets *prometheus.GaugeVec
+	verdictBytes   *prometheus.GaugeVec
+	mapEntries     *prometheus.GaugeVec
+	latency        prometheus.Histogram
+	expired        prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, prog *ebpf.Program) *metrics {
+	m := &metrics{
+		samples:     prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_total", Help: "Frames of new ESP flows the fast path sent to userspace."}),
+		samplesLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_lost_total", Help: "Samples the kernel dropped because a CPU's buffer was full."}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_undecodable_total", Help: "Samples the userspace decoder rejected."}),
+		verdicts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "espy_verdicts_total", Help: "Verdicts reached, by verdict and source."}, []string{"verdict", "source"}),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "espy_verdict_revocations_total", Help: "Verdicts withdrawn, by reason."}, []string{"reason"}),
+		flows:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "espy_flows", Help: "Flows in the userspace flow table, by state."}, []string{"state"}),
+		verdictPackets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "espy_flow_packets", Help: "Packets of the flows in the BPF verdict map at the last sweep, by verdict."},
+			[]string{"verdict"}),
+		verdictBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "espy_flow_bytes", Help: "Bytes of the flows in the BPF verdict map at the last sweep, by verdict."},
+			[]string{"verdict"}),
+		mapEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "espy_map_entries", Help: "Entries and capacity of the BPF verdict map at the last sweep."}, []string{"kind"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "espy_verdict_latency_seconds", Help: "Time from a flow's first sample to its verdict in the BPF map.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_flows_expired_total", Help: "Flows removed from the BPF verdict map for idleness."}),
+	}
+	reg.MustRegister(m.samples, m.samplesLost, m.undecodable, m.verdicts, m.revocations, m.flows,
+		m.verdictPackets, m.verdictBytes, m.mapEntries, m.latency, m.expired, &exitCollector{prog: prog})
+	return m
+}
+
+// exitCollector reads the fast path's exit-reason counters at scrape time.
+type exitCollector struct{ prog *ebpf.Program }
+
+var exitDesc = prometheus.NewDesc("espy_xdp_packets_total", "Frames the XDP program handled, by exit reason.", []string{"reason"}, nil)
+
+func (c *exitCollector) Describe(ch chan<- *prometheus.Desc) { ch <- exitDesc }
+
+func (c *exitCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := c.prog.ExitCounters()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(exitDesc, err)
+		return
+	}
+	for r, n := range counts {
+		ch <- prometheus.MustNewConstMetric(exitDesc, prometheus.CounterValue, float64(n), ebpf.ExitReason(r).String())
+	}
+}
