@@ -13,30 +13,30 @@ import (
 // inner IPv4 TCP (TLS records, segments up to ~1.2 KB) with HMAC-SHA-256,
 // the same traffic under AES-GCM, and a NULL tunnel of small HTTP segments.
 var (
-	nullTunnelTCP   = espsynth.Flow{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA256, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficTLS, Packets: 64, OneWay: true}
-	gcmTunnelTCP    = espsynth.Flow{Cipher: espsynth.CipherAESGCM, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficTLS, Packets: 64, OneWay: true}
-	nullTunnelSmall = espsynth.Flow{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA256, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficHTTP, Packets: 64, OneWay: true}
+	bnNullTunnelTCP   = espsynth.Flow{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA256, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficTLS, Packets: 64, OneWay: true}
+	bnGCMTunnelTCP    = espsynth.Flow{Cipher: espsynth.CipherAESGCM, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficTLS, Packets: 64, OneWay: true}
+	bnNullTunnelSmall = espsynth.Flow{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA256, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficHTTP, Packets: 64, OneWay: true}
 )
 
-// decided observes pkts until the engine decides and returns the verdict.
-func decided(tb testing.TB, e *heuristics.Engine, pkts []packet.Packet, want heuristics.Class) heuristics.Verdict {
+// bnDecided observes pkts until the engine decides and returns the verdict.
+func bnDecided(tb testing.TB, e *heuristics.Engine, pkts []packet.Packet, want heuristics.Class) heuristics.Verdict {
 	tb.Helper()
 	var st heuristics.FlowState
 	for i := range pkts {
 		if v, final := e.Observe(&st, &pkts[i]); final {
 			if v.Class != want {
-				tb.Fatalf("flow decided %v, want %v: %+v", v.Class, want, v)
+				tb.Fatalf("flow bnDecided %v, want %v: %+v", v.Class, want, v)
 			}
 			return v
 		}
 	}
-	tb.Fatalf("flow of %d packets not decided", len(pkts))
+	tb.Fatalf("flow of %d packets not bnDecided", len(pkts))
 	return heuristics.Verdict{}
 }
 
-// largest returns the index of the longest packet: the benchmarks measure a
+// bnLargest returns the index of the longest packet: the benchmarks measure a
 // full-size segment, not a bare handshake.
-func largest(pkts []packet.Packet) int {
+func bnLargest(pkts []packet.Packet) int {
 	best := 0
 	for i := range pkts {
 		if len(pkts[i].ESP) > len(pkts[best].ESP) {
@@ -50,10 +50,10 @@ func BenchmarkObserveNewFlow(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		flow espsynth.Flow
-	}{{"null-tunnel-tcp", nullTunnelTCP}, {"null-tunnel-tcp-small", nullTunnelSmall}, {"aes-gcm", gcmTunnelTCP}} {
+	}{{"null-tunnel-tcp", bnNullTunnelTCP}, {"null-tunnel-tcp-small", bnNullTunnelSmall}, {"aes-gcm", bnGCMTunnelTCP}} {
 		b.Run(bc.name, func(b *testing.B) {
-			pkts := synthFlow(b, 1, bc.flow)
-			p := &pkts[largest(pkts)]
+			pkts := fzSynthFlow(b, 1, bc.flow)
+			p := &pkts[bnLargest(pkts)]
 			e := heuristics.New(heuristics.Config{})
 			var st heuristics.FlowState
 			b.ReportAllocs()
@@ -73,11 +73,11 @@ func BenchmarkObserveToVerdict(b *testing.B) {
 		name string
 		flow espsynth.Flow
 		want heuristics.Class
-	}{{"null-tunnel-tcp", nullTunnelTCP, heuristics.Null}, {"aes-gcm", gcmTunnelTCP, heuristics.Encrypted}} {
+	}{{"null-tunnel-tcp", bnNullTunnelTCP, heuristics.Null}, {"aes-gcm", bnGCMTunnelTCP, heuristics.Encrypted}} {
 		b.Run(bc.name, func(b *testing.B) {
-			pkts := synthFlow(b, 1, bc.flow)
+			pkts := fzSynthFlow(b, 1, bc.flow)
 			e := heuristics.New(heuristics.Config{RekeyEntries: -1})
-			v := decided(b, e, pkts, bc.want)
+			v := bnDecided(b, e, pkts, bc.want)
 			b.ReportAllocs()
 			for b.Loop() {
 				var st heuristics.FlowState
@@ -93,9 +93,9 @@ func BenchmarkObserveToVerdict(b *testing.B) {
 }
 
 func BenchmarkWatchDecidedNull(b *testing.B) {
-	pkts := synthFlow(b, 1, nullTunnelTCP)
+	pkts := fzSynthFlow(b, 1, bnNullTunnelTCP)
 	e := heuristics.New(heuristics.Config{})
-	v := decided(b, e, pkts, heuristics.Null)
+	v := bnDecided(b, e, pkts, heuristics.Null)
 	var m heuristics.Monitor
 	now := int64(1_767_225_600) * 1e9
 	seq := uint32(1000)
@@ -114,15 +114,15 @@ func BenchmarkWatchDecidedNull(b *testing.B) {
 	}
 }
 
-// TestPerPacketAllocs holds the package's promise that per-packet methods
+// TestObserveWatchZeroAllocs holds the package's promise that per-packet methods
 // do not allocate: Observe on a fresh and on a running flow, Watch,
 // Decapsulate and Remember.
-func TestPerPacketAllocs(t *testing.T) {
+func TestObserveWatchZeroAllocs(t *testing.T) {
 	e := heuristics.New(heuristics.Config{})
-	null := synthFlow(t, 1, nullTunnelTCP)
-	gcm := synthFlow(t, 1, gcmTunnelTCP)
-	v := decided(t, e, null, heuristics.Null)
-	ve := decided(t, e, gcm, heuristics.Encrypted)
+	null := fzSynthFlow(t, 1, bnNullTunnelTCP)
+	gcm := fzSynthFlow(t, 1, bnGCMTunnelTCP)
+	v := bnDecided(t, e, null, heuristics.Null)
+	ve := bnDecided(t, e, gcm, heuristics.Encrypted)
 	var st heuristics.FlowState
 	var m heuristics.Monitor
 	var in heuristics.Inner

@@ -14,22 +14,22 @@ import (
 )
 
 var (
-	outerSrc4 = netip.MustParseAddr("192.0.2.10")
-	outerDst4 = netip.MustParseAddr("203.0.113.20")
-	outerSrc6 = netip.MustParseAddr("2001:db8:a::10")
-	outerDst6 = netip.MustParseAddr("2001:db8:b::20")
+	fzSrc4 = netip.MustParseAddr("192.0.2.10")
+	fzDst4 = netip.MustParseAddr("203.0.113.20")
+	fzSrc6 = netip.MustParseAddr("2001:db8:a::10")
+	fzDst6 = netip.MustParseAddr("2001:db8:b::20")
 )
 
-// rawIP builds an outer IP datagram of protocol proto around payload, so the
+// fzRawIP builds an outer IP datagram of protocol proto around payload, so the
 // Packet under test comes out of the real decoder with the IPHeader, address
 // and WESP invariants the engine relies on.
-func rawIP(v6 bool, proto uint8, payload []byte) ([]byte, packet.LinkType) {
+func fzRawIP(v6 bool, proto uint8, payload []byte) ([]byte, packet.LinkType) {
 	if v6 {
 		b := make([]byte, 40, 40+len(payload))
 		b[0] = 0x60
 		binary.BigEndian.PutUint16(b[4:], uint16(len(payload)))
 		b[6], b[7] = proto, 64
-		s, d := outerSrc6.As16(), outerDst6.As16()
+		s, d := fzSrc6.As16(), fzDst6.As16()
 		copy(b[8:], s[:])
 		copy(b[24:], d[:])
 		return append(b, payload...), packet.LinkTypeIPv6
@@ -38,17 +38,17 @@ func rawIP(v6 bool, proto uint8, payload []byte) ([]byte, packet.LinkType) {
 	b[0] = 0x45
 	binary.BigEndian.PutUint16(b[2:], uint16(20+len(payload)))
 	b[8], b[9] = 64, proto
-	s, d := outerSrc4.As4(), outerDst4.As4()
+	s, d := fzSrc4.As4(), fzDst4.As4()
 	copy(b[12:], s[:])
 	copy(b[16:], d[:])
 	return append(b, payload...), packet.LinkTypeIPv4
 }
 
-// espPacket decodes an outer datagram carrying esp (proto 50) or a WESP
+// fzESPPacket decodes an outer datagram carrying esp (proto 50) or a WESP
 // packet (proto 141) into p. It reports false when the decoder rejects it.
-func espPacket(v6 bool, proto uint8, esp []byte, p *packet.Packet) bool {
+func fzESPPacket(v6 bool, proto uint8, esp []byte, p *packet.Packet) bool {
 	var d packet.Decoder
-	frame, lt := rawIP(v6, proto, esp)
+	frame, lt := fzRawIP(v6, proto, esp)
 	return d.Decode(lt, frame, p) == nil && (p.Kind == packet.KindESP || p.Kind == packet.KindWESP)
 }
 
@@ -60,7 +60,7 @@ func FuzzObserve(f *testing.F) {
 	f.Add(uint8(0), []byte("\x00\x00\x10\x00\x00\x00\x00\x01random-bytes-here-and-there\x01\x02\x02\x06"))
 	f.Add(uint8(1), make([]byte, 64))
 	f.Add(uint8(2), append([]byte{6, 12, 12, 0}, make([]byte, 40)...))
-	for _, p := range synthSeeds(f) {
+	for _, p := range fzSynthSeeds(f) {
 		f.Add(uint8(0), p)
 	}
 	f.Fuzz(func(t *testing.T, mode uint8, esp []byte) {
@@ -70,7 +70,7 @@ func FuzzObserve(f *testing.F) {
 			proto = packet.ProtoWESP
 		}
 		var p packet.Packet
-		if !espPacket(v6, proto, esp, &p) {
+		if !fzESPPacket(v6, proto, esp, &p) {
 			if proto == packet.ProtoESP && len(esp) >= 8 {
 				t.Fatalf("decoder rejected %d ESP bytes", len(esp))
 			}
@@ -84,7 +84,7 @@ func FuzzObserve(f *testing.F) {
 		for i := 0; i < 20 && !final; i++ {
 			binary.BigEndian.PutUint32(p.ESP[4:], seq+uint32(i)) // a flow of this packet
 			v, final = e.Observe(&st, &p)
-			checkVerdict(t, &v)
+			fzCheckVerdict(t, &v)
 		}
 		if !final {
 			t.Fatalf("not final after 20 packets: %+v", v)
@@ -99,7 +99,7 @@ func FuzzObserve(f *testing.F) {
 		for i := range verdicts {
 			w := &verdicts[i]
 			if heuristics.Decapsulate(w, &p, &in) {
-				checkInner(t, &p, w, &in)
+				fzCheckInner(t, &p, w, &in)
 			}
 			e.Remember(w, &p)
 			var m heuristics.Monitor
@@ -115,7 +115,7 @@ func FuzzObserve(f *testing.F) {
 	})
 }
 
-func checkVerdict(t *testing.T, v *heuristics.Verdict) {
+func fzCheckVerdict(t *testing.T, v *heuristics.Verdict) {
 	t.Helper()
 	if v.Class > heuristics.Encrypted || v.Mode > heuristics.ModeTransport || v.Source > heuristics.SourceKnown {
 		t.Fatalf("verdict out of range: %+v", v)
@@ -134,7 +134,7 @@ func checkVerdict(t *testing.T, v *heuristics.Verdict) {
 	}
 }
 
-func checkInner(t *testing.T, p *packet.Packet, v *heuristics.Verdict, in *heuristics.Inner) {
+func fzCheckInner(t *testing.T, p *packet.Packet, v *heuristics.Verdict, in *heuristics.Inner) {
 	t.Helper()
 	if len(in.Datagram) == 0 && in.NextHeader != 59 {
 		// minInner is 0 for some protocols: an empty datagram is allowed.
@@ -157,8 +157,8 @@ func checkInner(t *testing.T, p *packet.Packet, v *heuristics.Verdict, in *heuri
 	}
 }
 
-// synthSeeds are the ESP payloads of a few real espsynth flows.
-func synthSeeds(tb testing.TB) [][]byte {
+// fzSynthSeeds are the ESP payloads of a few real espsynth flows.
+func fzSynthSeeds(tb testing.TB) [][]byte {
 	var out [][]byte
 	for _, fl := range []espsynth.Flow{
 		{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA256, Mode: espsynth.Tunnel, Traffic: espsynth.TrafficHTTP, Packets: 2, OneWay: true},
@@ -167,16 +167,16 @@ func synthSeeds(tb testing.TB) [][]byte {
 		{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA512, Traffic: espsynth.TrafficSCTP, Packets: 2, OneWay: true},
 		{Cipher: espsynth.CipherAESGCM, Traffic: espsynth.TrafficTLS, Packets: 2, OneWay: true},
 	} {
-		for _, p := range synthFlow(tb, 1, fl) {
+		for _, p := range fzSynthFlow(tb, 1, fl) {
 			out = append(out, p.ESP)
 		}
 	}
 	return out
 }
 
-// synthFlow returns the decoded ESP packets of one espsynth flow, in order.
+// fzSynthFlow returns the decoded ESP packets of one espsynth flow, in order.
 // Each packet owns its frame.
-func synthFlow(tb testing.TB, seed int64, fl espsynth.Flow) []packet.Packet {
+func fzSynthFlow(tb testing.TB, seed int64, fl espsynth.Flow) []packet.Packet {
 	tb.Helper()
 	g, err := espsynth.NewGenerator(seed, espsynth.Config{Flows: []espsynth.Flow{fl}})
 	if err != nil {
@@ -202,10 +202,10 @@ func synthFlow(tb testing.TB, seed int64, fl espsynth.Flow) []packet.Packet {
 	}
 }
 
-// TestRandomPayloadsNeverNull is the false-null property: 2,000 flows of 4
+// TestFalseNullRandomPayloads is the false-null property: 2,000 flows of 4
 // packets of uniformly random bytes (what a cipher emits), of many lengths,
 // over IPv4 and IPv6, in plain ESP and in UDP, are never called null.
-func TestRandomPayloadsNeverNull(t *testing.T) {
+func TestFalseNullRandomPayloads(t *testing.T) {
 	r := rand.New(rand.NewPCG(5879, 4303))
 	e := heuristics.New(heuristics.Config{})
 	const flows, perFlow = 2000, 4
@@ -217,7 +217,7 @@ func TestRandomPayloadsNeverNull(t *testing.T) {
 		v6 := f%2 == 1
 		var st heuristics.FlowState
 		var v heuristics.Verdict
-		decided := false
+		bnDecided := false
 		// All four packets are observed, even after a final verdict:
 		// more evidence must not turn random bytes null either.
 		for i := 0; i < perFlow; i++ {
@@ -232,15 +232,15 @@ func TestRandomPayloadsNeverNull(t *testing.T) {
 			}
 			binary.BigEndian.PutUint32(esp, spi)
 			binary.BigEndian.PutUint32(esp[4:], seq+uint32(i)+1)
-			if !espPacket(v6, packet.ProtoESP, esp, &p) {
+			if !fzESPPacket(v6, packet.ProtoESP, esp, &p) {
 				t.Fatalf("decoder rejected %d ESP bytes", n)
 			}
 			w, final := e.Observe(&st, &p)
 			if w.Class == heuristics.Null {
 				t.Fatalf("flow %d packet %d (%d bytes, v6 %v): random bytes called null: %+v evidence %v", f, i, n, v6, w, w.Evidence)
 			}
-			if !decided {
-				v, decided = w, final
+			if !bnDecided {
+				v, bnDecided = w, final
 			}
 		}
 		classes[v.Class]++
@@ -253,10 +253,10 @@ func TestRandomPayloadsNeverNull(t *testing.T) {
 	}
 }
 
-// TestEncryptedFlowsNeverNull runs real ciphertext from every encrypting
+// TestFalseNullCiphertext runs real ciphertext from every encrypting
 // transform espsynth offers, over every inner traffic kind, through the
 // engine: no flow may be called null, and most must be called encrypted.
-func TestEncryptedFlowsNeverNull(t *testing.T) {
+func TestFalseNullCiphertext(t *testing.T) {
 	e := heuristics.New(heuristics.Config{})
 	ciphers := []espsynth.Cipher{espsynth.CipherAESCBC, espsynth.CipherAESCTR, espsynth.CipherAESGCM, espsynth.CipherChaCha20Poly1305, espsynth.Cipher3DES}
 	classes := map[heuristics.Class]int{}
@@ -267,14 +267,14 @@ func TestEncryptedFlowsNeverNull(t *testing.T) {
 				fl := espsynth.Flow{Cipher: c, Auth: espsynth.AuthHMACSHA256, Mode: mode, Traffic: tr, Packets: 6, OneWay: true, Outer: espsynth.IPVersion(4 + 2*(ci%2))}
 				var st heuristics.FlowState
 				var v heuristics.Verdict
-				decided := false
-				for i, p := range synthFlow(t, int64(n), fl) {
+				bnDecided := false
+				for i, p := range fzSynthFlow(t, int64(n), fl) {
 					w, final := e.Observe(&st, &p)
 					if w.Class == heuristics.Null {
 						t.Fatalf("%v %v %v packet %d called null: %+v", c, tr, mode, i, w)
 					}
-					if !decided {
-						v, decided = w, final
+					if !bnDecided {
+						v, bnDecided = w, final
 					}
 				}
 				classes[v.Class]++
