@@ -11,7 +11,7 @@ import (
 )
 
 // Known bugs in flowcache's non-test files, reported to the integrator
-// (tests branch report, FC-1 to FC-3). Each test states the expected
+// (tests branch report, FC-1 to FC-4). Each test states the expected
 // behaviour and fails on the current code; they are skipped unless
 //
 //	go test ./flowcache -run KnownBug -args -known-bugs
@@ -86,4 +86,44 @@ func TestKnownBugPendingEvictsWhenNotFull(t *testing.T) {
 	if _, ok := c.Lookup(flowcache.NewKey(slow.src, slow.dst, slow.spi)); !ok {
 		t.Errorf("pending flow evicted from a pool of 4 that never held more than 2: %+v", c.Stats())
 	}
+}
+
+// FC-4 (a heuristics bug, seen through the cache): heuristics/monitor.go
+// Watch withdraws a verdict as SPIReuse on a single packet with sequence
+// number <= 16 once the highest one seen is >= 4096, before and without any
+// other check: the packet need not parse, and the receiver itself would
+// drop it as a replay. One spoofed packet thus revokes any long-lived null
+// flow, and two (seq 5000, then seq 1; a known SA's highSeq follows every
+// packet) revoke an SA registered by IKE, whose verdict is then lost to the
+// heuristics. This contradicts the package doc ("a few injected junk
+// packets cannot flip a flow") and the Register contract. Expected: a
+// restart is confirmed by more than one packet (e.g. several increasing
+// low sequence numbers) before the verdict is withdrawn.
+func TestKnownBugOneSpoofedPacketRevokes(t *testing.T) {
+	knownBug(t, "FC-4")
+	r := rand.New(rand.NewPCG(4, 4))
+	t.Run("known-sa", func(t *testing.T) {
+		rec := &recorder{}
+		c := newCache(t, flowcache.Config{Shards: 1, Capacity: 8, PendingCapacity: 8}, rec)
+		fs := flowSpec{src: peerA, dst: peerB, spi: 0xfc04}
+		c.Register(flowcache.NewKey(fs.src, fs.dst, fs.spi), true, 16, 0, t0)
+		for i, seq := range []uint32{5000, 1} {
+			p := garbage(t, fs, r, seq)
+			c.Process(&p, 100, t0+int64(i)*ms)
+		}
+		if n := rec.count(flowcache.EventRevoked, nil); n != 0 {
+			t.Errorf("two spoofed packets revoked a registered SA: %+v", rec.events[len(rec.events)-1])
+		}
+	})
+	t.Run("heuristic-null", func(t *testing.T) {
+		rec := &recorder{}
+		c := newCache(t, flowcache.Config{Shards: 1, Capacity: 8, PendingCapacity: 8}, rec)
+		fs := flowSpec{src: peerA, dst: peerB, spi: 0xfc05}
+		_, seq := decide(t, c, fs, synthESP(t, 1, nullFlow), 5000, t0, heuristics.Null)
+		p := garbage(t, fs, r, 1)
+		c.Process(&p, 100, t0+time.Second.Nanoseconds())
+		if n := rec.count(flowcache.EventRevoked, nil); n != 0 {
+			t.Errorf("one spoofed packet (seq 1 after %d) revoked a null flow", seq-1)
+		}
+	})
 }

@@ -459,9 +459,13 @@ func TestRevocation(t *testing.T) {
 		c := newCache(t, small, rec)
 		fs := flowSpec{src: peerA, dst: peerB, spi: 0x7004}
 		_, seq := decide(t, c, fs, esp, 5000, t0, heuristics.Null)
-		// A new SA reuses the SPI: sequence numbers restart at 1.
-		p := fs.pkt(t, esp[5], 1)
-		c.Process(&p, 100, t0+time.Second.Nanoseconds())
+		// A new SA reuses the SPI: sequence numbers restart at 1. (Several
+		// packets, so the test holds whether or not the engine waits for
+		// the restart to be confirmed.)
+		for i := 0; i < 8; i++ {
+			p := fs.pkt(t, esp[5+i], uint32(1+i))
+			c.Process(&p, 100, t0+time.Second.Nanoseconds()+int64(i)*ms)
+		}
 		key := flowcache.NewKey(fs.src, fs.dst, fs.spi)
 		if n := rec.count(flowcache.EventRevoked, func(e flowcache.Event) bool { return e.Key == key && e.Reason == heuristics.SPIReuse }); n != 1 {
 			t.Fatalf("no SPI-reuse revocation after seq %d → 1: %+v", seq-1, rec.events)
@@ -472,7 +476,7 @@ func TestRevocation(t *testing.T) {
 		// A restart below 4096 is not SPI reuse: reordering or a short SA.
 		fs2 := flowSpec{src: peerA, dst: peerB, spi: 0x7005}
 		_, seq2 := decide(t, c, fs2, esp, 100, t0, heuristics.Null)
-		p = fs2.pkt(t, esp[5], 1)
+		p := fs2.pkt(t, esp[5], 1)
 		c.Process(&p, 100, t0+time.Second.Nanoseconds())
 		if n := rec.count(flowcache.EventRevoked, func(e flowcache.Event) bool { return e.Key.SPI == 0x7005 }); n != 0 {
 			t.Errorf("restart after seq %d revoked the flow", seq2-1)
