@@ -142,8 +142,11 @@ func (d *Decoder) ipv6(b []byte, p *Packet) (uint8, []byte, error) {
 		if i == maxExtHeaders {
 			return 0, nil, ErrTooManyExtHeaders
 		}
+		// The frame holds total bytes (checked above): an extension
+		// header that does not fit is cut by the payload length, a
+		// malformed header, not a short capture.
 		if total-off < 8 {
-			return 0, nil, ErrTruncated
+			return 0, nil, ErrBadIPHeader
 		}
 		h := b[off:]
 		var n int
@@ -161,7 +164,7 @@ func (d *Decoder) ipv6(b []byte, p *Packet) (uint8, []byte, error) {
 			n = (int(h[1]) + 1) * 8
 		}
 		if total-off < n {
-			return 0, nil, ErrTruncated
+			return 0, nil, ErrBadIPHeader
 		}
 		next = h[0]
 		off += n
@@ -175,8 +178,8 @@ func (d *Decoder) transport(proto uint8, b []byte, p *Packet) error {
 	case ProtoWESP:
 		return setWESP(b, p)
 	case ProtoUDP:
-		if len(b) < 8 {
-			return ErrTruncated
+		if len(b) < 8 { // b is bounded by the IP length, not the capture
+			return ErrBadIPHeader
 		}
 		sp, dp := be16(b), be16(b[2:])
 		if !d.isUDPPort(sp) && !d.isUDPPort(dp) {
