@@ -1,7 +1,6 @@
 package flowcache_test
 
 import (
-	"flag"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -10,29 +9,15 @@ import (
 	"github.com/espy-dpi/espy/heuristics"
 )
 
-// Known bugs in flowcache's non-test files, reported to the integrator
-// (tests branch report, FC-1 to FC-4). Each test states the expected
-// behaviour and fails on the current code; they are skipped unless
-//
-//	go test ./flowcache -run KnownBug -args -known-bugs
-//
-// so the suite stays green until the fixes land. Drop the gate with the fix.
-var knownBugs = flag.Bool("known-bugs", false, "run the tests of reported, unfixed flowcache bugs")
-
-func knownBug(t *testing.T, id string) {
-	t.Helper()
-	if !*knownBugs {
-		t.Skipf("%s: reported bug, not fixed yet (run with -args -known-bugs)", id)
-	}
-}
+// Regression tests for the bugs FC-1 to FC-4, found by review and fixed:
+// each states the expected behaviour.
 
 // FC-1: Register never sets Flow.Last (nor First) for an SA with no packets
 // yet, so Last is 0 and the next Sweep, whatever its time, expires the
 // registration: cache.go Register stores a zero Flow, and Sweep compares
 // now-f.Last (≈ now) with IdleTimeout. A registered SA should live
 // IdleTimeout after its registration.
-func TestKnownBugRegisterExpiresAtOnce(t *testing.T) {
-	knownBug(t, "FC-1")
+func TestFixedRegisterExpiresAtOnce(t *testing.T) {
 	c := newCache(t, flowcache.Config{Shards: 1, Capacity: 8, PendingCapacity: 8}, nil)
 	k := flowcache.NewKey(peerA, peerB, 0xfc01)
 	c.Register(k, true, 16, 0, t0)
@@ -48,8 +33,7 @@ func TestKnownBugRegisterExpiresAtOnce(t *testing.T) {
 // without making room (cache.go Register calls storeDecided only for keys
 // in neither table), so the decided table grows past Capacity by one for
 // every SA registered after its first packet.
-func TestKnownBugRegisterPendingExceedsCapacity(t *testing.T) {
-	knownBug(t, "FC-2")
+func TestFixedRegisterPendingExceedsCapacity(t *testing.T) {
 	const capacity = 4
 	c := newCache(t, flowcache.Config{Shards: 1, Capacity: capacity, PendingCapacity: 64}, nil)
 	r := rand.New(rand.NewPCG(1, 1))
@@ -69,8 +53,7 @@ func TestKnownBugRegisterPendingExceedsCapacity(t *testing.T) {
 // the pool is full), so an undecided flow is dropped after PendingCapacity
 // insertions however few flows are pending. The doc says "inserting into a
 // full pool evicts the oldest entry".
-func TestKnownBugPendingEvictsWhenNotFull(t *testing.T) {
-	knownBug(t, "FC-3")
+func TestFixedPendingEvictsWhenNotFull(t *testing.T) {
 	c := newCache(t, flowcache.Config{Shards: 1, Capacity: 64, PendingCapacity: 4}, nil)
 	r := rand.New(rand.NewPCG(2, 2))
 	slow := flowSpec{src: peerA6, dst: peerB6, spi: 0xfc03}
@@ -99,8 +82,7 @@ func TestKnownBugPendingEvictsWhenNotFull(t *testing.T) {
 // packets cannot flip a flow") and the Register contract. Expected: a
 // restart is confirmed by more than one packet (e.g. several increasing
 // low sequence numbers) before the verdict is withdrawn.
-func TestKnownBugOneSpoofedPacketRevokes(t *testing.T) {
-	knownBug(t, "FC-4")
+func TestFixedOneSpoofedPacketRevokes(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	t.Run("known-sa", func(t *testing.T) {
 		rec := &recorder{}

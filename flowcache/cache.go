@@ -3,6 +3,7 @@ package flowcache
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/espy-dpi/espy/heuristics"
@@ -11,7 +12,8 @@ import (
 
 // Config sizes the cache. The zero value of a field means its default.
 type Config struct {
-	// Capacity bounds decided flows. Default 1,000,000.
+	// Capacity bounds decided flows. Default 1,000,000. (At most Shards
+	// more may be held for a moment; see makeRoom.)
 	Capacity int
 	// PendingCapacity bounds undecided flows. Default 65,536.
 	PendingCapacity int
@@ -89,10 +91,11 @@ type Stats struct {
 
 // Cache is a sharded, bounded flow table. It is safe for concurrent use.
 type Cache struct {
-	cfg    Config
-	engine *heuristics.Engine
-	shards []shard
-	mask   uint32
+	cfg     Config
+	engine  *heuristics.Engine
+	shards  []shard
+	mask    uint32
+	decided atomic.Int64 // decided flows in all shards
 }
 
 type shard struct {
@@ -109,7 +112,11 @@ func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
 		return nil, ErrConfig
 	}
 	c := &Cache{cfg: cfg, engine: engine, shards: make([]shard, cfg.Shards), mask: uint32(cfg.Shards - 1)}
+	// Shards get 1/64 more room than an even share, so that the uneven
+	// spread of keys does not evict from a full shard while the cache as a
+	// whole has room; the total is bounded by the shared count.
 	per, perPending := cfg.Capacity/cfg.Shards, cfg.PendingCapacity/cfg.Shards
+	per += per/64 + 1
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.decided.init(per)
@@ -154,6 +161,7 @@ func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
 		// counters, and this packet is its first evidence.
 		f := *fp
 		s.decided.remove(&k, h)
+		c.decided.Add(-1)
 		s.stats.Revocations++
 		c.emit(Event{Type: EventRevoked, Key: k, Flow: f, Time: now, Reason: w})
 		pe := s.pending.insert(k, c, s, now)
@@ -178,6 +186,7 @@ func (c *Cache) observe(s *shard, pe *pendingEntry, h uint32, p *packet.Packet, 
 	k := pe.key
 	c.makeRoom(s, now)
 	f := s.decided.put(&k, h, &pe.flow)
+	c.decided.Add(1)
 	s.pending.remove(pe)
 	f.Verdict = v
 	if v.Class == heuristics.Null {
@@ -191,14 +200,20 @@ func (c *Cache) observe(s *shard, pe *pendingEntry, h uint32, p *packet.Packet, 
 }
 
 // makeRoom makes room for one more decided flow in s, evicting the least
-// recently seen of a few sampled flows at capacity.
+// recently seen of a few of its flows when the shard is full or the cache
+// holds Capacity flows. (A cache at capacity whose shard s is empty takes
+// the flow anyway: the total stays below Capacity + Shards.)
 func (c *Cache) makeRoom(s *shard, now int64) {
-	if !s.decided.full() {
+	if !s.decided.full() && c.decided.Load() < int64(c.cfg.Capacity) {
+		return
+	}
+	if s.decided.len() == 0 {
 		return
 	}
 	i := s.decided.victim()
 	e := s.decided.entries[i]
 	s.decided.removeEntry(i)
+	c.decided.Add(-1)
 	s.stats.Evicted++
 	c.emit(Event{Type: EventExpired, Key: e.key, Flow: e.flow, Time: now, Evicted: true})
 }
@@ -230,9 +245,14 @@ func (c *Cache) Register(k Key, null bool, icvLen, ivLen uint8, now int64) {
 		}
 		c.makeRoom(s, now)
 		f = s.decided.put(&k, h, &nf)
+		c.decided.Add(1)
 	}
 	f.Verdict = v
 	f.Monitor = heuristics.Monitor{}
+	if f.Packets == 0 {
+		// Registered before any packet: idle from now, not from 1970.
+		f.First, f.Last = now, now
+	}
 	s.stats.Decisions++
 	c.emit(Event{Type: EventDecided, Key: k, Flow: *f, Time: now})
 }
@@ -264,6 +284,7 @@ func (c *Cache) Sweep(now int64) int {
 		for i := s.decided.len() - 1; i >= 0; i-- {
 			if e := s.decided.entries[i]; now-e.flow.Last > idle {
 				s.decided.removeEntry(i)
+				c.decided.Add(-1)
 				s.stats.Expired++
 				c.emit(Event{Type: EventExpired, Key: e.key, Flow: e.flow, Time: now})
 				n++
@@ -324,6 +345,7 @@ func (c *Cache) Remove(k Key) (Flow, bool) {
 	if f := s.decided.get(&k, h); f != nil {
 		out := *f
 		s.decided.remove(&k, h)
+		c.decided.Add(-1)
 		return out, true
 	}
 	if pe := s.pending.lookup(k); pe != nil {

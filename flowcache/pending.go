@@ -7,22 +7,29 @@ type pendingEntry struct {
 	key   Key
 	state heuristics.FlowState
 	flow  Flow
+	pos   int32 // position in the pool's array
 	used  bool
 }
 
-// pendingPool is a preallocated ring of undecided flows with first-in
-// first-out reuse: inserting into a full pool evicts the oldest entry. Flows
-// decide in a few packets, so the oldest entry is the one least likely ever
-// to decide, and a flood of one-packet SPIs only churns this pool.
+// pendingPool is a preallocated array of undecided flows. Free entries are
+// reused first; inserting into a full pool evicts entries in first-in
+// first-out order (a clock hand over the array). Flows decide in a few
+// packets, so the oldest entry is the one least likely ever to decide, and
+// a flood of one-packet SPIs only churns this pool.
 type pendingPool struct {
 	entries []pendingEntry
 	index   map[Key]int32
-	next    int
+	free    []int32 // entries not in use
+	next    int     // the clock hand: the next entry to evict when full
 }
 
 func (p *pendingPool) init(n int) {
 	p.entries = make([]pendingEntry, n)
 	p.index = make(map[Key]int32, n)
+	p.free = make([]int32, n)
+	for i := range p.free {
+		p.free[i] = int32(n - 1 - i)
+	}
 }
 
 func (p *pendingPool) len() int { return len(p.index) }
@@ -36,18 +43,22 @@ func (p *pendingPool) lookup(k Key) *pendingEntry {
 }
 
 func (p *pendingPool) insert(k Key, c *Cache, s *shard, now int64) *pendingEntry {
-	i := p.next
-	p.next++
-	if p.next == len(p.entries) {
-		p.next = 0
-	}
-	e := &p.entries[i]
-	if e.used {
+	var i int
+	if n := len(p.free); n > 0 {
+		i = int(p.free[n-1])
+		p.free = p.free[:n-1]
+	} else {
+		i = p.next
+		if p.next++; p.next == len(p.entries) {
+			p.next = 0
+		}
+		e := &p.entries[i]
 		delete(p.index, e.key)
 		s.stats.PendingDrops++
 		c.emit(Event{Type: EventExpired, Key: e.key, Flow: e.flow, Time: now, Evicted: true})
 	}
-	*e = pendingEntry{key: k, used: true}
+	e := &p.entries[i]
+	*e = pendingEntry{key: k, used: true, pos: int32(i)}
 	p.index[k] = int32(i)
 	return e
 }
@@ -55,6 +66,7 @@ func (p *pendingPool) insert(k Key, c *Cache, s *shard, now int64) *pendingEntry
 func (p *pendingPool) remove(e *pendingEntry) {
 	delete(p.index, e.key)
 	e.used = false
+	p.free = append(p.free, e.pos)
 }
 
 func (p *pendingPool) expire(c *Cache, s *shard, now, idle int64) int {

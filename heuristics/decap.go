@@ -22,14 +22,15 @@ type Inner struct {
 }
 
 // Decapsulate reads the cleartext of p under null verdict v. It reports
-// false when p does not parse under v (a garbage packet, or a TFC dummy
-// packet with next header 59, which carries nothing).
+// false when p does not parse under v (a garbage packet, one whose next
+// header is not one the engine knows, or a TFC dummy packet with next
+// header 59, which carries nothing).
 func Decapsulate(v *Verdict, p *packet.Packet, in *Inner) bool {
 	if v.Class != Null {
 		return false
 	}
 	var t trailer
-	if !readTrailer(p.ESP, candidate{v.IVLen, v.ICVLen}, &t) || t.nh == 59 || len(t.payload) < minInner(t.nh) {
+	if !readTrailer(p.ESP, candidate{v.IVLen, v.ICVLen}, &t) || t.nh == 59 || !knownNextHeader(t.nh) || len(t.payload) < minInner(t.nh) {
 		return false
 	}
 	*in = Inner{NextHeader: t.nh, Datagram: t.payload, Proto: t.nh, Src: p.Src, Dst: p.Dst}

@@ -319,9 +319,25 @@ func TestSPIReuse(t *testing.T) {
 			t.Fatalf("seq %d: %v", seq, w)
 		}
 	}
-	b[4], b[5], b[6], b[7] = 0, 0, 0, 1
-	if w := e.Watch(&m, &v, p, 0); w != heuristics.SPIReuse {
-		t.Fatalf("restart at 1 after 5000: %v, want spi-reuse", w)
+	// One spoofed restart is not enough; four increasing ones are.
+	for seq := byte(1); seq <= 4; seq++ {
+		b[7] = seq
+		b[4], b[5], b[6] = 0, 0, 0
+		w := e.Watch(&m, &v, p, 0)
+		if seq < 4 && w != heuristics.KeepVerdict {
+			t.Fatalf("restarted seq %d withdrew the verdict: %v", seq, w)
+		}
+		if seq == 4 && w != heuristics.SPIReuse {
+			t.Fatalf("four restarted sequence numbers: %v, want spi-reuse", w)
+		}
+	}
+	// An extended sequence number wrapping is not a restart.
+	var m2 heuristics.Monitor
+	for _, seq := range []uint32{0xfffffff0, 0xfffffffe, 1, 2, 3, 4, 5} {
+		b[4], b[5], b[6], b[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+		if w := e.Watch(&m2, &v, p, 0); w != heuristics.KeepVerdict {
+			t.Fatalf("ESN wrap at seq %#x: %v", seq, w)
+		}
 	}
 }
 

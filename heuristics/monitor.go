@@ -24,10 +24,16 @@ func (w Withdrawal) String() string {
 }
 
 // spiReuseSeq and spiReuseHigh define a restart: a sequence number this low
-// after one this high cannot be reordering.
+// after one this high cannot be reordering. spiReuseConfirm restarted
+// sequence numbers, increasing (and, on a null flow, parsing under its
+// verdict), confirm a new SA on the same SPI: one spoofed packet cannot.
+// Near the top of the 32-bit space a small number is an extended sequence
+// number (RFC 4303 section 2.2.1) wrapping, not a restart.
 const (
-	spiReuseSeq  = 16
-	spiReuseHigh = 1 << 12
+	spiReuseSeq     = 15
+	spiReuseHigh    = 1 << 12
+	spiReuseConfirm = 4
+	esnWrapFrom     = 0xffff0000
 )
 
 // rememberEvery spaces the rekey-table writes of a null flow's packets: one
@@ -35,18 +41,19 @@ const (
 // line per packet.
 const rememberEvery = 16
 
-// Monitor is the per-flow state that watches a decided flow. It is kept
-// small (20 bytes) because every decided flow has one; window starts are
-// milliseconds modulo 2^32, compared by difference, and the counters
-// saturate.
+// Monitor is the per-flow state that watches a decided flow. It is kept to
+// 20 bytes because every decided flow has one: the fast window starts at a
+// millisecond time modulo 2^32, compared by difference; the slow window is
+// counted in fast windows; counters saturate.
 type Monitor struct {
 	highSeq   uint32
 	fastStart uint32
-	slowStart uint32
 	fastTotal uint16
 	fastBad   uint16
 	slowTotal uint16
 	slowBad   uint16
+	slowAge   uint8 // fast windows since the slow window began
+	restart   uint8 // restarted sequence numbers seen: count<<4 | the last one
 }
 
 func sat16(x uint16) uint16 {
@@ -58,14 +65,21 @@ func sat16(x uint16) uint16 {
 
 // Watch checks packet p, seen at now (Unix nanoseconds), against the
 // decided verdict v of its flow and reports whether the verdict must be
-// withdrawn. Encrypted and unknown flows are only watched for SPI reuse.
+// withdrawn. Encrypted flows are only watched for SPI reuse; known SAs,
+// whose owner tells espy when they change, are not watched.
 func (e *Engine) Watch(m *Monitor, v *Verdict, p *packet.Packet, now int64) Withdrawal {
+	if v.Source == SourceKnown {
+		return KeepVerdict
+	}
 	seq := p.Seq()
 	if seq <= spiReuseSeq && m.highSeq >= spiReuseHigh {
-		*m = Monitor{}
-		return SPIReuse
+		if m.highSeq >= esnWrapFrom {
+			m.highSeq = seq // the low half of an extended sequence number wrapped
+		} else {
+			return m.restarted(e, v, p, seq)
+		}
 	}
-	if v.Class != Null || v.Source == SourceKnown {
+	if v.Class != Null {
 		m.highSeq = max(m.highSeq, seq)
 		return KeepVerdict
 	}
@@ -78,11 +92,14 @@ func (e *Engine) Watch(m *Monitor, v *Verdict, p *packet.Packet, now int64) With
 		m.highSeq = max(m.highSeq, seq)
 	}
 	ms := uint32(now / 1e6)
-	if int64(ms-m.fastStart) > r.FastWindow.Milliseconds() {
+	fast := uint32(r.FastWindow.Milliseconds())
+	if elapsed := ms - m.fastStart; elapsed > fast {
+		age := uint32(m.slowAge) + elapsed/max(fast, 1)
 		m.fastStart, m.fastTotal, m.fastBad = ms, 0, 0
-	}
-	if int64(ms-m.slowStart) > r.SlowWindow.Milliseconds() {
-		m.slowStart, m.slowTotal, m.slowBad = ms, 0, 0
+		if age >= uint32(r.SlowWindow/r.FastWindow) {
+			m.slowTotal, m.slowBad, age = 0, 0, 0
+		}
+		m.slowAge = uint8(min(age, 0xff))
 	}
 	m.fastTotal = sat16(m.fastTotal)
 	m.slowTotal = sat16(m.slowTotal)
@@ -98,6 +115,31 @@ func (e *Engine) Watch(m *Monitor, v *Verdict, p *packet.Packet, now int64) With
 	if m.slowBad >= minBad && float64(m.slowBad) > r.SlowRate*float64(m.slowTotal) {
 		return Garbage
 	}
+	return KeepVerdict
+}
+
+// restarted counts a restarted sequence number and reports SPIReuse once
+// spiReuseConfirm of them came in increasing order. On a null flow only
+// packets that parse under the verdict count; a new SA with other
+// algorithms fails the parse and is withdrawn as garbage instead.
+func (m *Monitor) restarted(e *Engine, v *Verdict, p *packet.Packet, seq uint32) Withdrawal {
+	if v.Class == Null && !e.goodNull(v, p, 0) {
+		return KeepVerdict
+	}
+	n, last := m.restart>>4, m.restart&0x0f
+	switch {
+	case n == 0 || uint8(seq) > last:
+		n++
+	case uint8(seq) < last:
+		n = 1 // out of order: start the run again
+	default:
+		return KeepVerdict // a duplicate
+	}
+	if n >= spiReuseConfirm {
+		*m = Monitor{}
+		return SPIReuse
+	}
+	m.restart = n<<4 | uint8(seq)
 	return KeepVerdict
 }
 
