@@ -41,7 +41,7 @@ func need(t *testing.T, tools ...string) {
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (Debian packages iproute2, tcpreplay, tcpdump)", tool)
+			t.Skipf("needs %s (Debian packages iproute2, tcpreplay, tcpdump, ethtool)", tool)
 		}
 	}
 	if _, err := os.Stat("/sys/fs/bpf"); err != nil {
@@ -79,10 +79,11 @@ func topology(t *testing.T) (nsA, nsE, nsB string) {
 	// their own, which are also documentation addresses.
 	sh(t, "ip", "-n", nsA, "addr", "add", "192.0.2.201/24", "dev", "a0")
 	sh(t, "ip", "-n", nsB, "addr", "add", "192.0.2.202/24", "dev", "b0")
-	// XDP on a veth needs the peer to have an XDP program or GRO for
-	// redirected frames to be received; a dummy pass program is not
-	// needed on kernels ≥ 5.9 with native veth XDP, but the receiving
-	// veth must be up, which it is.
+	// Frames redirected by native XDP into a veth are received by its
+	// peer only when the peer runs NAPI, which GRO turns on (as a pass
+	// XDP program would). Physical NICs need nothing of the kind.
+	sh(t, "ip", "netns", "exec", nsB, "ethtool", "-K", "b0", "gro", "on")
+	sh(t, "ip", "netns", "exec", nsA, "ethtool", "-K", "a0", "gro", "on")
 	return nsA, nsE, nsB
 }
 
@@ -193,8 +194,25 @@ func espCounts(t *testing.T, name string) (map[uint32]int, int) {
 	}
 }
 
+// waitQuiet waits until a capture file has not grown for half a second (at
+// most 15 s), so that tcpdump has written every frame before it is stopped.
+func waitQuiet(name string) {
+	last := int64(-1)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		st, err := os.Stat(name)
+		if err != nil {
+			continue
+		}
+		if st.Size() == last {
+			return
+		}
+		last = st.Size()
+	}
+}
+
 func TestBridgeEndToEnd(t *testing.T) {
-	need(t, "ip", "tcpreplay", "tcpdump")
+	need(t, "ip", "tcpreplay", "tcpdump", "ethtool")
 	nsA, nsE, nsB := topology(t)
 	bin := buildEspy(t)
 	dir := t.TempDir()
@@ -208,7 +226,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	cfg := filepath.Join(dir, "espy.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [e0, e1]
 pin_path: %s
-attach: generic
+attach: driver
 sampling: {rate: 100000, burst: 4096}
 inner_rules:
   - %s
@@ -230,7 +248,7 @@ inner_rules:
 		time.Sleep(50 * time.Millisecond)
 	}
 	sh(t, "ip", "netns", "exec", nsA, "tcpreplay", "-q", "--pps", "2000", "-i", "a0", sampleCapture)
-	time.Sleep(500 * time.Millisecond)
+	waitQuiet(atB)
 	dump.Process.Signal(syscall.SIGINT)
 	dump.Wait()
 	e.stop(t)
