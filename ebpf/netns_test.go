@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -226,7 +225,7 @@ func TestBridgeNetns(t *testing.T) {
 	if st, err := p.FlowCounters(k); err != nil || st.Packets != 2*each {
 		t.Errorf("flow counters: %+v, %v", st, err)
 	}
-	t.Log(fmt.Sprintf("B received %d of %d allowed frames", len(got), each))
+	t.Logf("B received %d of %d allowed frames", len(got), each)
 }
 
 // TestPinnedLinkSurvivesRestart attaches with a pin path, closes the
