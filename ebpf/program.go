@@ -143,16 +143,13 @@ func (p *Program) Unpin() error {
 			errs = append(errs, fmt.Errorf("ebpf: unpin link: %w", err))
 		}
 	}
-	if !p.closed {
-		for _, m := range []*ebpf.Map{p.objs.Verdicts, p.objs.FlowStats, p.objs.Pending, p.objs.InnerRules} {
-			if err := m.Unpin(); err != nil {
-				errs = append(errs, fmt.Errorf("ebpf: unpin map: %w", err))
-			}
-		}
+	// By path rather than through the map objects, so that Unpin also works
+	// after Close, and also removes link pins an earlier run left.
+	pins, _ := filepath.Glob(filepath.Join(p.cfg.PinPath, linkPinPrefix+"*"))
+	for _, name := range pinnedMaps {
+		pins = append(pins, filepath.Join(p.cfg.PinPath, name))
 	}
-	// Pins of links this process did not attach, left by an earlier run.
-	leftovers, _ := filepath.Glob(filepath.Join(p.cfg.PinPath, linkPinPrefix+"*"))
-	for _, f := range leftovers {
+	for _, f := range pins {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("ebpf: unpin: %w", err))
 		}
