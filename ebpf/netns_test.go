@@ -279,3 +279,36 @@ func TestPinnedLinkSurvivesRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestAttachAutoFallsBack attaches in auto mode to a veth (native XDP) and to
+// the namespace's loopback device (no native XDP: generic fallback).
+func TestAttachAutoFallsBack(t *testing.T) {
+	requireIP(t)
+	x := newNetns(t, "m")
+	ipCmd(t, "link", "add", "v0", "netns", x.name, "type", "veth", "peer", "name", "v1", "netns", x.name)
+	for _, dev := range []string{"v0", "v1", "lo"} {
+		ipCmd(t, "-n", x.name, "link", "set", dev, "up")
+	}
+	v0, d0 := x.iface(t, "v0"), x.iface(t, "lo")
+	x.do(t, func() {
+		p := loadTest(t, smallMaps(Config{}))
+		for _, c := range []struct {
+			ifi  *net.Interface
+			want AttachMode
+		}{{v0, AttachDriver}, {d0, AttachGeneric}} {
+			got, err := p.Attach(c.ifi.Index, AttachAuto)
+			if err != nil || got != c.want {
+				t.Errorf("%s: attached in %v mode (%v), want %v", c.ifi.Name, got, err, c.want)
+			}
+		}
+		if _, err := p.Attach(v0.Index, AttachAuto); err == nil {
+			t.Error("second attach to the same interface succeeded")
+		}
+		if err := p.Detach(d0.Index); err != nil {
+			t.Error(err)
+		}
+		if err := p.Detach(d0.Index); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second detach: %v, want ErrNotFound", err)
+		}
+	})
+}
