@@ -216,7 +216,12 @@ func TestRun(t *testing.T) {
 		frame  []byte
 		want   uint32
 		reason ExitReason
+		// noReader leaves the perf array without a reader, so samples
+		// cannot be written.
+		noReader bool
 	}{
+		{name: "unknown-no-reader", frame: tunnel, noReader: true, want: xdpPass, reason: ExitSampleLost},
+		{name: "unknown-no-reader-fail-closed", cfg: Config{FailClosed: true}, frame: tunnel, noReader: true, want: xdpDrop, reason: ExitSampleLost},
 		{name: "udp-dns", frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(5353, 53, []byte("q")), ip4opts{})), want: xdpPass, reason: ExitNonESP},
 		{name: "arp", frame: cat(eth(0x0806), make([]byte, 28)), want: xdpPass, reason: ExitNonESP},
 		{name: "ike-500", frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(500, 500, ike[4:]), ip4opts{})), want: xdpPass, reason: ExitIKE},
@@ -319,10 +324,14 @@ func TestRun(t *testing.T) {
 		}, frame: tunnel, want: xdpRedirect, reason: ExitPendingSampled},
 		{name: "bridge-no-port-passes", cfg: Config{Bridge: true}, frame: tunnel, want: xdpPass, reason: ExitPendingSampled},
 	}
+	covered := map[ExitReason]bool{ExitSampleRateLimited: true} // TestSampleRateLimit
 	for _, tc := range cases {
+		covered[tc.reason] = true
 		t.Run(tc.name, func(t *testing.T) {
 			p := loadTest(t, smallMaps(tc.cfg))
-			sampleReader(t, p)
+			if !tc.noReader {
+				sampleReader(t, p)
+			}
 			if tc.setup != nil {
 				tc.setup(t, p)
 			}
@@ -337,5 +346,10 @@ func TestRun(t *testing.T) {
 				t.Errorf("program changed the frame")
 			}
 		})
+	}
+	for r := range ExitReason(NumExitReasons) {
+		if !covered[r] {
+			t.Errorf("no case ends in exit reason %v", r)
+		}
 	}
 }
