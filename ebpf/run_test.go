@@ -279,6 +279,30 @@ func TestRun(t *testing.T) {
 		{name: "null-ipv6-tunnel", setup: v6Flow, frame: v6Null(), want: xdpDrop, reason: ExitNullDrop},
 		{name: "null-ipv6-ext-headers", setup: v6Flow, frame: v6Null(optsExt(0, 0), optsExt(43, 1), optsExt(60, 3)), want: xdpDrop, reason: ExitNullDrop},
 		{name: "null-ipv6-atomic-fragment", setup: v6Flow, frame: v6Null(optsExt(0, 0), fragExt(0, false)), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv6-inner-ext-headers", setup: v6Flow, frame: cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6,
+			espNull(spi, 1, 0, ipv6(6, innerSrc6, innerDst6, tcp(40000, 443, nil), optsExt(0, 0), optsExt(60, 2)), 41, 16))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv6-inner-too-many-ext-headers", setup: v6Flow, frame: cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6,
+			espNull(spi, 1, 0, ipv6(6, innerSrc6, innerDst6, tcp(40000, 443, nil), nineExts...), 41, 16))), want: xdpPass, reason: ExitNullUnparsed},
+		{name: "null-ipv6-inner-fragment-portless", setup: func(t testing.TB, p *Program) {
+			v6Flow(t, p)
+			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 0, 0), ActionDrop)
+		}, frame: cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6,
+			espNull(spi, 1, 0, ipv6(6, innerSrc6, innerDst6, make([]byte, 24), fragExt(3, false)), 41, 16))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv4-inner-fragment-portless", setup: func(t testing.TB, p *Program) {
+			nullFlow(t, p)
+			mustRule(t, p, inner(t, 17, innerSrc4, innerDst4, 0, 0), ActionDrop)
+		}, frame: cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4,
+			espNull(spi, 1, 0, ipv4(17, innerSrc4, innerDst4, make([]byte, 24), ip4opts{fragOff: 3}), 4, 12), ip4opts{})), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv6-udp-4500", setup: func(t testing.TB, p *Program) {
+			k, _ := NewFlowKey(outerSrc6, outerDst6, spi, EncapUDP, 4500, 4500)
+			mustVerdict(t, p, k, Verdict{Kind: VerdictNull, IcvLen: 16})
+			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 40000, 443), ActionDrop)
+		}, frame: cat(eth(etherIPv6), ipv6(17, outerSrc6, outerDst6, udp(4500, 4500, espNull(spi, 1, 0, innerTCP6(40000, 443), 41, 16)))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "wesp-ipv6-padded", setup: func(t testing.TB, p *Program) {
+			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 40000, 443), ActionDrop)
+		}, frame: cat(eth(etherIPv6), ipv6(141, outerSrc6, outerDst6, wesp(41, 16, 16, 0x10, espNull(spi, 1, 0, innerTCP6(40000, 443), 41, 16)))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "wesp-next-header-mismatch", frame: cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4,
+			wesp(41, 12, 12, 0, espNull(spi, 1, 0, innerUDP4(1000, 53), 4, 12)), ip4opts{})), want: xdpPass, reason: ExitNullUnparsed},
 		{name: "ipv6-non-first-fragment", setup: v6Flow, frame: v6Null(fragExt(100, false)), want: xdpPass, reason: ExitFragment},
 		{name: "ipv6-first-fragment", setup: v6Flow, frame: v6Null(fragExt(0, true)), want: xdpPass, reason: ExitFragment},
 		{name: "ipv6-eight-ext-headers", setup: v6Flow, frame: v6Null(nineExts[:8]...), want: xdpDrop, reason: ExitNullDrop},
