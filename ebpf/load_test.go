@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // requireBPF skips the test unless the process may load BPF programs.
@@ -20,6 +21,15 @@ func requireBPF(tb testing.TB) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		tb.Skipf("cannot lift RLIMIT_MEMLOCK: %v", err)
 	}
+	// Root in a container may still lack CAP_BPF or the bpf syscall.
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, ebpf.ErrNotSupported) {
+			tb.Skipf("BPF is not available to this process: %v", err)
+		}
+		tb.Fatalf("probe BPF: %v", err)
+	}
+	m.Close()
 }
 
 func loadTest(tb testing.TB, cfg Config) *Program {
