@@ -64,7 +64,7 @@ func (p *Program) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
 	if _, ok := p.links[ifindex]; ok {
 		return 0, fmt.Errorf("ebpf: attach ifindex %d: already attached", ifindex)
 	}
-	if p.cfg.PinPath != "" {
+	if p.pinPath != "" {
 		got, err := p.adoptPinnedLink(ifindex)
 		if err != nil || got != AttachAuto {
 			if err == nil {
@@ -102,7 +102,7 @@ func (p *Program) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ebpf: attach ifindex %d: %w", ifindex, err)
 	}
-	if p.cfg.PinPath != "" {
+	if p.pinPath != "" {
 		if err := l.Pin(p.linkPin(ifindex, got)); err != nil {
 			l.Close()
 			return 0, fmt.Errorf("ebpf: attach ifindex %d: pin link: %w", ifindex, err)
@@ -136,7 +136,7 @@ func (p *Program) adoptPinnedLink(ifindex int) (AttachMode, error) {
 }
 
 func (p *Program) linkPin(ifindex int, m AttachMode) string {
-	return filepath.Join(p.cfg.PinPath, linkPinPrefix+strconv.Itoa(ifindex)+"_"+m.String())
+	return filepath.Join(p.pinPath, linkPinPrefix+strconv.Itoa(ifindex)+"_"+m.String())
 }
 
 // Detach removes the program from an interface and deletes the link's pin.
@@ -150,7 +150,7 @@ func (p *Program) Detach(ifindex int) error {
 	delete(p.links, ifindex)
 	delete(p.linkNetns, l)
 	var errs []error
-	if p.cfg.PinPath != "" {
+	if p.pinPath != "" {
 		if err := l.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("ebpf: detach ifindex %d: unpin: %w", ifindex, err))
 		}

@@ -137,11 +137,16 @@ func (c Config) bpf() bpfEspyConfig {
 // change and must equal the loaded ones (or be zero).
 func (p *Program) Reconfigure(cfg Config) error {
 	if cfg.PinPath == "" {
-		cfg.PinPath = p.cfg.PinPath
+		cfg.PinPath = p.pinPath
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
 	}
 	if cfg.VerdictEntries != p.cfg.VerdictEntries || cfg.PendingEntries != p.cfg.PendingEntries ||
 		cfg.InnerRuleEntries != p.cfg.InnerRuleEntries || cfg.FlowSlots != p.cfg.FlowSlots ||
@@ -151,8 +156,6 @@ func (p *Program) Reconfigure(cfg Config) error {
 	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
 		return fmt.Errorf("ebpf: reconfigure: %w", err)
 	}
-	p.mu.Lock()
 	p.cfg = cfg
-	p.mu.Unlock()
 	return nil
 }

@@ -1,3 +1,3 @@
 package ebpf
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -cflags "-O2 -g -Wall -Werror -ffile-prefix-map=${PWD}=." -type espy_exit_reason bpf xdp/espy.c
+//go:generate go tool bpf2go -cc clang -strip llvm-strip -cflags "-O2 -g -Wall -Werror -ffile-prefix-map=${PWD}=." -type espy_exit_reason bpf xdp/espy.c

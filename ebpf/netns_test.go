@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -122,6 +124,28 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // those whose inner 5-tuple has a drop rule must not reach B, the others
 // must.
 func TestBridgeNetns(t *testing.T) {
+	for _, mode := range []AttachMode{AttachGeneric, AttachDriver} {
+		t.Run(mode.String(), func(t *testing.T) { testBridge(t, mode) })
+	}
+}
+
+// passProgram returns an XDP program that passes everything. A veth only
+// takes native XDP redirects when its peer runs XDP itself (or has GRO on).
+func passProgram(t *testing.T) *ebpf.Program {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.XDP,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()},
+	})
+	if err != nil {
+		t.Fatalf("load pass program: %v", err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	return prog
+}
+
+func testBridge(t *testing.T, mode AttachMode) {
 	requireIP(t)
 	a, e, b := newNetns(t, "a"), newNetns(t, "e"), newNetns(t, "b")
 	ipCmd(t, "link", "add", "a0", "netns", a.name, "type", "veth", "peer", "name", "e0", "netns", e.name)
@@ -133,6 +157,21 @@ func TestBridgeNetns(t *testing.T) {
 	}
 	a0, b0 := a.iface(t, "a0"), b.iface(t, "b0")
 	e0, e1 := e.iface(t, "e0"), e.iface(t, "e1")
+	if mode == AttachDriver {
+		pass := passProgram(t)
+		for _, x := range []struct {
+			ns  netns
+			ifi *net.Interface
+		}{{a, a0}, {b, b0}} {
+			x.ns.do(t, func() {
+				l, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: x.ifi.Index, Flags: link.XDPDriverMode})
+				if err != nil {
+					t.Fatalf("attach pass program to %s: %v", x.ifi.Name, err)
+				}
+				t.Cleanup(func() { l.Close() })
+			})
+		}
+	}
 
 	var p *Program
 	e.do(t, func() {
@@ -141,11 +180,9 @@ func TestBridgeNetns(t *testing.T) {
 			t.Fatalf("bridge port before attach: %v, want ErrNotFound", err)
 		}
 		for _, ifi := range []*net.Interface{e0, e1} {
-			mode, err := p.Attach(ifi.Index, AttachGeneric)
-			if err != nil {
-				t.Fatal(err)
+			if got, err := p.Attach(ifi.Index, mode); err != nil || got != mode {
+				t.Fatalf("attach to %s: %v, %v", ifi.Name, got, err)
 			}
-			t.Logf("attached to %s in %s mode", ifi.Name, mode)
 		}
 		// The devmap resolves ifindexes in the caller's namespace: set
 		// the ports from inside E, or frames leave through whatever
@@ -226,7 +263,7 @@ func TestBridgeNetns(t *testing.T) {
 	if st, err := p.FlowCounters(k); err != nil || st.Packets != 2*each {
 		t.Errorf("flow counters: %+v, %v", st, err)
 	}
-	t.Log(fmt.Sprintf("B received %d of %d allowed frames", len(got), each))
+	t.Logf("B received %d of %d allowed frames", len(got), each)
 }
 
 // TestPinnedLinkSurvivesRestart attaches with a pin path, closes the
@@ -277,6 +314,39 @@ func TestPinnedLinkSurvivesRestart(t *testing.T) {
 		}
 		if err := p2.Unpin(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestAttachAutoFallsBack attaches in auto mode to a veth (native XDP) and to
+// the namespace's loopback device (no native XDP: generic fallback).
+func TestAttachAutoFallsBack(t *testing.T) {
+	requireIP(t)
+	x := newNetns(t, "m")
+	ipCmd(t, "link", "add", "v0", "netns", x.name, "type", "veth", "peer", "name", "v1", "netns", x.name)
+	for _, dev := range []string{"v0", "v1", "lo"} {
+		ipCmd(t, "-n", x.name, "link", "set", dev, "up")
+	}
+	v0, d0 := x.iface(t, "v0"), x.iface(t, "lo")
+	x.do(t, func() {
+		p := loadTest(t, smallMaps(Config{}))
+		for _, c := range []struct {
+			ifi  *net.Interface
+			want AttachMode
+		}{{v0, AttachDriver}, {d0, AttachGeneric}} {
+			got, err := p.Attach(c.ifi.Index, AttachAuto)
+			if err != nil || got != c.want {
+				t.Errorf("%s: attached in %v mode (%v), want %v", c.ifi.Name, got, err, c.want)
+			}
+		}
+		if _, err := p.Attach(v0.Index, AttachAuto); err == nil {
+			t.Error("second attach to the same interface succeeded")
+		}
+		if err := p.Detach(d0.Index); err != nil {
+			t.Error(err)
+		}
+		if err := p.Detach(d0.Index); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second detach: %v, want ErrNotFound", err)
 		}
 	})
 }

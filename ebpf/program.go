@@ -32,11 +32,12 @@ var pinnedMaps = []string{bpfMapVerdicts, bpfMapFlowStats, bpfMapPending, bpfMap
 // Program is the loaded XDP program and its maps. Its methods are safe for
 // concurrent use.
 type Program struct {
-	objs bpfObjects
-	cfg  Config
-	ncpu int
+	objs    bpfObjects
+	ncpu    int
+	pinPath string // Config.PinPath, fixed at load
 
 	mu     sync.Mutex
+	cfg    Config
 	closed bool
 	slots  slotTable
 	links  map[int]link.Link
@@ -74,7 +75,7 @@ func Load(cfg Config) (*Program, error) {
 		opts.Maps.PinPath = cfg.PinPath
 	}
 
-	p := &Program{cfg: cfg, links: make(map[int]link.Link), linkNetns: make(map[link.Link]uint64)}
+	p := &Program{cfg: cfg, pinPath: cfg.PinPath, links: make(map[int]link.Link), linkNetns: make(map[link.Link]uint64)}
 	if err := spec.LoadAndAssign(&p.objs, &opts); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -99,7 +100,11 @@ func Load(cfg Config) (*Program, error) {
 }
 
 // Config returns the configuration in effect, defaults filled in.
-func (p *Program) Config() Config { return p.cfg }
+func (p *Program) Config() Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg
+}
 
 // XDP returns the loaded XDP program, for test runs and for attaching it by
 // other means. It stays owned by p.
@@ -132,7 +137,7 @@ func (p *Program) Close() error {
 // directory itself if it is then empty. Attached pinned links are detached
 // once the Program is closed.
 func (p *Program) Unpin() error {
-	if p.cfg.PinPath == "" {
+	if p.pinPath == "" {
 		return nil
 	}
 	p.mu.Lock()
@@ -143,21 +148,18 @@ func (p *Program) Unpin() error {
 			errs = append(errs, fmt.Errorf("ebpf: unpin link: %w", err))
 		}
 	}
-	if !p.closed {
-		for _, m := range []*ebpf.Map{p.objs.Verdicts, p.objs.FlowStats, p.objs.Pending, p.objs.InnerRules} {
-			if err := m.Unpin(); err != nil {
-				errs = append(errs, fmt.Errorf("ebpf: unpin map: %w", err))
-			}
-		}
+	// By path rather than through the map objects, so that Unpin also works
+	// after Close, and also removes link pins an earlier run left.
+	pins, _ := filepath.Glob(filepath.Join(p.pinPath, linkPinPrefix+"*"))
+	for _, name := range pinnedMaps {
+		pins = append(pins, filepath.Join(p.pinPath, name))
 	}
-	// Pins of links this process did not attach, left by an earlier run.
-	leftovers, _ := filepath.Glob(filepath.Join(p.cfg.PinPath, linkPinPrefix+"*"))
-	for _, f := range leftovers {
+	for _, f := range pins {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("ebpf: unpin: %w", err))
 		}
 	}
-	if err := os.Remove(p.cfg.PinPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(p.pinPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("ebpf: remove pin directory: %w", err))
 	}
 	return errors.Join(errs...)

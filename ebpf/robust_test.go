@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"encoding/binary"
+	"sync"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -209,5 +210,57 @@ func TestSlotTable(t *testing.T) {
 	st.release(64)
 	if s := st.alloc(); s != 64 {
 		t.Fatalf("after release 64: %d", s)
+	}
+}
+
+// TestConcurrentVerdicts sets and deletes verdicts from several goroutines
+// while another sweeps; every flow must end with a distinct slot.
+func TestConcurrentVerdicts(t *testing.T) {
+	// Room to spare: an LRU map may evict before it is full, as CPUs keep
+	// free entries on local lists.
+	p := loadTest(t, Config{VerdictEntries: 4096, PendingEntries: 256, InnerRuleEntries: 256})
+	const workers, per = 4, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				k := key4(t, uint32(w<<16|i+1), 0, 0, 0)
+				if err := p.SetVerdict(k, encV); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%3 == 0 {
+					if err := p.DeleteVerdict(k); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	var snap Snapshot
+	for range 5 {
+		var err error
+		if _, snap, err = p.IdleFlows(snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	slots := map[uint32]FlowKey{}
+	it := p.Verdicts()
+	for it.Next() {
+		k, v := it.Key(), it.Verdict()
+		if other, dup := slots[v.Slot]; dup || v.Slot == 0 {
+			t.Fatalf("slot %d of %v also held by %v", v.Slot, k, other)
+		}
+		slots[v.Slot] = k
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := workers * (per - (per+2)/3); len(slots) != want {
+		t.Fatalf("%d verdicts, want %d", len(slots), want)
 	}
 }

@@ -216,7 +216,12 @@ func TestRun(t *testing.T) {
 		frame  []byte
 		want   uint32
 		reason ExitReason
+		// noReader leaves the perf array without a reader, so samples
+		// cannot be written.
+		noReader bool
 	}{
+		{name: "unknown-no-reader", frame: tunnel, noReader: true, want: xdpPass, reason: ExitSampleLost},
+		{name: "unknown-no-reader-fail-closed", cfg: Config{FailClosed: true}, frame: tunnel, noReader: true, want: xdpDrop, reason: ExitSampleLost},
 		{name: "udp-dns", frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(5353, 53, []byte("q")), ip4opts{})), want: xdpPass, reason: ExitNonESP},
 		{name: "arp", frame: cat(eth(0x0806), make([]byte, 28)), want: xdpPass, reason: ExitNonESP},
 		{name: "ike-500", frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(500, 500, ike[4:]), ip4opts{})), want: xdpPass, reason: ExitIKE},
@@ -274,6 +279,30 @@ func TestRun(t *testing.T) {
 		{name: "null-ipv6-tunnel", setup: v6Flow, frame: v6Null(), want: xdpDrop, reason: ExitNullDrop},
 		{name: "null-ipv6-ext-headers", setup: v6Flow, frame: v6Null(optsExt(0, 0), optsExt(43, 1), optsExt(60, 3)), want: xdpDrop, reason: ExitNullDrop},
 		{name: "null-ipv6-atomic-fragment", setup: v6Flow, frame: v6Null(optsExt(0, 0), fragExt(0, false)), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv6-inner-ext-headers", setup: v6Flow, frame: cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6,
+			espNull(spi, 1, 0, ipv6(6, innerSrc6, innerDst6, tcp(40000, 443, nil), optsExt(0, 0), optsExt(60, 2)), 41, 16))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv6-inner-too-many-ext-headers", setup: v6Flow, frame: cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6,
+			espNull(spi, 1, 0, ipv6(6, innerSrc6, innerDst6, tcp(40000, 443, nil), nineExts...), 41, 16))), want: xdpPass, reason: ExitNullUnparsed},
+		{name: "null-ipv6-inner-fragment-portless", setup: func(t testing.TB, p *Program) {
+			v6Flow(t, p)
+			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 0, 0), ActionDrop)
+		}, frame: cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6,
+			espNull(spi, 1, 0, ipv6(6, innerSrc6, innerDst6, make([]byte, 24), fragExt(3, false)), 41, 16))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv4-inner-fragment-portless", setup: func(t testing.TB, p *Program) {
+			nullFlow(t, p)
+			mustRule(t, p, inner(t, 17, innerSrc4, innerDst4, 0, 0), ActionDrop)
+		}, frame: cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4,
+			espNull(spi, 1, 0, ipv4(17, innerSrc4, innerDst4, make([]byte, 24), ip4opts{fragOff: 3}), 4, 12), ip4opts{})), want: xdpDrop, reason: ExitNullDrop},
+		{name: "null-ipv6-udp-4500", setup: func(t testing.TB, p *Program) {
+			k, _ := NewFlowKey(outerSrc6, outerDst6, spi, EncapUDP, 4500, 4500)
+			mustVerdict(t, p, k, Verdict{Kind: VerdictNull, IcvLen: 16})
+			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 40000, 443), ActionDrop)
+		}, frame: cat(eth(etherIPv6), ipv6(17, outerSrc6, outerDst6, udp(4500, 4500, espNull(spi, 1, 0, innerTCP6(40000, 443), 41, 16)))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "wesp-ipv6-padded", setup: func(t testing.TB, p *Program) {
+			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 40000, 443), ActionDrop)
+		}, frame: cat(eth(etherIPv6), ipv6(141, outerSrc6, outerDst6, wesp(41, 16, 16, 0x10, espNull(spi, 1, 0, innerTCP6(40000, 443), 41, 16)))), want: xdpDrop, reason: ExitNullDrop},
+		{name: "wesp-next-header-mismatch", frame: cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4,
+			wesp(41, 12, 12, 0, espNull(spi, 1, 0, innerUDP4(1000, 53), 4, 12)), ip4opts{})), want: xdpPass, reason: ExitNullUnparsed},
 		{name: "ipv6-non-first-fragment", setup: v6Flow, frame: v6Null(fragExt(100, false)), want: xdpPass, reason: ExitFragment},
 		{name: "ipv6-first-fragment", setup: v6Flow, frame: v6Null(fragExt(0, true)), want: xdpPass, reason: ExitFragment},
 		{name: "ipv6-eight-ext-headers", setup: v6Flow, frame: v6Null(nineExts[:8]...), want: xdpDrop, reason: ExitNullDrop},
@@ -319,10 +348,14 @@ func TestRun(t *testing.T) {
 		}, frame: tunnel, want: xdpRedirect, reason: ExitPendingSampled},
 		{name: "bridge-no-port-passes", cfg: Config{Bridge: true}, frame: tunnel, want: xdpPass, reason: ExitPendingSampled},
 	}
+	covered := map[ExitReason]bool{ExitSampleRateLimited: true} // TestSampleRateLimit
 	for _, tc := range cases {
+		covered[tc.reason] = true
 		t.Run(tc.name, func(t *testing.T) {
 			p := loadTest(t, smallMaps(tc.cfg))
-			sampleReader(t, p)
+			if !tc.noReader {
+				sampleReader(t, p)
+			}
 			if tc.setup != nil {
 				tc.setup(t, p)
 			}
@@ -337,5 +370,10 @@ func TestRun(t *testing.T) {
 				t.Errorf("program changed the frame")
 			}
 		})
+	}
+	for r := range ExitReason(NumExitReasons) {
+		if !covered[r] {
+			t.Errorf("no case ends in exit reason %v", r)
+		}
 	}
 }

@@ -179,3 +179,54 @@ func FuzzDecodeSample(f *testing.F) {
 		}
 	})
 }
+
+// TestSampleLostReported overflows a one-page perf buffer: the program
+// counts sample-lost, and the reader reports the kernel's lost-record count.
+func TestSampleLostReported(t *testing.T) {
+	pinCPU(t)
+	p := loadTest(t, smallMaps(Config{NoRateLimit: true, SampleCount: 1 << 20}))
+	r, err := p.NewSampleReader(1) // rounded up to one page
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	frame := cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espEncrypted(0x88, 1, 1000), ip4opts{}))
+	var sampled, lost uint64
+	for range 20 {
+		_, _, d := run(t, p, frame)
+		sampled += d[ExitPendingSampled]
+		lost += d[ExitSampleLost]
+	}
+	if lost == 0 || sampled == 0 {
+		t.Fatalf("sampled %d, lost %d: a page should hold some, not all", sampled, lost)
+	}
+	var s Sample
+	var gotSamples, gotLost uint64
+	for gotSamples < sampled {
+		readSample := func() error {
+			r.SetDeadline(time.Now().Add(time.Second))
+			return r.Read(&s)
+		}
+		if err := readSample(); err != nil {
+			t.Fatalf("after %d samples: %v", gotSamples, err)
+		}
+		if s.Lost != 0 {
+			gotLost += s.Lost
+			continue
+		}
+		gotSamples++
+	}
+	// The lost record is written once the buffer has room again: the next
+	// sample triggers it.
+	run(t, p, frame)
+	for gotLost < lost {
+		r.SetDeadline(time.Now().Add(time.Second))
+		if err := r.Read(&s); err != nil {
+			t.Fatalf("lost %d reported of %d: %v", gotLost, lost, err)
+		}
+		gotLost += s.Lost
+	}
+	if gotLost != lost {
+		t.Fatalf("reader reported %d lost, program counted %d", gotLost, lost)
+	}
+}

@@ -14,6 +14,9 @@ func (p *Program) SetVerdict(k FlowKey, v Verdict) error {
 	if v.Kind != VerdictNull && v.Kind != VerdictEncrypted && v.Kind != VerdictUnknown {
 		return fmt.Errorf("ebpf: set verdict %v: unknown kind %d", k, v.Kind)
 	}
+	if Action(v.ActionEncrypted) > ActionCount || v.Mode > ModeTransport {
+		return fmt.Errorf("ebpf: set verdict %v: unknown action %d or mode %d", k, v.ActionEncrypted, v.Mode)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
