@@ -1,6 +1,11 @@
 package flowcache
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // entry is a decided flow with its key: 112 bytes.
 type entry struct {
@@ -19,10 +24,34 @@ type table struct {
 	rng     uint64   // for sampling eviction victims
 }
 
-func (t *table) init(capacity int) {
-	t.entries = make([]entry, 0, capacity)
-	t.index = make([]uint64, capacity*4/3+1)
+// indexSize is the number of index slots for capacity entries.
+func indexSize(capacity int) int { return capacity*4/3 + 1 }
+
+// init sets the table on its share of the cache's backing arrays: entries
+// with room for capacity flows, and index with indexSize(capacity) slots.
+func (t *table) init(entries []entry, index []uint64) {
+	t.entries = entries[:0]
+	t.index = index
 	t.rng = 0x9e3779b97f4a7c15
+}
+
+// hugePages asks the kernel to back b with transparent huge pages: a
+// lookup in a table of a million flows touches one random index slot and
+// one random entry, and with 4 KiB pages each costs a TLB miss as well as a
+// cache miss (two levels of page walk under a hypervisor). Best effort: an
+// error leaves ordinary pages.
+func hugePages(b []byte) {
+	const huge = 2 << 20
+	if len(b) < 2*huge {
+		return
+	}
+	base := uintptr(unsafe.Pointer(&b[0]))
+	start := int((base+huge-1)&^(huge-1) - base)
+	end := int((base+uintptr(len(b)))&^(huge-1) - base)
+	if end <= start {
+		return
+	}
+	unix.Madvise(b[start:end], unix.MADV_HUGEPAGE)
 }
 
 func (t *table) len() int { return len(t.entries) }
