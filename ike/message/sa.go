@@ -51,30 +51,32 @@ func (t *Transform) KeyLength() int {
 // Type implements Payload.
 func (*SA) Type() PayloadType { return PayloadSA }
 
+// Last Substruc values (RFC 7296 3.3.1, 3.3.2): 0 marks the last
+// substructure, 2 and 3 announce another proposal or transform.
 const (
 	proposalHeaderLen  = 8
 	transformHeaderLen = 8
-	lastProposal       = 2
-	lastTransform      = 3
-	moreSubstructures  = 0
+	lastSubstruc       = 0
+	moreProposals      = 2
+	moreTransforms     = 3
 )
 
 func (sa *SA) appendBody(b []byte) []byte {
 	for i := range sa.Proposals {
 		p := &sa.Proposals[i]
 		start := len(b)
-		last := byte(moreSubstructures)
+		last := byte(moreProposals)
 		if i == len(sa.Proposals)-1 {
-			last = lastProposal
+			last = lastSubstruc
 		}
 		b = append(b, last, 0, 0, 0, p.Num, byte(p.Protocol), byte(len(p.SPI)), byte(len(p.Transforms)))
 		b = append(b, p.SPI...)
 		for j := range p.Transforms {
 			t := &p.Transforms[j]
 			tstart := len(b)
-			tl := byte(moreSubstructures)
+			tl := byte(moreTransforms)
 			if j == len(p.Transforms)-1 {
-				tl = lastTransform
+				tl = lastSubstruc
 			}
 			b = append(b, tl, 0, 0, 0, byte(t.Type), 0)
 			b = binary.BigEndian.AppendUint16(b, t.ID)
@@ -108,7 +110,7 @@ func (sa *SA) decodeBody(b []byte) error {
 		if n < proposalHeaderLen || n > len(b) {
 			return fmt.Errorf("proposal length %d of %d: %w", n, len(b), ErrLength)
 		}
-		if last != lastProposal && last != moreSubstructures {
+		if last != lastSubstruc && last != moreProposals {
 			return fmt.Errorf("proposal last-substruc %d: %w", last, ErrSyntax)
 		}
 		var p Proposal
@@ -117,7 +119,7 @@ func (sa *SA) decodeBody(b []byte) error {
 		}
 		sa.Proposals = append(sa.Proposals, p)
 		b = b[n:]
-		if (last == lastProposal) != (len(b) == 0) {
+		if (last == lastSubstruc) != (len(b) == 0) {
 			return fmt.Errorf("proposal last-substruc %d with %d bytes left: %w", last, len(b), ErrSyntax)
 		}
 	}
@@ -152,9 +154,9 @@ func (p *Proposal) decode(b []byte) error {
 		if n < transformHeaderLen || n > len(b) {
 			return fmt.Errorf("transform %d length %d: %w", i+1, n, ErrLength)
 		}
-		wantLast := byte(moreSubstructures)
+		wantLast := byte(moreTransforms)
 		if i == count-1 {
-			wantLast = lastTransform
+			wantLast = lastSubstruc
 		}
 		if last != wantLast {
 			return fmt.Errorf("transform %d last-substruc %d: %w", i+1, last, ErrSyntax)

@@ -1,0 +1,328 @@
+package ike
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/espy-dpi/espy/ike/message"
+)
+
+const (
+	charonBin = "/usr/lib/ipsec/charon"
+	charonPSK = "sswlab-test-psk-not-a-secret"
+)
+
+var (
+	espyAddr   = netip.MustParseAddr("192.0.2.1")
+	charonAddr = netip.MustParseAddr("192.0.2.2")
+)
+
+// lab is two network namespaces joined by a veth pair: espy on 192.0.2.1,
+// charon on 192.0.2.2.
+type lab struct {
+	nsEspy, nsCharon string
+	dir              string
+	uri              string
+	conf             string
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t *testing.T) *lab {
+	if os.Geteuid() != 0 {
+		t.Skip("interop test needs root (network namespaces, charon)")
+	}
+	for _, bin := range []string{charonBin, "swanctl", "ip"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("interop test needs %s (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins iproute2): %v", bin, err)
+		}
+	}
+	suffix := make([]byte, 3)
+	rand.Read(suffix)
+	tag := hex.EncodeToString(suffix)
+	l := &lab{nsEspy: "espy-ike-a-" + tag, nsCharon: "espy-ike-b-" + tag, dir: t.TempDir()}
+	run(t, "ip", "netns", "add", l.nsEspy)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsEspy).Run() })
+	run(t, "ip", "netns", "add", l.nsCharon)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsCharon).Run() })
+	va, vb := "eika"+tag, "eikb"+tag
+	run(t, "ip", "link", "add", va, "netns", l.nsEspy, "type", "veth", "peer", "name", vb, "netns", l.nsCharon)
+	for _, c := range []struct{ ns, dev, addr string }{{l.nsEspy, va, "192.0.2.1/24"}, {l.nsCharon, vb, "192.0.2.2/24"}} {
+		run(t, "ip", "-n", c.ns, "addr", "add", c.addr, "dev", c.dev)
+		run(t, "ip", "-n", c.ns, "link", "set", c.dev, "up")
+		run(t, "ip", "-n", c.ns, "link", "set", "lo", "up")
+	}
+	// charon (kernel-libipsec) routes the remote traffic selector through
+	// its TUN device and needs a route to it and the local inner address.
+	run(t, "ip", "-n", l.nsCharon, "addr", "add", "203.0.113.1/32", "dev", "lo")
+	run(t, "ip", "-n", l.nsCharon, "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
+	l.uri = "unix://" + filepath.Join(l.dir, "charon.vici")
+	return l
+}
+
+// strongswanConf runs charon with the userspace ESP backend (no kernel ESP
+// needed) and its own vici socket and log.
+const strongswanConf = `charon {
+  load_modular = no
+  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
+  retransmit_timeout = 1.0
+  retransmit_tries = 2
+  plugins {
+    vici {
+      socket = unix://%[1]s/charon.vici
+    }
+  }
+  filelog {
+    log {
+      path = %[1]s/charon.log
+      default = 1
+      ike = 2
+      cfg = 3
+      chd = 2
+      knl = 1
+    }
+  }
+}
+`
+
+const swanctlConf = `connections {
+  fromespy {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = %[1]s
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      net {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = %[2]s
+      }
+    }
+  }
+}
+secrets {
+  ike-lab {
+    id-a = a.lab.example
+    id-b = b.lab.example
+    secret = "` + charonPSK + `"
+  }
+}
+`
+
+// startCharon runs charon in its namespace with a private /run (its pid
+// file path is compiled in) and loads the connection.
+func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals string) {
+	t.Helper()
+	piddir := filepath.Join(l.dir, "run")
+	if err := os.MkdirAll(piddir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sconf := filepath.Join(l.dir, "strongswan.conf")
+	l.conf = filepath.Join(l.dir, "swanctl.conf")
+	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(strongswanConf, l.dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.nsCharon, "sh", "-c", "mount --bind "+piddir+" /run && exec "+charonBin)
+	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+sconf)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+			t.Logf("charon output:\n%s\ncharon log:\n%s", out.String(), log)
+		}
+	})
+	sock := filepath.Join(l.dir, "charon.vici")
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("charon exited: %s", out.String())
+		default:
+		}
+		if i > 200 {
+			t.Fatal("charon's vici socket did not appear in 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	run(t, "swanctl", "--load-all", "--file", l.conf, "--uri", l.uri)
+}
+
+func (l *lab) listSAs(t *testing.T) string {
+	return run(t, "swanctl", "--list-sas", "--uri", l.uri)
+}
+
+// listenIn opens espy's IKE and NAT-T sockets inside the espy namespace.
+// The sockets stay in that namespace whatever thread uses them later.
+func (l *lab) listenIn(t *testing.T) *Endpoint {
+	t.Helper()
+	type result struct {
+		ike, natt *net.UDPConn
+		err       error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// This goroutine's thread changes namespace; if switching back
+		// fails the thread stays locked and dies with the goroutine.
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := os.Open("/run/netns/" + l.nsEspy)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		var r result
+		r.ike, r.err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultPort)))
+		if r.err == nil {
+			r.natt, r.err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultNATPort)))
+		}
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("back to the original namespace: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- r
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	e := NewEndpoint(r.ike, r.natt, ListenConfig{Logger: testLogger(t)})
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func interopConfig(ike, esp string, reg SARegistrar) *Config {
+	return &Config{
+		LocalID: FQDN("a.lab.example"), RemoteID: FQDN("b.lab.example"), PSK: []byte(charonPSK),
+		IKE: []Proposal{MustParseProposal(ike, true)}, ESP: []Proposal{MustParseProposal(esp, false)},
+		LocalTS:    []message.Selector{PrefixSelector(netip.MustParsePrefix("198.51.100.1/32"))},
+		RemoteTS:   []message.Selector{PrefixSelector(netip.MustParsePrefix("203.0.113.1/32"))},
+		Retransmit: Retransmit{Timeout: time.Second, Base: 1.8, Tries: 3},
+		Registrar:  reg,
+	}
+}
+
+// TestInteropStrongSwanResponder has espy initiate IKE SAs with one Child SA
+// to charon for several suites, ESP-NULL among them, and checks that
+// charon lists each with the expected algorithms and SPIs.
+func TestInteropStrongSwanResponder(t *testing.T) {
+	l := newLab(t)
+	cases := []struct {
+		ike, esp             string
+		charonIKE, charonESP string
+	}{
+		{"aes128gcm16-prfsha256-x25519", "null-sha256", "AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519", "NULL/HMAC_SHA2_256_128"},
+		{"aes256-sha256-modp2048", "aes128gcm16", "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_GCM_16-128"},
+		{"aes128ctr-sha384-ecp384", "aes256-sha512", "AES_CTR-128/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384", "AES_CBC-256/HMAC_SHA2_512_256"},
+		{"chacha20poly1305-prfsha512-ecp256", "chacha20poly1305", "CHACHA20_POLY1305/PRF_HMAC_SHA2_512/ECP_256", "CHACHA20_POLY1305"},
+		{"aes256gcm16-prfsha384-ecp521", "null-sha1", "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_521", "NULL/HMAC_SHA1_96"},
+	}
+	var ikes, esps []string
+	for _, c := range cases {
+		ikes = append(ikes, c.ike)
+		esps = append(esps, c.esp)
+	}
+	l.startCharon(t, strings.Join(ikes, ","), strings.Join(esps, ","))
+	e := l.listenIn(t)
+	for _, c := range cases {
+		t.Run(c.ike+"/"+c.esp, func(t *testing.T) {
+			reg := &recorder{}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			sa, err := e.Initiate(ctx, interopConfig(c.ike, c.esp, reg), netip.AddrPortFrom(charonAddr, DefaultPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			spiI, spiR := sa.SPIs()
+			child := sa.Children()[0]
+			out := l.listSAs(t)
+			for _, want := range []string{
+				"ESTABLISHED", fmt.Sprintf("%016x_i %016x_r*", spiI, spiR), c.charonIKE,
+				"INSTALLED", "ESP:" + c.charonESP,
+				fmt.Sprintf("in  %08x", child.OutSPI), fmt.Sprintf("out %08x", child.InSPI),
+				"remote 'a.lab.example'",
+			} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)
+				}
+			}
+			// charon 5.9.8 with kernel-libipsec always UDP-encapsulates
+			// ESP: it fakes a NAT, so espy must have moved to 4500.
+			outInfo, ok := reg.get(child.OutSPI)
+			if !ok || outInfo.Encap != EncapUDP || outInfo.DstPort != DefaultNATPort || outInfo.Dst != charonAddr {
+				t.Fatalf("registered %+v, want ESP-in-UDP to %v:4500", outInfo, charonAddr)
+			}
+			if strings.HasPrefix(c.esp, "null") != outInfo.Null {
+				t.Fatalf("registered Null=%v for %s", outInfo.Null, c.esp)
+			}
+			if err := sa.Delete(ctx); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if out := l.listSAs(t); strings.Contains(out, fmt.Sprintf("%016x_i", spiI)) {
+				t.Fatalf("charon still lists the deleted SA:\n%s", out)
+			}
+			if reg.len() != 0 {
+				t.Fatal("Child SA still registered after delete")
+			}
+		})
+	}
+}
