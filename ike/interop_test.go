@@ -129,6 +129,27 @@ const swanctlConf = `connections {
       }
     }
   }
+  toespy {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = %[3]s
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      tonet {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = %[4]s
+      }
+    }
+  }
 }
 secrets {
   ike-lab {
@@ -141,7 +162,7 @@ secrets {
 
 // startCharon runs charon in its namespace with a private /run (its pid
 // file path is compiled in) and loads the connection.
-func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals string) {
+func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals, toIKE, toESP string) {
 	t.Helper()
 	piddir := filepath.Join(l.dir, "run")
 	if err := os.MkdirAll(piddir, 0o755); err != nil {
@@ -152,7 +173,7 @@ func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals string) {
 	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(strongswanConf, l.dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals)), 0o600); err != nil {
+	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals, toIKE, toESP)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", l.nsCharon, "sh", "-c", "mount --bind "+piddir+" /run && exec "+charonBin)
@@ -281,7 +302,7 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 		ikes = append(ikes, c.ike)
 		esps = append(esps, c.esp)
 	}
-	l.startCharon(t, strings.Join(ikes, ","), strings.Join(esps, ","))
+	l.startCharon(t, strings.Join(ikes, ","), strings.Join(esps, ","), "aes128gcm16-prfsha256-x25519", "null-sha256")
 	e := l.listenIn(t)
 	for _, c := range cases {
 		t.Run(c.ike+"/"+c.esp, func(t *testing.T) {
@@ -325,4 +346,63 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInteropStrongSwanInitiator has charon initiate to espy's responder
+// and checks both ends: espy's IKE SA and Child SA (ESP-NULL with
+// HMAC-SHA2-256, UDP-encapsulated since charon fakes a NAT) and charon's
+// listing.
+func TestInteropStrongSwanInitiator(t *testing.T) {
+	l := newLab(t)
+	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes256gcm16-prfsha384-ecp384,aes128gcm16-prfsha256-x25519", "null-sha256")
+	e := l.listenIn(t)
+	reg := &recorder{}
+	cfg := interopConfig("aes128gcm16-prfsha256-x25519", "aes128gcm16", reg)
+	// Our proposals, in our order of preference; charon proposes
+	// aes256gcm16-prfsha384-ecp384 first and sends its KE for ECP-384,
+	// which we do not take: charon must follow INVALID_KE_PAYLOAD.
+	cfg.IKE = []Proposal{MustParseProposal("aes128gcm16-prfsha256-x25519", true)}
+	cfg.ESP = []Proposal{MustParseProposal("aes128gcm16", false), MustParseProposal("null-sha256", false)}
+	if err := e.Respond(cfg); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "swanctl", "--initiate", "--child", "tonet", "--timeout", "20", "--uri", l.uri)
+	sas := e.IKESAs()
+	if len(sas) != 1 {
+		t.Fatalf("espy has %d IKE SAs", len(sas))
+	}
+	sa := sas[0]
+	if s := sa.Suite(); s.DH != message.DH_CURVE25519 || s.Encr.ID != message.ENCR_AES_GCM_16 || s.PRF != message.PRF_HMAC_SHA2_256 {
+		t.Fatalf("IKE suite %v", s)
+	}
+	children := sa.Children()
+	if len(children) != 1 {
+		t.Fatalf("%d Child SAs", len(children))
+	}
+	c := children[0]
+	in, ok := reg.get(c.InSPI)
+	if !ok || !in.Null || in.IntegID != message.AUTH_HMAC_SHA2_256_128 || in.ICVLen != 16 || in.IVLen != 0 ||
+		in.Encap != EncapUDP || in.SrcPort != DefaultNATPort || in.Src != charonAddr || !in.Inbound {
+		t.Fatalf("registered inbound %+v", in)
+	}
+	if _, ok := reg.get(c.OutSPI); !ok {
+		t.Fatal("outbound SA not registered")
+	}
+	log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+	if !strings.Contains(string(log), "it requested CURVE_25519") {
+		t.Error("charon's log shows no INVALID_KE_PAYLOAD from espy")
+	}
+	spiI, spiR := sa.SPIs()
+	out := l.listSAs(t)
+	for _, want := range []string{
+		fmt.Sprintf("%016x_i* %016x_r", spiI, spiR), "AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519",
+		"ESP:NULL/HMAC_SHA2_256_128", fmt.Sprintf("in  %08x", c.OutSPI), fmt.Sprintf("out %08x", c.InSPI),
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)
+		}
+	}
+	// charon deletes the IKE SA; espy must answer and drop its state.
+	run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", l.uri)
+	waitFor(t, func() bool { return reg.len() == 0 && len(e.IKESAs()) == 0 })
 }
