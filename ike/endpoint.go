@@ -53,6 +53,8 @@ type Endpoint struct {
 	log       *slog.Logger
 	cookies   *cookieJar
 
+	// mu guards the maps and responder. When both are needed, an
+	// IKESA's mu is taken before this one, never after.
 	mu        sync.Mutex
 	sas       map[uint64]*IKESA // by our SPI
 	halfOpen  map[halfOpenKey]*IKESA
@@ -133,10 +135,15 @@ func (e *Endpoint) Addrs() (ike, natt netip.AddrPort) {
 
 // IKESAs returns the endpoint's IKE SAs that completed IKE_AUTH.
 func (e *Endpoint) IKESAs() []*IKESA {
+	// Lock order is sa.mu before e.mu, so collect first, then look.
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []*IKESA
+	all := make([]*IKESA, 0, len(e.sas))
 	for _, sa := range e.sas {
+		all = append(all, sa)
+	}
+	e.mu.Unlock()
+	var out []*IKESA
+	for _, sa := range all {
 		if sa.isEstablished() {
 			out = append(out, sa)
 		}

@@ -403,7 +403,9 @@ func TestFailures(t *testing.T) {
 	})
 	t.Run("registrar refuses", func(t *testing.T) {
 		p := newPair(t, "aes128gcm16-prfsha256-x25519", "aes256gcm16", ListenConfig{})
+		p.respReg.mu.Lock()
 		p.respReg.fail = true
+		p.respReg.mu.Unlock()
 		_, err := p.initiate(t)
 		var ne *NotifyError
 		if !errors.As(err, &ne) || ne.Type != message.TEMPORARY_FAILURE {

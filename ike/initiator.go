@@ -29,6 +29,8 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 	}
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	sa := newSA(e, c, true)
+	sa.remote = remote
+	sa.local = e.localFor(remote, false)
 	e.mu.Lock()
 	select {
 	case <-e.closed:
@@ -36,12 +38,16 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 		return nil, ErrClosed
 	default:
 	}
+	if len(e.sas) >= MaxSAs {
+		e.mu.Unlock()
+		return nil, ErrBusy
+	}
+	// Everything the read loop may look at is set before the SA is
+	// published in e.sas.
 	sa.spiI = e.newSPILocked()
+	sa.log = c.Logger.With("spii", fmt.Sprintf("%016x", sa.spiI), "peer", remote)
 	e.sas[sa.spiI] = sa
 	e.mu.Unlock()
-	sa.remote = remote
-	sa.local = e.localFor(remote, false)
-	sa.log = c.Logger.With("spii", fmt.Sprintf("%016x", sa.spiI), "peer", remote)
 
 	if err := sa.initExchange(ctx); err != nil {
 		sa.teardown()

@@ -106,15 +106,21 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 	if err != nil {
 		return
 	}
+	// Hold the SA's lock while publishing it, so that the other read
+	// loop cannot act on it before it is complete.
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
 	e.mu.Lock()
+	if _, dup := e.halfOpen[key]; dup {
+		// The other socket's read loop raced us with a copy of the request.
+		e.mu.Unlock()
+		return
+	}
 	sa.spiR = e.newSPILocked()
 	sa.spiI = hdr.SPIi
 	e.sas[sa.spiR] = sa
 	e.halfOpen[key] = sa
 	e.mu.Unlock()
-
-	sa.mu.Lock()
-	defer sa.mu.Unlock()
 	sa.log = log.With("spir", fmt.Sprintf("%016x", sa.spiR))
 	sa.suite = suite
 	sa.ni, sa.nr = append([]byte(nil), ni.Data...), nr
