@@ -1,12 +1,15 @@
 package ike
 
 import (
+	"crypto"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"time"
 
+	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
 )
 
@@ -102,6 +105,16 @@ type Config struct {
 	RemoteID Identity // the identity the peer must prove; empty: any
 	PSK      []byte   // pre-shared key (RFC 7296 2.15)
 
+	// Certificates (leaf first, then intermediates) and PrivateKey make
+	// this side authenticate with an RFC 7427 digital signature instead of
+	// the PSK.
+	Certificates []*x509.Certificate
+	PrivateKey   crypto.Signer
+	// RootCAs, when set, makes this side require the peer to authenticate
+	// with a certificate chaining to one of them whose subject alternative
+	// names (or subject DN) cover the peer's identity. Nil: PSK.
+	RootCAs *x509.CertPool
+
 	IKE []Proposal // IKE SA proposals, in preference order
 	ESP []Proposal // Child SA proposals
 
@@ -136,8 +149,18 @@ type Config struct {
 // validate checks the configuration and fills in defaults in a copy.
 func (c *Config) validate() (*Config, error) {
 	cc := *c
-	if len(cc.PSK) == 0 {
-		return nil, fmt.Errorf("%w: no pre-shared key", ErrConfig)
+	if len(cc.Certificates) > 0 {
+		if cc.PrivateKey == nil {
+			return nil, fmt.Errorf("%w: certificate without private key", ErrConfig)
+		}
+		if _, err := ikecrypto.DefaultScheme(cc.PrivateKey.Public()); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	} else if len(cc.PSK) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoAuth)
+	}
+	if cc.RootCAs == nil && len(cc.PSK) == 0 {
+		return nil, fmt.Errorf("%w: no pre-shared key to verify the peer and no RootCAs", ErrConfig)
 	}
 	if len(cc.LocalID.Data) == 0 {
 		return nil, fmt.Errorf("%w: no local identity", ErrConfig)

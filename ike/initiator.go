@@ -103,6 +103,7 @@ func (sa *IKESA) initExchange(ctx context.Context) error {
 			&message.Nonce{Data: sa.ni},
 			&message.Notify{Kind: message.NAT_DETECTION_SOURCE_IP, Data: srcHash},
 			&message.Notify{Kind: message.NAT_DETECTION_DESTINATION_IP, Data: natHash(sa.spiI, 0, sa.remote)},
+			signatureHashNotify(),
 		)
 		m := &message.Message{Header: message.Header{SPIi: sa.spiI, Exchange: message.IKE_SA_INIT, Flags: message.FlagInitiator}, Payloads: ps}
 		req, err := m.Encode(nil)
@@ -216,14 +217,20 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 		espSPI[0] |= 0x80
 	}
 	idi := &message.ID{Initiator: true, IDType: c.LocalID.Type, Data: c.LocalID.Data}
-	auth := ikecrypto.PSKAuth(sa.prf, c.PSK, ikecrypto.SignedOctets(sa.prf, sa.initReq, sa.nr, sa.keys.SKpi, idi.Body()))
+	certs, auth, err := sa.authPayloadsLocked(sa.initReq, sa.nr, sa.keys.SKpi, idi.Body())
+	if err != nil {
+		sa.mu.Unlock()
+		return err
+	}
 	tsi := selectorsOr(c.LocalTS, sa.local.Addr())
 	tsr := selectorsOr(c.RemoteTS, sa.remote.Addr())
-	ps := []message.Payload{idi, &message.Notify{Kind: message.INITIAL_CONTACT}}
+	// RFC 7296 1.2 order: IDi, [CERT], [N(INITIAL_CONTACT)], [IDr], AUTH.
+	ps := append([]message.Payload{idi}, certs...)
+	ps = append(ps, &message.Notify{Kind: message.INITIAL_CONTACT})
 	if len(c.RemoteID.Data) > 0 {
 		ps = append(ps, &message.ID{IDType: c.RemoteID.Type, Data: c.RemoteID.Data})
 	}
-	ps = append(ps, &message.Auth{Method: message.AuthSharedKeyMIC, Data: auth})
+	ps = append(ps, auth)
 	if c.Mode == ModeTransport {
 		ps = append(ps, &message.Notify{Kind: message.USE_TRANSPORT_MODE})
 	}
@@ -254,12 +261,8 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	if len(c.RemoteID.Data) > 0 && !peer.equal(c.RemoteID) {
 		return fmt.Errorf("%w: responder is %v, want %v", ErrAuthentication, peer, c.RemoteID)
 	}
-	if authP.Method != message.AuthSharedKeyMIC {
-		return fmt.Errorf("%w: responder used auth method %d", ErrAuthentication, authP.Method)
-	}
-	octets := ikecrypto.SignedOctets(sa.prf, sa.initResp, sa.ni, sa.keys.SKpr, idr.Body())
-	if !ikecrypto.VerifyPSKAuth(sa.prf, c.PSK, octets, authP.Data) {
-		return ErrAuthentication
+	if err := sa.verifyPeerLocked(resp, idr, authP, sa.initResp, sa.ni, sa.keys.SKpr); err != nil {
+		return err
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished

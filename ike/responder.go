@@ -145,6 +145,7 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 			&message.Nonce{Data: nr},
 			&message.Notify{Kind: message.NAT_DETECTION_SOURCE_IP, Data: natHash(sa.spiI, sa.spiR, sa.local)},
 			&message.Notify{Kind: message.NAT_DETECTION_DESTINATION_IP, Data: natHash(sa.spiI, sa.spiR, sa.remote)},
+			signatureHashNotify(),
 		},
 	}
 	out, err := resp.Encode(nil)
@@ -230,17 +231,16 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		fail(message.AUTHENTICATION_FAILED, "unexpected identity "+peer.String())
 		return
 	}
-	if authP.Method != message.AuthSharedKeyMIC {
-		fail(message.AUTHENTICATION_FAILED, fmt.Sprintf("auth method %d", authP.Method))
-		return
-	}
-	octets := ikecrypto.SignedOctets(sa.prf, sa.initReq, sa.nr, sa.keys.SKpi, idi.Body())
-	if !ikecrypto.VerifyPSKAuth(sa.prf, c.PSK, octets, authP.Data) {
-		fail(message.AUTHENTICATION_FAILED, "AUTH does not verify")
+	if err := sa.verifyPeerLocked(ps, idi, authP, sa.initReq, sa.nr, sa.keys.SKpi); err != nil {
+		fail(message.AUTHENTICATION_FAILED, err.Error())
 		return
 	}
 	idr := &message.ID{IDType: c.LocalID.Type, Data: c.LocalID.Data}
-	auth := ikecrypto.PSKAuth(sa.prf, c.PSK, ikecrypto.SignedOctets(sa.prf, sa.initResp, sa.ni, sa.keys.SKpr, idr.Body()))
+	certs, auth, err := sa.authPayloadsLocked(sa.initResp, sa.ni, sa.keys.SKpr, idr.Body())
+	if err != nil {
+		fail(message.AUTHENTICATION_FAILED, err.Error())
+		return
+	}
 	sa.peerID = peer
 	sa.state = stateEstablished
 	sa.ep.mu.Lock()
@@ -252,7 +252,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	sa.ep.mu.Unlock()
 	sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
 
-	resp := []message.Payload{idr, &message.Auth{Method: message.AuthSharedKeyMIC, Data: auth}}
+	resp := append(append([]message.Payload{idr}, certs...), auth)
 	childPs, err := sa.acceptChildLocked(ps)
 	if err != nil {
 		var ne *NotifyError
