@@ -171,6 +171,9 @@ func (sa *IKESA) initResponse(req []byte, in inbound, resp *message.Message, kex
 	if err != nil {
 		return err
 	}
+	if !nonceFits(nr.Data, suite.PRF) {
+		return fmt.Errorf("ike: responder nonce of %d bytes for PRF %d: %w", len(nr.Data), suite.PRF, ErrProtocol)
+	}
 	if suite.DH != kex.Group() || ke.Group != kex.Group() {
 		return fmt.Errorf("%w: responder chose group %d with KE for %d, we sent %d", ErrProposal, suite.DH, ke.Group, kex.Group())
 	}
@@ -306,4 +309,11 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	sa.children = append(sa.children, child)
 	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
 	return nil
+}
+
+// nonceFits reports whether a nonce is at least half the key size of the
+// negotiated PRF (RFC 7296 2.10); the 16-byte minimum is the decoder's.
+func nonceFits(n []byte, prfID uint16) bool {
+	p, err := ikecrypto.LookupPRF(prfID)
+	return err == nil && len(n) >= p.Size()/2
 }

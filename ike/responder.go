@@ -84,6 +84,10 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 		e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.NO_PROPOSAL_CHOSEN})
 		return
 	}
+	if !nonceFits(ni.Data, suite.PRF) {
+		e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.INVALID_SYNTAX})
+		return
+	}
 	if ke.Group != suite.DH {
 		log.Debug("ike: asking for another group", "got", ke.Group, "want", suite.DH)
 		e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.INVALID_KE_PAYLOAD, Data: binary.BigEndian.AppendUint16(nil, suite.DH)})
