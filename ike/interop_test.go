@@ -40,6 +40,7 @@ var (
 type lab struct {
 	nsEspy, nsCharon string
 	dir              string
+	extraConns       string // more connections for swanctl.conf
 	uri              string
 	conf             string
 }
@@ -110,29 +111,9 @@ const strongswanConf = `charon {
 }
 `
 
-const swanctlConf = `connections {
-  fromespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = %[1]s
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      net {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %[2]s
-      }
-    }
-  }
-  certs {
+// certsConn is the certificate-authenticated connection of
+// TestInteropStrongSwanCertificates; it needs its credential files.
+const certsConn = `  certs {
     version = 2
     local_addrs = 192.0.2.2
     remote_addrs = 192.0.2.1
@@ -156,7 +137,31 @@ const swanctlConf = `connections {
       }
     }
   }
-  toespy {
+`
+
+const swanctlConf = `connections {
+  fromespy {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = %[1]s
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      net {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = %[2]s
+      }
+    }
+  }
+%[5]s  toespy {
     version = 2
     local_addrs = 192.0.2.2
     remote_addrs = 192.0.2.1
@@ -200,7 +205,7 @@ func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals, toIKE, toESP
 	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(strongswanConf, l.dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals, toIKE, toESP)), 0o600); err != nil {
+	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals, toIKE, toESP, l.extraConns)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", l.nsCharon, "sh", "-c", "mount --bind "+piddir+" /run && exec "+charonBin)
@@ -463,6 +468,7 @@ func TestInteropStrongSwanCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	writePEM(t, filepath.Join(l.dir, "private", "b-cert.pem"), "PRIVATE KEY", p8)
+	l.extraConns = certsConn
 	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
 	e := l.listenIn(t)
 	for _, c := range []struct {
