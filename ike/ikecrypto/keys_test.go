@@ -90,9 +90,9 @@ func TestKDFCAVP(t *testing.T) {
 }
 
 // TestPRFPlusSHA256 checks prf+ with HMAC-SHA2-256 against the definition
-// written out block by block with crypto/hmac, over a block boundary and the
-// 255-block limit. No published IKEv2 KDF vector for SHA-2 is shipped; the
-// strongSwan interoperability test exercises the SHA-2 PRFs end to end.
+// written out block by block with crypto/hmac, over a block boundary, and
+// the 255-block limit. The SHA-384/512 PRFs have no published vector here;
+// the strongSwan interoperability test exercises them end to end.
 func TestPRFPlusSHA256(t *testing.T) {
 	p, _ := LookupPRF(message.PRF_HMAC_SHA2_256)
 	key, seed := []byte("key"), []byte("seed")
@@ -128,5 +128,27 @@ func TestPSKAuthShape(t *testing.T) {
 	outer.Write(so)
 	if !bytes.Equal(outer.Sum(nil), a) {
 		t.Fatal("PSK AUTH formula differs")
+	}
+}
+
+func TestKDFNISTSHA256(t *testing.T) {
+	v := readVector(t, "testdata/kdf_nist_sha256.txt")
+	p, _ := LookupPRF(message.PRF_HMAC_SHA2_256)
+	ni, nr := v["Ni"], v["Nr"]
+	skeyseed := SKEYSEED(p, ni, nr, v["g^ir"])
+	if !bytes.Equal(skeyseed, v["SKEYSEED"]) {
+		t.Fatalf("SKEYSEED %x, want %x", skeyseed, v["SKEYSEED"])
+	}
+	k, err := DeriveIKEKeys(p, ni, nr, v["g^ir"], binary.BigEndian.Uint64(v["SPIi"]), binary.BigEndian.Uint64(v["SPIr"]), 18, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 x 32 + 2 x 18 = 132 bytes, the length of the published DKM.
+	joined := bytes.Join([][]byte{k.SKd, k.SKai, k.SKar, k.SKei, k.SKer, k.SKpi, k.SKpr}, nil)
+	if !bytes.Equal(joined, v["DKM"]) {
+		t.Fatalf("DKM %x, want %x", joined, v["DKM"])
+	}
+	if got := RekeySKEYSEED(p, k.SKd, v["g^ir (new)"], ni, nr); !bytes.Equal(got, v["SKEYSEED(Rekey)"]) {
+		t.Fatalf("SKEYSEED(Rekey) %x, want %x", got, v["SKEYSEED(Rekey)"])
 	}
 }
