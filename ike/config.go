@@ -138,6 +138,12 @@ type Config struct {
 
 	Retransmit Retransmit // zero value: DefaultRetransmit
 
+	// DPDInterval, when positive, makes each established IKE SA check
+	// every interval that the peer is alive (an empty INFORMATIONAL
+	// exchange) and delete itself, unregistering its Child SAs, when the
+	// peer stops answering within the retransmission schedule.
+	DPDInterval time.Duration
+
 	// Registrar is told about every Child SA established under this
 	// configuration. Nil: nobody is told.
 	Registrar SARegistrar

@@ -155,6 +155,7 @@ func (e *Endpoint) IKESAs() []*IKESA {
 // unacknowledged INFORMATIONAL Delete), unregisters all Child SAs and
 // closes the sockets.
 func (e *Endpoint) Close() error {
+	e.closeOnce.Do(func() { close(e.closed) })
 	e.mu.Lock()
 	sas := make([]*IKESA, 0, len(e.sas))
 	for _, sa := range e.sas {
@@ -165,7 +166,6 @@ func (e *Endpoint) Close() error {
 		sa.sendDeleteOnce()
 		sa.teardown()
 	}
-	e.closeOnce.Do(func() { close(e.closed) })
 	err := errors.Join(e.ike.Close(), e.natt.Close())
 	e.wg.Wait()
 	return err
@@ -297,4 +297,22 @@ type inbound struct {
 	hdr  message.Header
 	from netip.AddrPort
 	natt bool
+}
+
+// established returns the established IKE SAs other than except whose
+// peer is at addr and, if id is set, authenticated as id.
+func (e *Endpoint) established(addr netip.Addr, id Identity, except *IKESA) []*IKESA {
+	var out []*IKESA
+	for _, sa := range e.IKESAs() {
+		if sa == except {
+			continue
+		}
+		sa.mu.Lock()
+		match := sa.remote.Addr() == addr && (len(id.Data) == 0 || sa.peerID.equal(id))
+		sa.mu.Unlock()
+		if match {
+			out = append(out, sa)
+		}
+	}
+	return out
 }

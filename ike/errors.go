@@ -22,6 +22,8 @@ var (
 	ErrProtocol = errors.New("ike: protocol error")
 	// ErrClosed means the endpoint was closed.
 	ErrClosed = errors.New("ike: endpoint closed")
+	// ErrDeleted means the IKE SA was deleted while a request was pending.
+	ErrDeleted = errors.New("ike: IKE SA deleted")
 	// ErrBusy means the endpoint holds as many IKE SAs as it may.
 	ErrBusy = errors.New("ike: too many IKE SAs")
 	// ErrConfig means an invalid or policy-forbidden configuration.

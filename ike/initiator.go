@@ -209,6 +209,9 @@ func (sa *IKESA) initResponse(req []byte, in inbound, resp *message.Message, kex
 // SA.
 func (sa *IKESA) authExchange(ctx context.Context) error {
 	c := sa.cfg
+	// INITIAL_CONTACT tells the peer to drop IKE SAs it still has with us
+	// (RFC 7296 2.4), so send it only when we have no other with that peer.
+	initialContact := len(sa.ep.established(sa.remote.Addr(), c.RemoteID, sa)) == 0
 	sa.mu.Lock()
 	espSPI, err := sa.randomBytes(4)
 	if err != nil {
@@ -229,7 +232,9 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	tsr := selectorsOr(c.RemoteTS, sa.remote.Addr())
 	// RFC 7296 1.2 order: IDi, [CERT], [N(INITIAL_CONTACT)], [IDr], AUTH.
 	ps := append([]message.Payload{idi}, certs...)
-	ps = append(ps, &message.Notify{Kind: message.INITIAL_CONTACT})
+	if initialContact {
+		ps = append(ps, &message.Notify{Kind: message.INITIAL_CONTACT})
+	}
 	if len(c.RemoteID.Data) > 0 {
 		ps = append(ps, &message.ID{IDType: c.RemoteID.Type, Data: c.RemoteID.Data})
 	}
@@ -269,6 +274,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.startDPD()
 	sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
 
 	for _, n := range message.Notifies(resp) {

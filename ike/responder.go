@@ -247,6 +247,18 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.startDPD()
+	if message.FindNotify(ps, message.INITIAL_CONTACT) != nil {
+		// The peer has no other IKE SA with us (it restarted): drop the
+		// ones we still keep for its identity (RFC 7296 2.4). Done
+		// asynchronously, as it takes the other SAs' locks.
+		go func(addr netip.Addr, id Identity) {
+			for _, old := range sa.ep.established(addr, id, sa) {
+				old.log.Info("ike: INITIAL_CONTACT from the peer, deleting old IKE SA")
+				old.teardown()
+			}
+		}(sa.remote.Addr(), peer)
+	}
 	sa.ep.mu.Lock()
 	for k, v := range sa.ep.halfOpen {
 		if v == sa {

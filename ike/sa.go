@@ -38,6 +38,13 @@ type IKESA struct {
 
 	// respCh carries responses to our requests from the read loop.
 	respCh chan inbound
+	// reqMu keeps one request of ours outstanding at a time (window size
+	// 1, RFC 7296 2.3), so that responses cannot be taken by the wrong
+	// waiter.
+	reqMu sync.Mutex
+	// dead is closed when the SA is torn down.
+	dead     chan struct{}
+	deadOnce sync.Once
 
 	mu         sync.Mutex
 	state      saState
@@ -65,7 +72,7 @@ type IKESA struct {
 func newSA(ep *Endpoint, cfg *Config, initiator bool) *IKESA {
 	return &IKESA{
 		ep: ep, cfg: cfg, initiator: initiator, created: time.Now(),
-		respCh: make(chan inbound, 4), log: cfg.Logger,
+		respCh: make(chan inbound, 4), log: cfg.Logger, dead: make(chan struct{}),
 	}
 }
 
@@ -283,6 +290,14 @@ func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.Exchange
 			case <-sa.ep.closed:
 				timer.Stop()
 				return inbound{}, ErrClosed
+			case <-sa.dead:
+				timer.Stop()
+				select {
+				case <-sa.ep.closed:
+					return inbound{}, ErrClosed
+				default:
+				}
+				return inbound{}, ErrDeleted
 			}
 		}
 	}
@@ -292,7 +307,13 @@ func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.Exchange
 // request runs one protected exchange as requester and returns the
 // decrypted response payloads.
 func (sa *IKESA) request(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
+	sa.reqMu.Lock()
+	defer sa.reqMu.Unlock()
 	sa.mu.Lock()
+	if sa.state == stateDead {
+		sa.mu.Unlock()
+		return nil, ErrDeleted
+	}
 	id := sa.nextReqID
 	sa.nextReqID++
 	pkt, err := sa.seal(exch, false, id, ps)
@@ -423,6 +444,7 @@ func (sa *IKESA) removeChildLocked(spi uint32) *ChildSA {
 
 // teardown forgets the IKE SA and unregisters its Child SAs.
 func (sa *IKESA) teardown() {
+	sa.deadOnce.Do(func() { close(sa.dead) })
 	sa.mu.Lock()
 	sa.state = stateDead
 	children := sa.children
@@ -470,6 +492,41 @@ func (sa *IKESA) Delete(ctx context.Context) error {
 	}
 	_, err := sa.request(ctx, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
 	return err
+}
+
+// Ping runs an empty INFORMATIONAL exchange, the liveness check of RFC 7296
+// 2.4. It fails with ErrTimeout when the peer is gone.
+func (sa *IKESA) Ping(ctx context.Context) error {
+	_, err := sa.request(ctx, message.INFORMATIONAL, nil)
+	return err
+}
+
+// startDPD starts the periodic liveness check if configured; the IKE SA is
+// torn down when the peer stops answering.
+func (sa *IKESA) startDPD() {
+	d := sa.cfg.DPDInterval
+	if d <= 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-sa.dead:
+				return
+			case <-sa.ep.closed:
+				return
+			case <-t.C:
+			}
+			err := sa.Ping(context.Background())
+			if errors.Is(err, ErrTimeout) {
+				sa.log.Info("ike: peer is gone, deleting IKE SA", "err", err)
+				sa.teardown()
+				return
+			}
+		}
+	}()
 }
 
 // randomBytes returns n random bytes from the configured source.
