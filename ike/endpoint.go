@@ -58,7 +58,7 @@ type Endpoint struct {
 	mu        sync.Mutex
 	sas       map[uint64]*IKESA // by our SPI
 	halfOpen  map[halfOpenKey]*IKESA
-	responder *Config
+	responder []*Config
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -116,16 +116,49 @@ func NewEndpoint(ike, natt *net.UDPConn, lc ListenConfig) *Endpoint {
 	return e
 }
 
-// Respond makes the endpoint answer IKE_SA_INIT requests under cfg.
-func (e *Endpoint) Respond(cfg *Config) error {
-	c, err := cfg.validate()
-	if err != nil {
-		return err
+// Respond makes the endpoint answer IKE_SA_INIT requests under cfgs,
+// replacing any earlier set. IKE_SA_INIT is answered under the first
+// configuration with an acceptable IKE proposal; in IKE_AUTH the
+// configuration is chosen by the initiator's identity: the first whose
+// RemoteID matches it, else the first without RemoteID, among those that
+// accept the IKE SA's algorithms.
+func (e *Endpoint) Respond(cfgs ...*Config) error {
+	var cs []*Config
+	for i, cfg := range cfgs {
+		c, err := cfg.validate()
+		if err != nil {
+			return fmt.Errorf("responder configuration %d: %w", i+1, err)
+		}
+		cs = append(cs, c)
 	}
 	e.mu.Lock()
-	e.responder = c
+	e.responder = cs
 	e.mu.Unlock()
 	return nil
+}
+
+// responderFor picks the configuration for an initiator that proved (or
+// claims) identity id on an IKE SA using suite.
+func (e *Endpoint) responderFor(id Identity, suite Suite) *Config {
+	e.mu.Lock()
+	cs := e.responder
+	e.mu.Unlock()
+	var wildcard *Config
+	for _, c := range cs {
+		if !acceptsSuite(c.IKE, suite) {
+			continue
+		}
+		if len(c.RemoteID.Data) == 0 {
+			if wildcard == nil {
+				wildcard = c
+			}
+			continue
+		}
+		if c.RemoteID.equal(id) {
+			return c
+		}
+	}
+	return wildcard
 }
 
 // Addrs returns the local addresses of the IKE and NAT-T sockets.

@@ -392,3 +392,15 @@ func accepted(ours []Proposal, sa *message.SA, proto message.ProtocolID) (Suite,
 	}
 	return Suite{}, nil, fmt.Errorf("%w: responder chose transforms we did not propose", ErrProposal)
 }
+
+// acceptsSuite reports whether one of ps allows every algorithm of s.
+func acceptsSuite(ps []Proposal, s Suite) bool {
+	sp := suiteProposal(s)
+	tp := message.Proposal{Protocol: message.ProtoIKE, Transforms: sp.transforms(true)}
+	for i := range ps {
+		if _, ok := match(&ps[i], &tp, true); ok {
+			return true
+		}
+	}
+	return false
+}

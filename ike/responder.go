@@ -28,7 +28,7 @@ func (e *Endpoint) replyStateless(hdr message.Header, to netip.AddrPort, natt bo
 // handleInitRequest is the responder's side of IKE_SA_INIT.
 func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.AddrPort, natt bool) {
 	e.mu.Lock()
-	cfg := e.responder
+	cfgs := e.responder
 	key := halfOpenKey{spii: hdr.SPIi, remote: from}
 	if old := e.halfOpen[key]; old != nil {
 		e.mu.Unlock()
@@ -45,9 +45,10 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 	halfOpen := len(e.halfOpen)
 	full := halfOpen >= e.lc.MaxHalfOpen || len(e.sas) >= MaxSAs
 	e.mu.Unlock()
-	if cfg == nil || full {
+	if len(cfgs) == 0 || full {
 		return
 	}
+	cfg := cfgs[0]
 	log := cfg.Logger.With("spii", fmt.Sprintf("%016x", hdr.SPIi), "peer", from)
 	req, err := message.Decode(pkt)
 	if err != nil {
@@ -78,7 +79,15 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 			return
 		}
 	}
-	suite, chosen, ok := choose(cfg.IKE, saP.Proposals, message.ProtoIKE)
+	var suite Suite
+	var chosen *message.Proposal
+	ok := false
+	for _, c := range cfgs {
+		if suite, chosen, ok = choose(c.IKE, saP.Proposals, message.ProtoIKE); ok {
+			cfg = c
+			break
+		}
+	}
 	if !ok {
 		log.Info("ike: no acceptable IKE proposal")
 		e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.NO_PROPOSAL_CHOSEN})
@@ -231,6 +240,12 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		return
 	}
 	peer := Identity{Type: idi.IDType, Data: append([]byte(nil), idi.Data...)}
+	// Now that the initiator has named itself, use the configuration made
+	// for it.
+	if nc := sa.ep.responderFor(peer, sa.suite); nc != nil && nc != c {
+		c = nc
+		sa.cfg = nc
+	}
 	if len(c.RemoteID.Data) > 0 && !peer.equal(c.RemoteID) {
 		fail(message.AUTHENTICATION_FAILED, "unexpected identity "+peer.String())
 		return

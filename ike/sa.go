@@ -449,9 +449,10 @@ func (sa *IKESA) teardown() {
 	sa.state = stateDead
 	children := sa.children
 	sa.children = nil
+	reg := sa.cfg.Registrar
 	sa.mu.Unlock()
 	for _, c := range children {
-		c.unregister(sa.cfg.Registrar)
+		c.unregister(reg)
 	}
 	sa.ep.remove(sa)
 }
