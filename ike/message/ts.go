@@ -38,10 +38,11 @@ func (ts *TS) appendBody(b []byte) []byte {
 	for i := range ts.Selectors {
 		s := &ts.Selectors[i]
 		start := len(b)
-		b = append(b, byte(s.TSType), 0, 0, 0)
+		// Byte 1 is the IP protocol for address ranges and is kept as is
+		// for other types (reserved for TS_SECLABEL).
+		b = append(b, byte(s.TSType), s.IPProto, 0, 0)
 		switch s.TSType {
 		case TSIPv4AddrRange, TSIPv6AddrRange:
-			b[start+1] = s.IPProto
 			b = binary.BigEndian.AppendUint16(b, s.StartPort)
 			b = binary.BigEndian.AppendUint16(b, s.EndPort)
 			b = append(b, s.StartAddr.AsSlice()...)
