@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -22,6 +23,28 @@ type ChildSA struct {
 
 	infos      [2]SAInfo // outbound, inbound
 	registered bool
+	ep         *Endpoint
+}
+
+// newESPSPI returns a random inbound ESP SPI that no registered Child SA
+// of the endpoint uses; SPIs below 256 are reserved (RFC 4303 2.1).
+func (sa *IKESA) newESPSPI() ([]byte, error) {
+	for {
+		b, err := sa.randomBytes(4)
+		if err != nil {
+			return nil, err
+		}
+		spi := binary.BigEndian.Uint32(b)
+		if spi < 256 {
+			continue
+		}
+		sa.ep.mu.Lock()
+		used := sa.ep.inSPIs[spi]
+		sa.ep.mu.Unlock()
+		if !used {
+			return b, nil
+		}
+	}
 }
 
 // Infos returns the outbound and inbound SA descriptions reported to the
@@ -51,7 +74,7 @@ func (sa *IKESA) newChild(s Suite, mode Mode, inSPI, outSPI uint32, localTS, rem
 	if err != nil {
 		return nil, err
 	}
-	c := &ChildSA{Suite: s, Mode: mode, InSPI: inSPI, OutSPI: outSPI, Keys: keys, LocalTS: localTS, RemoteTS: remoteTS}
+	c := &ChildSA{Suite: s, Mode: mode, InSPI: inSPI, OutSPI: outSPI, Keys: keys, LocalTS: localTS, RemoteTS: remoteTS, ep: sa.ep}
 	if sa.natLocal || sa.natRemote {
 		c.Encap = EncapUDP
 	}
@@ -76,14 +99,24 @@ func (sa *IKESA) newChild(s Suite, mode Mode, inSPI, outSPI uint32, localTS, rem
 // register reports both directions to r; on failure nothing stays
 // registered.
 func (c *ChildSA) register(r SARegistrar) error {
+	c.ep.mu.Lock()
+	if c.ep.inSPIs[c.InSPI] {
+		c.ep.mu.Unlock()
+		return fmt.Errorf("ike: inbound SPI %08x already in use", c.InSPI)
+	}
+	c.ep.inSPIs[c.InSPI] = true
+	c.ep.mu.Unlock()
 	if r == nil {
+		c.registered = true
 		return nil
 	}
 	if err := r.RegisterSA(c.infos[0]); err != nil {
+		c.releaseSPI()
 		return fmt.Errorf("ike: register outbound SA %08x: %w", c.OutSPI, err)
 	}
 	if err := r.RegisterSA(c.infos[1]); err != nil {
 		r.UnregisterSA(c.infos[0])
+		c.releaseSPI()
 		return fmt.Errorf("ike: register inbound SA %08x: %w", c.InSPI, err)
 	}
 	c.registered = true
@@ -91,12 +124,21 @@ func (c *ChildSA) register(r SARegistrar) error {
 }
 
 func (c *ChildSA) unregister(r SARegistrar) {
-	if r == nil || !c.registered {
+	if !c.registered {
 		return
 	}
 	c.registered = false
-	r.UnregisterSA(c.infos[0])
-	r.UnregisterSA(c.infos[1])
+	c.releaseSPI()
+	if r != nil {
+		r.UnregisterSA(c.infos[0])
+		r.UnregisterSA(c.infos[1])
+	}
+}
+
+func (c *ChildSA) releaseSPI() {
+	c.ep.mu.Lock()
+	delete(c.ep.inSPIs, c.InSPI)
+	c.ep.mu.Unlock()
 }
 
 // selectorsOr returns ts, or the host selector of a when ts is empty.

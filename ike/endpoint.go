@@ -58,6 +58,7 @@ type Endpoint struct {
 	mu        sync.Mutex
 	sas       map[uint64]*IKESA // by our SPI
 	halfOpen  map[halfOpenKey]*IKESA
+	inSPIs    map[uint32]bool // inbound ESP SPIs of registered Child SAs
 	responder []*Config
 
 	closeOnce sync.Once
@@ -107,7 +108,7 @@ func NewEndpoint(ike, natt *net.UDPConn, lc ListenConfig) *Endpoint {
 	}
 	e := &Endpoint{
 		ike: ike, natt: natt, lc: lc, log: log, cookies: newCookieJar(),
-		sas: map[uint64]*IKESA{}, halfOpen: map[halfOpenKey]*IKESA{},
+		sas: map[uint64]*IKESA{}, halfOpen: map[halfOpenKey]*IKESA{}, inSPIs: map[uint32]bool{},
 		closed: make(chan struct{}),
 	}
 	e.wg.Add(2)

@@ -258,7 +258,13 @@ func TestEstablishSuites(t *testing.T) {
 				if err := sa.Delete(ctx); err != nil {
 					t.Fatalf("delete: %v", err)
 				}
-				waitFor(t, func() bool { return p.iniReg.len() == 0 && p.respReg.len() == 0 })
+				waitFor(t, func() bool {
+					p.ini.mu.Lock()
+					defer p.ini.mu.Unlock()
+					p.resp.mu.Lock()
+					defer p.resp.mu.Unlock()
+					return p.iniReg.len() == 0 && p.respReg.len() == 0 && len(p.ini.inSPIs) == 0 && len(p.resp.inSPIs) == 0
+				})
 			})
 		}
 	}

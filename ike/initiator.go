@@ -213,14 +213,10 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	// (RFC 7296 2.4), so send it only when we have no other with that peer.
 	initialContact := len(sa.ep.established(sa.remote.Addr(), c.RemoteID, sa)) == 0
 	sa.mu.Lock()
-	espSPI, err := sa.randomBytes(4)
+	espSPI, err := sa.newESPSPI()
 	if err != nil {
 		sa.mu.Unlock()
 		return err
-	}
-	if binary.BigEndian.Uint32(espSPI) < 256 {
-		// SPIs 1-255 are reserved (RFC 4303 2.1).
-		espSPI[0] |= 0x80
 	}
 	idi := &message.ID{Initiator: true, IDType: c.LocalID.Type, Data: c.LocalID.Data}
 	certs, auth, err := sa.authPayloadsLocked(sa.initReq, sa.nr, sa.keys.SKpi, idi.Body())

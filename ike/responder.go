@@ -328,12 +328,9 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 	if len(nsi) == 0 || len(nsr) == 0 || len(nsi) > 255 || len(nsr) > 255 {
 		return nil, &NotifyError{Type: message.TS_UNACCEPTABLE}
 	}
-	spi, err := sa.randomBytes(4)
+	spi, err := sa.newESPSPI()
 	if err != nil {
 		return nil, err
-	}
-	if binary.BigEndian.Uint32(spi) < 256 {
-		spi[0] |= 0x80
 	}
 	child, err := sa.newChild(suite, mode, binary.BigEndian.Uint32(spi), binary.BigEndian.Uint32(prop.SPI), nsr, nsi)
 	if err != nil {
