@@ -67,7 +67,9 @@ func newLab(t *testing.T) *lab {
 	rand.Read(suffix)
 	tag := hex.EncodeToString(suffix)
 	l := &lab{nsEspy: "espy-ike-a-" + tag, nsCharon: "espy-ike-b-" + tag, dir: t.TempDir()}
-	run(t, "ip", "netns", "add", l.nsEspy)
+	if out, err := exec.Command("ip", "netns", "add", l.nsEspy).CombinedOutput(); err != nil {
+		t.Skipf("interop test needs network namespaces: ip netns add: %v: %s", err, out)
+	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsEspy).Run() })
 	run(t, "ip", "netns", "add", l.nsCharon)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsCharon).Run() })
