@@ -330,6 +330,10 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 		{"aes128ctr-sha384-ecp384", "aes256-sha512", "AES_CTR-128/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384", "AES_CBC-256/HMAC_SHA2_512_256"},
 		{"chacha20poly1305-prfsha512-ecp256", "chacha20poly1305", "CHACHA20_POLY1305/PRF_HMAC_SHA2_512/ECP_256", "CHACHA20_POLY1305"},
 		{"aes256gcm16-prfsha384-ecp521", "null-sha1", "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_521", "NULL/HMAC_SHA1_96"},
+		// Truncated GCM tags on the IKE SA (espy's 8-byte tag check is its
+		// own construction on top of crypto/cipher).
+		{"aes128gcm8-prfsha256-ecp256", "aes256gcm12", "AES_GCM_8-128/PRF_HMAC_SHA2_256/ECP_256", "AES_GCM_12-256"},
+		{"aes192gcm12-prfsha512-x25519", "aes192-sha384", "AES_GCM_12-192/PRF_HMAC_SHA2_512/CURVE_25519", "AES_CBC-192/HMAC_SHA2_384_192"},
 	}
 	var ikes, esps []string
 	for _, c := range cases {
