@@ -5,7 +5,10 @@ package ikecmd
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,7 +33,8 @@ const usage = `usage: espy ike initiate [flags] REMOTE-ADDRESS
 Runs espy's IKEv2 stack (PSK authentication) and prints one JSON line per
 event: "listening", "sa_registered" and "sa_unregistered" (one per Child
 SA direction, with its exact algorithms), "established", "error".
-The pre-shared key is read from -psk-file or the ESPY_IKE_PSK variable.
+The pre-shared key is read from -psk-file or the ESPY_IKE_PSK variable;
+with -cert/-key a side signs instead, with -ca it requires a certificate.
 
 flags:
 `
@@ -46,6 +50,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 type options struct {
 	listen, localID, remoteID, pskFile string
+	certFile, keyFile, caFile          string
+	dpd                                time.Duration
 	ikeProps, espProps                 string
 	localTS, remoteTS                  string
 	port, natPort, remotePort, rNAT    uint
@@ -71,6 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.localID, "local-id", "", "our identity: an FQDN or an IP address (required)")
 	fs.StringVar(&o.remoteID, "remote-id", "", "the identity the peer must prove (default: any)")
 	fs.StringVar(&o.pskFile, "psk-file", "", "file holding the pre-shared key (default: $ESPY_IKE_PSK)")
+	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain, leaf first: authenticate with it (RFC 7427) instead of the PSK")
+	fs.StringVar(&o.keyFile, "key", "", "PEM private key (PKCS#8, SEC 1 or PKCS#1) of -cert")
+	fs.StringVar(&o.caFile, "ca", "", "PEM CA certificates: require the peer to authenticate with a certificate from them")
+	fs.DurationVar(&o.dpd, "dpd", 0, "check every interval that the peer is alive (0: never)")
 	fs.StringVar(&o.ikeProps, "ike", "aes128gcm16-prfsha256-x25519,aes256-sha256-modp2048", "IKE proposals, comma-separated, strongSwan notation")
 	fs.StringVar(&o.espProps, "esp", "aes128gcm16,null-sha256", "ESP proposals, comma-separated")
 	fs.StringVar(&o.localTS, "local-ts", "", "our traffic selectors, comma-separated prefixes (default: our address)")
@@ -168,13 +178,16 @@ func (o *options) config(out *jsonOut, stderr io.Writer) (*ike.Config, error) {
 		}
 		psk = []byte(strings.TrimRight(string(b), "\r\n"))
 	}
-	if len(psk) == 0 {
-		return nil, errors.New("no pre-shared key: use -psk-file or ESPY_IKE_PSK")
+	if len(psk) == 0 && (o.certFile == "" || o.caFile == "") {
+		return nil, errors.New("no pre-shared key: use -psk-file or ESPY_IKE_PSK, or -cert, -key and -ca")
 	}
 	if o.localID == "" {
 		return nil, errors.New("-local-id is required")
 	}
-	cfg := &ike.Config{LocalID: identity(o.localID), PSK: psk, Registrar: out, ForceEncap: o.encap, RemoteNATPort: uint16(o.rNAT)}
+	cfg := &ike.Config{LocalID: identity(o.localID), PSK: psk, Registrar: out, ForceEncap: o.encap, RemoteNATPort: uint16(o.rNAT), DPDInterval: o.dpd}
+	if err := o.credentials(cfg); err != nil {
+		return nil, err
+	}
 	if o.remoteID != "" {
 		cfg.RemoteID = identity(o.remoteID)
 	}
@@ -206,6 +219,68 @@ func (o *options) config(out *jsonOut, stderr io.Writer) (*ike.Config, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return cfg, nil
+}
+
+// credentials loads -cert, -key and -ca into cfg.
+func (o *options) credentials(cfg *ike.Config) error {
+	if o.certFile != "" {
+		b, err := os.ReadFile(o.certFile)
+		if err != nil {
+			return fmt.Errorf("-cert: %w", err)
+		}
+		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return fmt.Errorf("-cert: %w", err)
+			}
+			cfg.Certificates = append(cfg.Certificates, c)
+		}
+		if len(cfg.Certificates) == 0 {
+			return fmt.Errorf("-cert: no certificate in %s", o.certFile)
+		}
+		if o.keyFile == "" {
+			return errors.New("-cert needs -key")
+		}
+		b, err = os.ReadFile(o.keyFile)
+		if err != nil {
+			return fmt.Errorf("-key: %w", err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return fmt.Errorf("-key: no PEM block in %s", o.keyFile)
+		}
+		var key any
+		switch blk.Type {
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(blk.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+		default:
+			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		}
+		if err != nil {
+			return fmt.Errorf("-key: %w", err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return fmt.Errorf("-key: %T cannot sign", key)
+		}
+		cfg.PrivateKey = signer
+	}
+	if o.caFile != "" {
+		b, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return fmt.Errorf("-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(b) {
+			return fmt.Errorf("-ca: no certificate in %s", o.caFile)
+		}
+	}
+	return nil
 }
 
 // identity reads an IP address as an address identity, anything else as
