@@ -297,6 +297,12 @@ func (e *Endpoint) remove(sa *IKESA) {
 // handle dispatches one received IKE message.
 func (e *Endpoint) handle(pkt []byte, from netip.AddrPort, natt bool) {
 	hdr, err := message.DecodeHeader(pkt)
+	if errors.Is(err, message.ErrVersion) && hdr.MajorVersion > 2 && !hdr.IsResponse() && hdr.Exchange == message.IKE_SA_INIT {
+		// RFC 7296 2.5: tell a newer peer which version we speak; the
+		// answer carries our version, 2.
+		e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.INVALID_MAJOR_VERSION})
+		return
+	}
 	if err != nil || int(hdr.Length) != len(pkt) {
 		e.log.Debug("ike: drop datagram", "from", from, "err", err)
 		return

@@ -106,3 +106,31 @@ func TestInitUnsupportedCritical(t *testing.T) {
 		t.Fatal("responder created state for a rejected request")
 	}
 }
+
+// TestInvalidMajorVersion sends an IKE_SA_INIT claiming version 3.0.
+func TestInvalidMajorVersion(t *testing.T) {
+	e := listen(t, ListenConfig{})
+	_, resp := configs("aes128gcm16-prfsha256-x25519", "null-sha256", nil, nil)
+	if err := e.Respond(resp); err != nil {
+		t.Fatal(err)
+	}
+	req := initRequestFor(t)
+	req[17] = 0x30
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ike, _ := e.Addrs()
+	c.WriteToUDPAddrPort(req, ike)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := message.Decode(buf[:n])
+	if err != nil || got.MajorVersion != 2 || message.FindNotify(got.Payloads, message.INVALID_MAJOR_VERSION) == nil {
+		t.Fatalf("answer %+v (%v)", got, err)
+	}
+}
