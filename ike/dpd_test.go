@@ -11,7 +11,7 @@ import (
 func TestDPD(t *testing.T) {
 	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
 	p.iniCfg.DPDInterval = 50 * time.Millisecond
-	p.iniCfg.Retransmit = Retransmit{Timeout: 20 * time.Millisecond, Base: 1.5, Tries: 2}
+	p.iniCfg.Retransmit = Retransmit{Timeout: 100 * time.Millisecond, Base: 1.5, Tries: 2}
 	sa, err := p.initiate(t)
 	if err != nil {
 		t.Fatal(err)

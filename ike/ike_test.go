@@ -272,7 +272,8 @@ func TestEstablishSuites(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 400; i++ {
+	// Generous: CI machines are shared and slow.
+	for i := 0; i < 2000; i++ {
 		if cond() {
 			return
 		}
