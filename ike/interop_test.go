@@ -92,7 +92,7 @@ func newLab(t *testing.T) *lab {
 // needed) and its own vici socket and log.
 const strongswanConf = `charon {
   load_modular = no
-  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
+  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
   retransmit_timeout = 1.0
   retransmit_tries = 2
   plugins {
@@ -334,6 +334,7 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 		// own construction on top of crypto/cipher).
 		{"aes128gcm8-prfsha256-ecp256", "aes256gcm12", "AES_GCM_8-128/PRF_HMAC_SHA2_256/ECP_256", "AES_GCM_12-256"},
 		{"aes192gcm12-prfsha512-x25519", "aes192-sha384", "AES_GCM_12-192/PRF_HMAC_SHA2_512/CURVE_25519", "AES_CBC-192/HMAC_SHA2_384_192"},
+		{"aes128-sha1-modp2048", "null-aesxcbc", "AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048", "NULL/AES_XCBC_96"},
 	}
 	var ikes, esps []string
 	for _, c := range cases {
@@ -372,6 +373,9 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 			}
 			if strings.HasPrefix(c.esp, "null") != outInfo.Null {
 				t.Fatalf("registered Null=%v for %s", outInfo.Null, c.esp)
+			}
+			if want, ok := map[string]int{"null-aesxcbc": 12, "null-sha1": 12, "null-sha256": 16}[c.esp]; ok && outInfo.ICVLen != want {
+				t.Fatalf("registered ICV length %d for %s, want %d", outInfo.ICVLen, c.esp, want)
 			}
 			if err := sa.Delete(ctx); err != nil {
 				t.Fatalf("delete: %v", err)

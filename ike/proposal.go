@@ -32,7 +32,7 @@ var encrNames = map[string]Algorithm{
 var integNames = map[string]uint16{
 	"sha1": message.AUTH_HMAC_SHA1_96, "sha256": message.AUTH_HMAC_SHA2_256_128,
 	"sha384": message.AUTH_HMAC_SHA2_384_192, "sha512": message.AUTH_HMAC_SHA2_512_256,
-	"md5": message.AUTH_HMAC_MD5_96,
+	"md5": message.AUTH_HMAC_MD5_96, "aesxcbc": message.AUTH_AES_XCBC_96, "aescmac": message.AUTH_AES_CMAC_96,
 }
 
 var prfNames = map[string]uint16{
@@ -147,8 +147,12 @@ func (p *Proposal) validate(ike, allowWeak bool) error {
 		if ikecrypto.Weak(message.TransformINTEG, id) && !allowWeak {
 			return fmt.Errorf("%w: integrity %d: %w", ErrConfig, id, ikecrypto.ErrWeak)
 		}
-		if _, err := ikecrypto.LookupInteg(id); err != nil {
+		in, err := ikecrypto.LookupInteg(id)
+		if err != nil {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if ike && in.Hash == nil {
+			return fmt.Errorf("%w: %s cannot protect an IKE SA", ErrConfig, in.Name)
 		}
 	}
 	if ike {

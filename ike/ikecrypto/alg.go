@@ -78,7 +78,10 @@ type Integ struct {
 	Name   string
 	KeyLen int
 	ICVLen int
-	Hash   func() hash.Hash
+	// Hash is the HMAC hash. Nil for the AES-based MACs, which espy only
+	// negotiates for ESP (the flow cache needs their lengths, not an
+	// implementation); they cannot protect an IKE SA.
+	Hash func() hash.Hash
 }
 
 var integs = map[uint16]*Integ{
@@ -86,6 +89,9 @@ var integs = map[uint16]*Integ{
 	message.AUTH_HMAC_SHA2_256_128: {ID: message.AUTH_HMAC_SHA2_256_128, Name: "hmac-sha2-256-128", KeyLen: 32, ICVLen: 16, Hash: sha256.New},
 	message.AUTH_HMAC_SHA2_384_192: {ID: message.AUTH_HMAC_SHA2_384_192, Name: "hmac-sha2-384-192", KeyLen: 48, ICVLen: 24, Hash: sha512.New384},
 	message.AUTH_HMAC_SHA2_512_256: {ID: message.AUTH_HMAC_SHA2_512_256, Name: "hmac-sha2-512-256", KeyLen: 64, ICVLen: 32, Hash: sha512.New},
+	// RFC 3566 and RFC 4494: 128-bit key, 96-bit ICV.
+	message.AUTH_AES_XCBC_96: {ID: message.AUTH_AES_XCBC_96, Name: "aes-xcbc-96", KeyLen: 16, ICVLen: 12},
+	message.AUTH_AES_CMAC_96: {ID: message.AUTH_AES_CMAC_96, Name: "aes-cmac-96", KeyLen: 16, ICVLen: 12},
 }
 
 // LookupInteg returns the description of integrity transform id.

@@ -78,6 +78,9 @@ func NewSKCipher(encrID uint16, keyBits int, integID uint16, encrKey, integKey [
 	if err != nil {
 		return nil, err
 	}
+	if in.Hash == nil {
+		return nil, fmt.Errorf("ikecrypto: %s cannot protect IKE messages: %w", in.Name, ErrUnsupported)
+	}
 	if len(integKey) != in.KeyLen {
 		return nil, fmt.Errorf("ikecrypto: %s key of %d bytes, want %d: %w", in.Name, len(integKey), in.KeyLen, ErrKeyLength)
 	}
