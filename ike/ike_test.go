@@ -229,6 +229,7 @@ func TestEstablishSuites(t *testing.T) {
 		{"chacha20poly1305", false, 8, 16, message.ENCR_CHACHA20_POLY1305, message.AUTH_NONE},
 		{"aes128ctr-sha384", false, 8, 24, message.ENCR_AES_CTR, message.AUTH_HMAC_SHA2_384_192},
 		{"null-aesxcbc", true, 0, 12, message.ENCR_NULL, message.AUTH_AES_XCBC_96},
+		{"aes256ccm12", false, 8, 12, message.ENCR_AES_CCM_12, message.AUTH_NONE},
 	}
 	n := 0
 	for _, s := range ikeSuites {
@@ -428,6 +429,7 @@ func TestFailures(t *testing.T) {
 			{"aes128gcm16-prfsha256-x25519", "aes128-md5"},
 			{"null-sha256-prfsha256-x25519", "aes128gcm16"},
 			{"aes128-aesxcbc-prfsha256-x25519", "aes128gcm16"},
+			{"aes128ccm16-prfsha256-x25519", "aes128gcm16"},
 		} {
 			ini, _ := configs(c.ike, c.esp, nil, nil)
 			e := listen(t, ListenConfig{})

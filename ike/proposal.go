@@ -63,6 +63,9 @@ func init() {
 		encrNames[p+"gcm16"] = Algorithm{ID: message.ENCR_AES_GCM_16, KeyBits: bits}
 		encrNames[p+"gcm"] = Algorithm{ID: message.ENCR_AES_GCM_16, KeyBits: bits}
 		encrNames[p+"gmac"] = Algorithm{ID: message.ENCR_NULL_AUTH_AES_GMAC, KeyBits: bits}
+		encrNames[p+"ccm8"] = Algorithm{ID: message.ENCR_AES_CCM_8, KeyBits: bits}
+		encrNames[p+"ccm12"] = Algorithm{ID: message.ENCR_AES_CCM_12, KeyBits: bits}
+		encrNames[p+"ccm16"] = Algorithm{ID: message.ENCR_AES_CCM_16, KeyBits: bits}
 	}
 }
 

@@ -30,12 +30,17 @@ func (e *Encr) KeyLen(keyBits int) int { return keyBits/8 + e.SaltLen }
 var aesBits = []int{128, 192, 256}
 
 var encrs = map[uint16]*Encr{
-	message.ENCR_NULL:               {ID: message.ENCR_NULL, Name: "null", NullESP: true},
-	message.ENCR_AES_CBC:            {ID: message.ENCR_AES_CBC, Name: "aes-cbc", KeyBits: aesBits, IVLen: 16, IKE: true},
-	message.ENCR_AES_CTR:            {ID: message.ENCR_AES_CTR, Name: "aes-ctr", KeyBits: aesBits, SaltLen: 4, IVLen: 8, IKE: true},
-	message.ENCR_AES_GCM_8:          {ID: message.ENCR_AES_GCM_8, Name: "aes-gcm-8", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 8, AEAD: true, IKE: true},
-	message.ENCR_AES_GCM_12:         {ID: message.ENCR_AES_GCM_12, Name: "aes-gcm-12", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 12, AEAD: true, IKE: true},
-	message.ENCR_AES_GCM_16:         {ID: message.ENCR_AES_GCM_16, Name: "aes-gcm-16", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 16, AEAD: true, IKE: true},
+	message.ENCR_NULL:       {ID: message.ENCR_NULL, Name: "null", NullESP: true},
+	message.ENCR_AES_CBC:    {ID: message.ENCR_AES_CBC, Name: "aes-cbc", KeyBits: aesBits, IVLen: 16, IKE: true},
+	message.ENCR_AES_CTR:    {ID: message.ENCR_AES_CTR, Name: "aes-ctr", KeyBits: aesBits, SaltLen: 4, IVLen: 8, IKE: true},
+	message.ENCR_AES_GCM_8:  {ID: message.ENCR_AES_GCM_8, Name: "aes-gcm-8", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 8, AEAD: true, IKE: true},
+	message.ENCR_AES_GCM_12: {ID: message.ENCR_AES_GCM_12, Name: "aes-gcm-12", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 12, AEAD: true, IKE: true},
+	message.ENCR_AES_GCM_16: {ID: message.ENCR_AES_GCM_16, Name: "aes-gcm-16", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 16, AEAD: true, IKE: true},
+	// AES-CCM (RFC 4309) for ESP only: no CCM in the standard library, and
+	// ESP needs only its lengths here. The salt is 3 bytes.
+	message.ENCR_AES_CCM_8:          {ID: message.ENCR_AES_CCM_8, Name: "aes-ccm-8", KeyBits: aesBits, SaltLen: 3, IVLen: 8, ICVLen: 8, AEAD: true},
+	message.ENCR_AES_CCM_12:         {ID: message.ENCR_AES_CCM_12, Name: "aes-ccm-12", KeyBits: aesBits, SaltLen: 3, IVLen: 8, ICVLen: 12, AEAD: true},
+	message.ENCR_AES_CCM_16:         {ID: message.ENCR_AES_CCM_16, Name: "aes-ccm-16", KeyBits: aesBits, SaltLen: 3, IVLen: 8, ICVLen: 16, AEAD: true},
 	message.ENCR_NULL_AUTH_AES_GMAC: {ID: message.ENCR_NULL_AUTH_AES_GMAC, Name: "null-aes-gmac", KeyBits: aesBits, SaltLen: 4, IVLen: 8, ICVLen: 16, AEAD: true, NullESP: true},
 	message.ENCR_CHACHA20_POLY1305:  {ID: message.ENCR_CHACHA20_POLY1305, Name: "chacha20-poly1305", SaltLen: 4, IVLen: 8, ICVLen: 16, AEAD: true, IKE: true},
 }
