@@ -421,6 +421,20 @@ func TestFailures(t *testing.T) {
 			t.Fatalf("got %v, want TEMPORARY_FAILURE", err)
 		}
 	})
+	t.Run("initiator's registrar refuses", func(t *testing.T) {
+		p := newPair(t, "aes128gcm16-prfsha256-x25519", "aes256gcm16", ListenConfig{})
+		p.iniReg.mu.Lock()
+		p.iniReg.fail = true
+		p.iniReg.mu.Unlock()
+		sa, err := p.initiate(t)
+		if sa == nil || err == nil {
+			t.Fatalf("got %v, %v; want the IKE SA and an error", sa, err)
+		}
+		// The responder had installed the Child SA; the initiator deletes it.
+		waitFor(t, func() bool {
+			return p.respReg.len() == 0 && len(p.responderSA(t, func() uint64 { s, _ := sa.SPIs(); return s }()).Children()) == 0
+		})
+	})
 	t.Run("weak policy", func(t *testing.T) {
 		for _, c := range []struct{ ike, esp string }{
 			{"aes128-sha256-modp1024", "aes128gcm16"},

@@ -55,6 +55,16 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 	}
 	if err := sa.authExchange(ctx); err != nil {
 		if sa.isEstablished() {
+			sa.mu.Lock()
+			spi := sa.refusedChildSPI
+			sa.refusedChildSPI = nil
+			sa.mu.Unlock()
+			if spi != nil {
+				// The responder set up a Child SA we do not accept.
+				if _, derr := sa.request(ctx, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoESP, SPISize: 4, SPIs: [][]byte{spi}}}); derr != nil {
+					sa.log.Warn("ike: delete refused Child SA", "err", derr)
+				}
+			}
 			return sa, err
 		}
 		if errors.Is(err, ErrAuthentication) {
@@ -291,6 +301,10 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	if len(prop.SPI) != 4 || binary.BigEndian.Uint32(prop.SPI) == 0 {
 		return fmt.Errorf("ike: Child SA SPI of %d bytes: %w", len(prop.SPI), ErrProtocol)
 	}
+	// From here on the responder has installed the Child SA; if we refuse
+	// it, Initiate deletes it there, naming it (RFC 7296 3.11) by the SPI
+	// we would have received on.
+	sa.refusedChildSPI = espSPI
 	if !within(rtsi.Selectors, tsi) || !within(rtsr.Selectors, tsr) {
 		return fmt.Errorf("%w: responder widened the traffic selectors", ErrProposal)
 	}
@@ -309,6 +323,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 		return err
 	}
 	sa.children = append(sa.children, child)
+	sa.refusedChildSPI = nil
 	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
 	return nil
 }

@@ -67,6 +67,9 @@ type IKESA struct {
 	peerID     Identity
 	children   []*ChildSA
 	deleteSent bool
+	// refusedChildSPI is our inbound SPI of a Child SA the responder
+	// installed but we refused, to be deleted.
+	refusedChildSPI []byte
 }
 
 func newSA(ep *Endpoint, cfg *Config, initiator bool) *IKESA {
