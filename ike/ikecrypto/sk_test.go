@@ -32,7 +32,17 @@ var suites = []suite{
 	{message.ENCR_CHACHA20_POLY1305, 0, message.AUTH_NONE, 36, 0},
 }
 
-func (s suite) String() string { return fmt.Sprintf("encr%d-%d-integ%d", s.encr, s.bits, s.integ) }
+func (s suite) String() string {
+	e, _ := LookupEncr(s.encr)
+	name := e.Name
+	if s.bits != 0 {
+		name = fmt.Sprintf("%s-%d", e.Name, s.bits)
+	}
+	if in, err := LookupInteg(s.integ); err == nil {
+		name += "+" + in.Name
+	}
+	return name
+}
 
 func (s suite) cipher(t testing.TB) *SKCipher {
 	c, err := NewSKCipher(s.encr, s.bits, s.integ, bytes.Repeat([]byte{0x11}, s.encrLen), bytes.Repeat([]byte{0x22}, s.intLen))
