@@ -73,6 +73,9 @@ type Retransmit struct {
 	Limit   time.Duration // 0: no cap on a single interval
 }
 
+// DefaultNATKeepalive is strongSwan's keep_alive default.
+const DefaultNATKeepalive = 20 * time.Second
+
 // DefaultRetransmit matches strongSwan's defaults (retransmit_timeout 4 s,
 // retransmit_base 1.8, retransmit_tries 5): about 165 s in total.
 var DefaultRetransmit = Retransmit{Timeout: 4 * time.Second, Base: 1.8, Tries: 5}
@@ -138,6 +141,11 @@ type Config struct {
 
 	Retransmit Retransmit // zero value: DefaultRetransmit
 
+	// NATKeepalive is the interval of NAT-T keepalives (RFC 3948 2.3, a
+	// single 0xFF byte on the NAT-T port) sent while a NAT is detected in
+	// front of this host. 0 means DefaultNATKeepalive; negative disables.
+	NATKeepalive time.Duration
+
 	// DPDInterval, when positive, makes each established IKE SA check
 	// every interval that the peer is alive (an empty INFORMATIONAL
 	// exchange) and delete itself, unregistering its Child SAs, when the
@@ -189,6 +197,9 @@ func (c *Config) validate() (*Config, error) {
 	}
 	if cc.RemoteNATPort == 0 {
 		cc.RemoteNATPort = DefaultNATPort
+	}
+	if cc.NATKeepalive == 0 {
+		cc.NATKeepalive = DefaultNATKeepalive
 	}
 	if cc.Retransmit.Timeout == 0 {
 		cc.Retransmit = DefaultRetransmit

@@ -281,6 +281,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	sa.peerID = peer
 	sa.state = stateEstablished
 	sa.startDPD()
+	sa.startKeepalive()
 	sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
 
 	for _, n := range message.Notifies(resp) {

@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/espy-dpi/espy/ike/message"
 )
@@ -155,5 +157,33 @@ func TestNATAndLostResponses(t *testing.T) {
 		if len(got) != 2 || !bytes.Equal(got[0], got[1]) {
 			t.Fatalf("%v: responder sent %d responses (identical: %v), want the same one twice", c.exch, len(got), len(got) == 2 && bytes.Equal(got[0], got[1]))
 		}
+	}
+}
+
+// TestNATKeepalive checks that the side behind the NAT sends one-byte
+// keepalives on the NAT-T port, through the NAT, to the peer.
+func TestNATKeepalive(t *testing.T) {
+	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
+	p.nat = true
+	rike, rnatt := p.resp.Addrs()
+	proxyIKE := newNATProxy(t, rike, nil)
+	var keepalives atomic.Int32
+	proxyNATT := newNATProxy(t, rnatt, func(fromTarget bool, pkt []byte) bool {
+		if !fromTarget && len(pkt) == 1 && pkt[0] == 0xff {
+			keepalives.Add(1)
+		}
+		return false
+	})
+	p.iniCfg.RemoteNATPort = proxyNATT.addr().Port()
+	p.iniCfg.NATKeepalive = 20 * time.Millisecond
+	sa, err := p.ini.Initiate(t.Context(), p.iniCfg, proxyIKE.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEstablished(t, p, sa)
+	waitFor(t, func() bool { return keepalives.Load() >= 3 })
+	// Keepalives are not IKE messages: the responder ignores them.
+	if len(p.resp.IKESAs()) != 1 {
+		t.Fatal("responder lost the SA")
 	}
 }

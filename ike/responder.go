@@ -263,6 +263,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	sa.peerID = peer
 	sa.state = stateEstablished
 	sa.startDPD()
+	sa.startKeepalive()
 	if message.FindNotify(ps, message.INITIAL_CONTACT) != nil {
 		// The peer has no other IKE SA with us (it restarted): drop the
 		// ones we still keep for its identity (RFC 7296 2.4). Done

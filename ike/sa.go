@@ -505,6 +505,35 @@ func (sa *IKESA) Ping(ctx context.Context) error {
 	return err
 }
 
+// startKeepalive sends NAT-T keepalives while the SA lives if a NAT is in
+// front of us, so the NAT keeps the mapping of the NAT-T port (which also
+// carries the ESP-in-UDP) even when no traffic flows.
+func (sa *IKESA) startKeepalive() {
+	d := sa.cfg.NATKeepalive
+	if d <= 0 || !sa.natLocal || !sa.natt {
+		return
+	}
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-sa.dead:
+				return
+			case <-sa.ep.closed:
+				return
+			case <-t.C:
+			}
+			sa.mu.Lock()
+			remote := sa.remote
+			sa.mu.Unlock()
+			if _, err := sa.ep.natt.WriteToUDPAddrPort([]byte{0xff}, remote); err != nil {
+				sa.log.Debug("ike: NAT-T keepalive", "err", err)
+			}
+		}
+	}()
+}
+
 // startDPD starts the periodic liveness check if configured; the IKE SA is
 // torn down when the peer stops answering.
 func (sa *IKESA) startDPD() {
