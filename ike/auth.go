@@ -55,7 +55,7 @@ func (sa *IKESA) authPayloadsLocked(signedFirst, peerNonce, skp, idBody []byte) 
 func (sa *IKESA) verifyPeerLocked(ps []message.Payload, id *message.ID, auth *message.Auth, signedFirst, ourNonce, skp []byte) error {
 	c := sa.cfg
 	octets := ikecrypto.SignedOctets(sa.prf, signedFirst, ourNonce, skp, id.Body())
-	if c.RootCAs == nil {
+	if c.rootPool == nil {
 		if auth.Method != message.AuthSharedKeyMIC {
 			return fmt.Errorf("%w: peer used auth method %d, we expect a pre-shared key", ErrAuthentication, auth.Method)
 		}
@@ -93,7 +93,7 @@ func (sa *IKESA) verifyPeerLocked(ps []message.Payload, id *message.ID, auth *me
 		inter.AddCert(ic)
 	}
 	leaf := chain[0]
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.RootCAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.rootPool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return fmt.Errorf("%w: peer certificate: %v", ErrAuthentication, err)
 	}
 	if err := certNames(leaf, id); err != nil {
@@ -136,3 +136,13 @@ func certNames(cert *x509.Certificate, id *message.ID) error {
 
 // errNoAuth is a sentinel for configurations that cannot authenticate.
 var errNoAuth = errors.New("neither a pre-shared key nor a certificate and key")
+
+// certReqPayload returns the CERTREQ asking for a certificate from cfg's
+// root CAs (RFC 7296 3.7: SHA-1 hashes of their SubjectPublicKeyInfo), or
+// nil when cfg expects a PSK.
+func certReqPayload(cfg *Config) message.Payload {
+	if len(cfg.certReq) == 0 {
+		return nil
+	}
+	return &message.CertReq{Encoding: message.CertX509Signature, Authority: cfg.certReq}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -21,7 +22,6 @@ import (
 type testPKI struct {
 	ca    *x509.Certificate
 	caKey crypto.Signer
-	pool  *x509.CertPool
 }
 
 func newTestPKI(t testing.TB) *testPKI {
@@ -39,9 +39,7 @@ func newTestPKI(t testing.TB) *testPKI {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{ca: ca, caKey: key, pool: pool}
+	return &testPKI{ca: ca, caKey: key}
 }
 
 // leaf issues a certificate for name with a fresh key of kind "ecdsa",
@@ -80,11 +78,11 @@ func TestCertificateAuth(t *testing.T) {
 			p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
 			cert, key := pki.leaf(t, "a.lab.example", c.ini)
 			p.iniCfg.Certificates, p.iniCfg.PrivateKey = []*x509.Certificate{cert}, key
-			p.respCfg.RootCAs = pki.pool
+			p.respCfg.RootCAs = []*x509.Certificate{pki.ca}
 			if c.resp != "psk" {
 				cert, key := pki.leaf(t, "b.lab.example", c.resp)
 				p.respCfg.Certificates, p.respCfg.PrivateKey = []*x509.Certificate{cert}, key
-				p.iniCfg.RootCAs = pki.pool
+				p.iniCfg.RootCAs = []*x509.Certificate{pki.ca}
 			}
 			if err := p.resp.Respond(p.respCfg); err != nil {
 				t.Fatal(err)
@@ -100,7 +98,7 @@ func TestCertificateAuth(t *testing.T) {
 		p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
 		cert, key := pki.leaf(t, "c.lab.example", "ecdsa")
 		p.iniCfg.Certificates, p.iniCfg.PrivateKey = []*x509.Certificate{cert}, key
-		p.respCfg.RootCAs = pki.pool
+		p.respCfg.RootCAs = []*x509.Certificate{pki.ca}
 		if err := p.resp.Respond(p.respCfg); err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +113,7 @@ func TestCertificateAuth(t *testing.T) {
 		other := newTestPKI(t)
 		cert, key := other.leaf(t, "a.lab.example", "ecdsa")
 		p.iniCfg.Certificates, p.iniCfg.PrivateKey = []*x509.Certificate{cert}, key
-		p.respCfg.RootCAs = pki.pool
+		p.respCfg.RootCAs = []*x509.Certificate{pki.ca}
 		if err := p.resp.Respond(p.respCfg); err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +125,7 @@ func TestCertificateAuth(t *testing.T) {
 	})
 	t.Run("PSK where a certificate is required", func(t *testing.T) {
 		p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
-		p.respCfg.RootCAs = pki.pool
+		p.respCfg.RootCAs = []*x509.Certificate{pki.ca}
 		if err := p.resp.Respond(p.respCfg); err != nil {
 			t.Fatal(err)
 		}
@@ -137,4 +135,25 @@ func TestCertificateAuth(t *testing.T) {
 			t.Fatalf("got %v, want AUTHENTICATION_FAILED", err)
 		}
 	})
+}
+
+// TestCertReq checks the CERTREQ authority: the SHA-1 of each root's
+// SubjectPublicKeyInfo (RFC 7296 3.7), and none for a PSK configuration.
+func TestCertReq(t *testing.T) {
+	a, b := newTestPKI(t), newTestPKI(t)
+	ini, _ := configs("aes128gcm16-prfsha256-x25519", "null-sha256", nil, nil)
+	ini.RootCAs = []*x509.Certificate{a.ca, b.ca}
+	c, err := ini.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, ok := certReqPayload(c).(*message.CertReq)
+	ha, hb := sha1.Sum(a.ca.RawSubjectPublicKeyInfo), sha1.Sum(b.ca.RawSubjectPublicKeyInfo)
+	if !ok || cr.Encoding != message.CertX509Signature || string(cr.Authority) != string(ha[:])+string(hb[:]) {
+		t.Fatalf("CERTREQ %+v", cr)
+	}
+	ini.RootCAs = nil
+	if c, _ := ini.validate(); certReqPayload(c) != nil {
+		t.Fatal("CERTREQ for a PSK configuration")
+	}
 }

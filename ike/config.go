@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto"
+	"crypto/sha1"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -115,8 +116,12 @@ type Config struct {
 	PrivateKey   crypto.Signer
 	// RootCAs, when set, makes this side require the peer to authenticate
 	// with a certificate chaining to one of them whose subject alternative
-	// names (or subject DN) cover the peer's identity. Nil: PSK.
-	RootCAs *x509.CertPool
+	// names (or subject DN) cover the peer's identity, and ask for it with
+	// CERTREQ payloads naming these CAs. Empty: PSK.
+	RootCAs []*x509.Certificate
+
+	rootPool *x509.CertPool // RootCAs as a pool, made by validate
+	certReq  []byte         // SHA-1 of each root's SubjectPublicKeyInfo
 
 	IKE []Proposal // IKE SA proposals, in preference order
 	ESP []Proposal // Child SA proposals
@@ -173,8 +178,17 @@ func (c *Config) validate() (*Config, error) {
 	} else if len(cc.PSK) == 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoAuth)
 	}
-	if cc.RootCAs == nil && len(cc.PSK) == 0 {
+	if len(cc.RootCAs) == 0 && len(cc.PSK) == 0 {
 		return nil, fmt.Errorf("%w: no pre-shared key to verify the peer and no RootCAs", ErrConfig)
+	}
+	if len(cc.RootCAs) > 0 {
+		cc.rootPool = x509.NewCertPool()
+		cc.certReq = nil
+		for _, ca := range cc.RootCAs {
+			cc.rootPool.AddCert(ca)
+			h := sha1.Sum(ca.RawSubjectPublicKeyInfo)
+			cc.certReq = append(cc.certReq, h[:]...)
+		}
 	}
 	if len(cc.LocalID.Data) == 0 {
 		return nil, fmt.Errorf("%w: no local identity", ErrConfig)

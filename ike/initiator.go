@@ -236,10 +236,13 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	}
 	tsi := selectorsOr(c.LocalTS, sa.local.Addr())
 	tsr := selectorsOr(c.RemoteTS, sa.remote.Addr())
-	// RFC 7296 1.2 order: IDi, [CERT], [N(INITIAL_CONTACT)], [IDr], AUTH.
+	// RFC 7296 1.2 order: IDi, [CERT], [N(INITIAL_CONTACT)], [CERTREQ], [IDr], AUTH.
 	ps := append([]message.Payload{idi}, certs...)
 	if initialContact {
 		ps = append(ps, &message.Notify{Kind: message.INITIAL_CONTACT})
+	}
+	if cr := certReqPayload(c); cr != nil {
+		ps = append(ps, cr)
 	}
 	if len(c.RemoteID.Data) > 0 {
 		ps = append(ps, &message.ID{IDType: c.RemoteID.Type, Data: c.RemoteID.Data})

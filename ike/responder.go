@@ -161,6 +161,14 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 			signatureHashNotify(),
 		},
 	}
+	// Ask for the initiator's certificate if any configuration wants one
+	// (which one applies is known only from IDi).
+	for _, c := range cfgs {
+		if cr := certReqPayload(c); cr != nil {
+			resp.Payloads = append(resp.Payloads, cr)
+			break
+		}
+	}
 	out, err := resp.Encode(nil)
 	if err != nil {
 		sa.log.Warn("ike: encode IKE_SA_INIT response", "err", err)

@@ -275,8 +275,17 @@ func (o *options) credentials(cfg *ike.Config) error {
 		if err != nil {
 			return fmt.Errorf("-ca: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(b) {
+		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return fmt.Errorf("-ca: %w", err)
+			}
+			cfg.RootCAs = append(cfg.RootCAs, c)
+		}
+		if len(cfg.RootCAs) == 0 {
 			return fmt.Errorf("-ca: no certificate in %s", o.caFile)
 		}
 	}
