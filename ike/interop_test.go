@@ -115,7 +115,30 @@ const strongswanConf = `charon {
 
 // certsConn is the certificate-authenticated connection of
 // TestInteropStrongSwanCertificates; it needs its credential files.
-const certsConn = `  certs {
+const certsConn = `  certsto {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    local {
+      auth = pubkey
+      certs = b-cert.pem
+      id = b-cert.lab.example
+    }
+    remote {
+      auth = pubkey
+      id = a-cert.lab.example
+      cacerts = ca.pem
+    }
+    children {
+      certtonet {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = null-sha256
+      }
+    }
+  }
+  certs {
     version = 2
     local_addrs = 192.0.2.2
     remote_addrs = 192.0.2.1
@@ -465,7 +488,8 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 // as RFC 7427 digital signatures, and negotiates an
 // ENCR_NULL_AUTH_AES_GMAC Child SA (which charon's libipsec cannot
 // install, so the IKE SA comes up and the Child SA is refused), then an
-// ESP-NULL HMAC-SHA2-384 one.
+// ESP-NULL HMAC-SHA2-384 one. Then charon initiates to espy with
+// certificates the other way round.
 func TestInteropStrongSwanCertificates(t *testing.T) {
 	l := newLab(t)
 	pki := newTestPKI(t)
@@ -521,5 +545,23 @@ func TestInteropStrongSwanCertificates(t *testing.T) {
 		if err := sa.Delete(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// Now charon initiates with its certificate, which it sends only
+	// because espy's IKE_SA_INIT response carries a CERTREQ.
+	reg := &recorder{}
+	rcfg := interopConfig("aes128gcm16-prfsha256-x25519", "null-sha256", reg)
+	rcfg.LocalID, rcfg.RemoteID, rcfg.PSK = FQDN("a-cert.lab.example"), FQDN("b-cert.lab.example"), nil
+	rcfg.Certificates, rcfg.PrivateKey, rcfg.RootCAs = []*x509.Certificate{aCert}, aKey, []*x509.Certificate{pki.ca}
+	if err := e.Respond(rcfg); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "swanctl", "--initiate", "--child", "certtonet", "--timeout", "20", "--uri", l.uri)
+	sas := e.IKESAs()
+	if len(sas) != 1 || !sas[0].PeerID().equal(FQDN("b-cert.lab.example")) || len(sas[0].Children()) != 1 {
+		t.Fatalf("espy responder: %d IKE SAs", len(sas))
+	}
+	if _, in := sas[0].Children()[0].Infos(); !in.Null || in.ICVLen != 16 || in.Src != charonAddr {
+		t.Fatalf("registered %+v", in)
 	}
 }
