@@ -1,0 +1,256 @@
+package ike
+
+import (
+	"crypto"
+	"crypto/sha1"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/espy-dpi/espy/ike/ikecrypto"
+	"github.com/espy-dpi/espy/ike/message"
+)
+
+// Identity is the content of an IDi or IDr payload.
+type Identity struct {
+	Type message.IDType
+	Data []byte
+}
+
+// FQDN returns an ID_FQDN identity.
+func FQDN(name string) Identity { return Identity{Type: message.IDFQDN, Data: []byte(name)} }
+
+// AddrIdentity returns an ID_IPV4_ADDR or ID_IPV6_ADDR identity.
+func AddrIdentity(a netip.Addr) Identity {
+	if a.Is4() {
+		return Identity{Type: message.IDIPv4Addr, Data: a.AsSlice()}
+	}
+	return Identity{Type: message.IDIPv6Addr, Data: a.AsSlice()}
+}
+
+func (id Identity) String() string {
+	switch id.Type {
+	case message.IDFQDN, message.IDRFC822Addr:
+		return string(id.Data)
+	case message.IDIPv4Addr, message.IDIPv6Addr:
+		if a, ok := netip.AddrFromSlice(id.Data); ok {
+			return a.String()
+		}
+	}
+	return fmt.Sprintf("id(%d:%x)", id.Type, id.Data)
+}
+
+func (id Identity) equal(o Identity) bool {
+	return id.Type == o.Type && string(id.Data) == string(o.Data)
+}
+
+// Mode is the ESP encapsulation mode of a Child SA.
+type Mode uint8
+
+// Modes.
+const (
+	ModeTunnel Mode = iota
+	ModeTransport
+)
+
+func (m Mode) String() string {
+	if m == ModeTransport {
+		return "transport"
+	}
+	return "tunnel"
+}
+
+// Retransmit is the request retransmission schedule: the n-th
+// retransmission (n from 0) is sent Timeout × Base^n after the previous
+// send, capped at Limit; after Tries retransmissions and one more timeout
+// the exchange fails with ErrTimeout.
+type Retransmit struct {
+	Timeout time.Duration
+	Base    float64
+	Tries   int
+	Limit   time.Duration // 0: no cap on a single interval
+}
+
+// DefaultNATKeepalive is strongSwan's keep_alive default.
+const DefaultNATKeepalive = 20 * time.Second
+
+// DefaultRetransmit matches strongSwan's defaults (retransmit_timeout 4 s,
+// retransmit_base 1.8, retransmit_tries 5): about 165 s in total.
+var DefaultRetransmit = Retransmit{Timeout: 4 * time.Second, Base: 1.8, Tries: 5}
+
+// interval returns the wait after send number n (0 = first send).
+func (r Retransmit) interval(n int) time.Duration {
+	d := float64(r.Timeout)
+	for i := 0; i < n; i++ {
+		d *= r.Base
+	}
+	if r.Limit > 0 && time.Duration(d) > r.Limit {
+		return r.Limit
+	}
+	return time.Duration(d)
+}
+
+// Total returns the longest time an exchange can take before ErrTimeout.
+func (r Retransmit) Total() time.Duration {
+	var t time.Duration
+	for n := 0; n <= r.Tries; n++ {
+		t += r.interval(n)
+	}
+	return t
+}
+
+// Config is the policy of one connection, used by the initiator for what it
+// proposes and by the responder for what it accepts.
+type Config struct {
+	LocalID  Identity
+	RemoteID Identity // the identity the peer must prove; empty: any
+	PSK      []byte   // pre-shared key (RFC 7296 2.15)
+
+	// Certificates (leaf first, then intermediates) and PrivateKey make
+	// this side authenticate with an RFC 7427 digital signature instead of
+	// the PSK.
+	Certificates []*x509.Certificate
+	PrivateKey   crypto.Signer
+	// RootCAs, when set, makes this side require the peer to authenticate
+	// with a certificate chaining to one of them whose subject alternative
+	// names (or subject DN) cover the peer's identity, and ask for it with
+	// CERTREQ payloads naming these CAs. Empty: PSK.
+	RootCAs []*x509.Certificate
+
+	rootPool *x509.CertPool // RootCAs as a pool, made by validate
+	certReq  []byte         // SHA-1 of each root's SubjectPublicKeyInfo
+
+	IKE []Proposal // IKE SA proposals, in preference order
+	ESP []Proposal // Child SA proposals
+
+	// LocalTS and RemoteTS are the traffic selectors of the Child SA from
+	// this side's point of view (TSi/TSr for an initiator, TSr/TSi for a
+	// responder). Empty means this side's or the peer's IKE address.
+	LocalTS, RemoteTS []message.Selector
+	Mode              Mode
+
+	// ForceEncap makes the initiator claim to be behind a NAT so that ESP
+	// is UDP-encapsulated and IKE moves to the NAT-T port (strongSwan's
+	// encap=yes).
+	ForceEncap bool
+	// AllowWeak permits algorithms the default policy forbids (MD5,
+	// MODP-768/1024/1536, DES). ENCR_NULL without integrity is never
+	// allowed.
+	AllowWeak bool
+
+	// RemoteNATPort is the peer's NAT-T port (default 4500).
+	RemoteNATPort uint16
+
+	Retransmit Retransmit // zero value: DefaultRetransmit
+
+	// NATKeepalive is the interval of NAT-T keepalives (RFC 3948 2.3, a
+	// single 0xFF byte on the NAT-T port) sent while a NAT is detected in
+	// front of this host. 0 means DefaultNATKeepalive; negative disables.
+	NATKeepalive time.Duration
+
+	// DPDInterval, when positive, makes each established IKE SA check
+	// every interval that the peer is alive (an empty INFORMATIONAL
+	// exchange) and delete itself, unregistering its Child SAs, when the
+	// peer stops answering within the retransmission schedule.
+	DPDInterval time.Duration
+
+	// Registrar is told about every Child SA established under this
+	// configuration. Nil: nobody is told.
+	Registrar SARegistrar
+
+	Rand   io.Reader    // nil: crypto/rand
+	Logger *slog.Logger // nil: discard
+}
+
+// validate checks the configuration and fills in defaults in a copy.
+func (c *Config) validate() (*Config, error) {
+	cc := *c
+	if len(cc.Certificates) > 0 {
+		if cc.PrivateKey == nil {
+			return nil, fmt.Errorf("%w: certificate without private key", ErrConfig)
+		}
+		if _, err := ikecrypto.DefaultScheme(cc.PrivateKey.Public()); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	} else if len(cc.PSK) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoAuth)
+	}
+	if len(cc.RootCAs) == 0 && len(cc.PSK) == 0 {
+		return nil, fmt.Errorf("%w: no pre-shared key to verify the peer and no RootCAs", ErrConfig)
+	}
+	if len(cc.RootCAs) > 0 {
+		cc.rootPool = x509.NewCertPool()
+		cc.certReq = nil
+		for _, ca := range cc.RootCAs {
+			cc.rootPool.AddCert(ca)
+			h := sha1.Sum(ca.RawSubjectPublicKeyInfo)
+			cc.certReq = append(cc.certReq, h[:]...)
+		}
+	}
+	if len(cc.LocalID.Data) == 0 {
+		return nil, fmt.Errorf("%w: no local identity", ErrConfig)
+	}
+	if len(cc.IKE) == 0 || len(cc.ESP) == 0 {
+		return nil, fmt.Errorf("%w: IKE and ESP proposals are required", ErrConfig)
+	}
+	if len(cc.IKE) > 255 || len(cc.ESP) > 255 {
+		return nil, fmt.Errorf("%w: more than 255 proposals", ErrConfig)
+	}
+	for i := range cc.IKE {
+		if err := cc.IKE[i].validate(true, cc.AllowWeak); err != nil {
+			return nil, fmt.Errorf("IKE proposal %d: %w", i+1, err)
+		}
+	}
+	for i := range cc.ESP {
+		if err := cc.ESP[i].validate(false, cc.AllowWeak); err != nil {
+			return nil, fmt.Errorf("ESP proposal %d: %w", i+1, err)
+		}
+	}
+	if cc.RemoteNATPort == 0 {
+		cc.RemoteNATPort = DefaultNATPort
+	}
+	if cc.NATKeepalive == 0 {
+		cc.NATKeepalive = DefaultNATKeepalive
+	}
+	if cc.Retransmit.Timeout == 0 {
+		cc.Retransmit = DefaultRetransmit
+	}
+	if cc.Retransmit.Base < 1 {
+		return nil, fmt.Errorf("%w: retransmit base %v < 1", ErrConfig, cc.Retransmit.Base)
+	}
+	if cc.Logger == nil {
+		cc.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &cc, nil
+}
+
+// hostSelector returns the selector covering exactly address a, all ports
+// and protocols.
+func hostSelector(a netip.Addr) message.Selector {
+	t := message.TSIPv4AddrRange
+	if a.Is6() {
+		t = message.TSIPv6AddrRange
+	}
+	return message.Selector{TSType: t, EndPort: 65535, StartAddr: a, EndAddr: a}
+}
+
+// PrefixSelector returns the selector covering prefix p, all ports and
+// protocols.
+func PrefixSelector(p netip.Prefix) message.Selector {
+	p = p.Masked()
+	s := hostSelector(p.Addr())
+	end := p.Addr().AsSlice()
+	bits := p.Bits()
+	for i := range end {
+		for b := 0; b < 8; b++ {
+			if i*8+b >= bits {
+				end[i] |= 0x80 >> b
+			}
+		}
+	}
+	s.EndAddr, _ = netip.AddrFromSlice(end)
+	return s
+}

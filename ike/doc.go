@@ -1,0 +1,11 @@
+// Package ike is espy's IKEv2 stack (RFC 7296): the IKE_SA_INIT and
+// IKE_AUTH exchanges with pre-shared keys, as initiator and as responder,
+// establishing one IKE SA and one ESP Child SA over UDP, with cookies,
+// INVALID_KE_PAYLOAD recovery, NAT detection and the switch to the NAT-T
+// port (RFC 3948 non-ESP marker), retransmission with exponential back-off,
+// and a hook (SARegistrar) that reports every Child SA, NULL-encrypted or
+// not, with its exact algorithms to espy's flow cache.
+//
+// Message encoding lives in package ike/message and the cryptography in
+// ike/ikecrypto. docs/ike.md describes the state machine and its limits.
+package ike

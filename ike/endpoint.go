@@ -1,0 +1,358 @@
+package ike
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/espy-dpi/espy/ike/message"
+)
+
+// Responder limits and defaults.
+const (
+	// DefaultCookieThreshold is the number of half-open IKE SAs from which
+	// on the responder demands cookies (strongSwan's cookie_threshold).
+	DefaultCookieThreshold = 30
+	// DefaultMaxHalfOpen is the number of half-open IKE SAs beyond which
+	// new IKE_SA_INIT requests are dropped.
+	DefaultMaxHalfOpen = 1000
+	// DefaultHalfOpenTimeout is how long a responder keeps an IKE SA whose
+	// IKE_AUTH has not arrived.
+	DefaultHalfOpenTimeout = 30 * time.Second
+	// MaxSAs bounds the IKE SAs of one endpoint.
+	MaxSAs = 65536
+)
+
+// ListenConfig says where an Endpoint listens and how its responder
+// protects itself.
+type ListenConfig struct {
+	Addr    netip.Addr // local address; the zero Addr listens on all IPv4 addresses
+	Port    uint16     // IKE port (500 in production); 0 lets the kernel pick
+	NATPort uint16     // NAT-T port (4500 in production); 0 lets the kernel pick
+
+	CookieThreshold int           // half-open SAs before cookies are required; 0: DefaultCookieThreshold
+	AlwaysCookie    bool          // require cookies for every IKE_SA_INIT
+	MaxHalfOpen     int           // 0: DefaultMaxHalfOpen
+	HalfOpenTimeout time.Duration // 0: DefaultHalfOpenTimeout
+	Logger          *slog.Logger  // nil: discard
+}
+
+// Endpoint is an IKEv2 speaker on one IKE socket and one NAT-T socket. It
+// initiates IKE SAs with Initiate and, once Respond has been called,
+// answers IKE_SA_INIT requests.
+type Endpoint struct {
+	ike, natt *net.UDPConn
+	lc        ListenConfig
+	log       *slog.Logger
+	cookies   *cookieJar
+
+	// mu guards the maps and responder. When both are needed, an
+	// IKESA's mu is taken before this one, never after.
+	mu        sync.Mutex
+	sas       map[uint64]*IKESA // by our SPI
+	halfOpen  map[halfOpenKey]*IKESA
+	inSPIs    map[uint32]bool // inbound ESP SPIs of registered Child SAs
+	responder []*Config
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+}
+
+type halfOpenKey struct {
+	spii   uint64
+	remote netip.AddrPort
+}
+
+// Listen opens the IKE and NAT-T UDP sockets and starts reading.
+func Listen(lc ListenConfig) (*Endpoint, error) {
+	addr := lc.Addr
+	if !addr.IsValid() {
+		addr = netip.IPv4Unspecified()
+	}
+	ike, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, lc.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("ike: listen: %w", err)
+	}
+	natt, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, lc.NATPort)))
+	if err != nil {
+		ike.Close()
+		return nil, fmt.Errorf("ike: listen NAT-T: %w", err)
+	}
+	return NewEndpoint(ike, natt, lc), nil
+}
+
+// NewEndpoint starts an endpoint on sockets the caller opened (for
+// example inside another network namespace). The endpoint owns them from
+// now on. lc's address and ports are ignored.
+func NewEndpoint(ike, natt *net.UDPConn, lc ListenConfig) *Endpoint {
+	if lc.CookieThreshold == 0 {
+		lc.CookieThreshold = DefaultCookieThreshold
+	}
+	if lc.MaxHalfOpen == 0 {
+		lc.MaxHalfOpen = DefaultMaxHalfOpen
+	}
+	if lc.HalfOpenTimeout == 0 {
+		lc.HalfOpenTimeout = DefaultHalfOpenTimeout
+	}
+	log := lc.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Endpoint{
+		ike: ike, natt: natt, lc: lc, log: log, cookies: newCookieJar(),
+		sas: map[uint64]*IKESA{}, halfOpen: map[halfOpenKey]*IKESA{}, inSPIs: map[uint32]bool{},
+		closed: make(chan struct{}),
+	}
+	e.wg.Add(2)
+	go e.readLoop(ike, false)
+	go e.readLoop(natt, true)
+	return e
+}
+
+// Respond makes the endpoint answer IKE_SA_INIT requests under cfgs,
+// replacing any earlier set. IKE_SA_INIT is answered under the first
+// configuration with an acceptable IKE proposal; in IKE_AUTH the
+// configuration is chosen by the initiator's identity: the first whose
+// RemoteID matches it, else the first without RemoteID, among those that
+// accept the IKE SA's algorithms.
+func (e *Endpoint) Respond(cfgs ...*Config) error {
+	var cs []*Config
+	for i, cfg := range cfgs {
+		c, err := cfg.validate()
+		if err != nil {
+			return fmt.Errorf("responder configuration %d: %w", i+1, err)
+		}
+		cs = append(cs, c)
+	}
+	e.mu.Lock()
+	e.responder = cs
+	e.mu.Unlock()
+	return nil
+}
+
+// responderFor picks the configuration for an initiator that proved (or
+// claims) identity id on an IKE SA using suite.
+func (e *Endpoint) responderFor(id Identity, suite Suite) *Config {
+	e.mu.Lock()
+	cs := e.responder
+	e.mu.Unlock()
+	var wildcard *Config
+	for _, c := range cs {
+		if !acceptsSuite(c.IKE, suite) {
+			continue
+		}
+		if len(c.RemoteID.Data) == 0 {
+			if wildcard == nil {
+				wildcard = c
+			}
+			continue
+		}
+		if c.RemoteID.equal(id) {
+			return c
+		}
+	}
+	return wildcard
+}
+
+// Addrs returns the local addresses of the IKE and NAT-T sockets.
+func (e *Endpoint) Addrs() (ike, natt netip.AddrPort) {
+	return e.ike.LocalAddr().(*net.UDPAddr).AddrPort(), e.natt.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// IKESAs returns the endpoint's IKE SAs that completed IKE_AUTH.
+func (e *Endpoint) IKESAs() []*IKESA {
+	// Lock order is sa.mu before e.mu, so collect first, then look.
+	e.mu.Lock()
+	all := make([]*IKESA, 0, len(e.sas))
+	for _, sa := range e.sas {
+		all = append(all, sa)
+	}
+	e.mu.Unlock()
+	var out []*IKESA
+	for _, sa := range all {
+		if sa.isEstablished() {
+			out = append(out, sa)
+		}
+	}
+	return out
+}
+
+// Close tells every established peer that its IKE SA is gone (one
+// unacknowledged INFORMATIONAL Delete), unregisters all Child SAs and
+// closes the sockets.
+func (e *Endpoint) Close() error {
+	e.closeOnce.Do(func() { close(e.closed) })
+	e.mu.Lock()
+	sas := make([]*IKESA, 0, len(e.sas))
+	for _, sa := range e.sas {
+		sas = append(sas, sa)
+	}
+	e.mu.Unlock()
+	for _, sa := range sas {
+		sa.sendDeleteOnce()
+		sa.teardown()
+	}
+	err := errors.Join(e.ike.Close(), e.natt.Close())
+	e.wg.Wait()
+	return err
+}
+
+func (e *Endpoint) readLoop(c *net.UDPConn, natt bool) {
+	defer e.wg.Done()
+	buf := make([]byte, message.MaxMessageLen+len(nonESPMarker))
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			select {
+			case <-e.closed:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			e.log.Warn("ike: read", "err", err)
+			continue
+		}
+		pkt := buf[:n]
+		if natt {
+			// On the NAT-T port, IKE carries a non-ESP marker; anything
+			// else is ESP-in-UDP (no data plane here) or a keepalive.
+			if n < len(nonESPMarker) || !bytes.Equal(pkt[:4], nonESPMarker) {
+				continue
+			}
+			pkt = pkt[4:]
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		e.handle(append([]byte(nil), pkt...), from, natt)
+	}
+}
+
+// send writes one IKE message, with the non-ESP marker on the NAT-T port.
+func (e *Endpoint) send(pkt []byte, to netip.AddrPort, natt bool) {
+	c := e.ike
+	if natt {
+		c = e.natt
+		pkt = append(append(make([]byte, 0, len(pkt)+4), nonESPMarker...), pkt...)
+	}
+	if _, err := c.WriteToUDPAddrPort(pkt, to); err != nil {
+		e.log.Warn("ike: send", "to", to, "err", err)
+	}
+}
+
+// localFor returns the local address packets to remote leave from, on the
+// IKE or NAT-T socket: the bound address, or the route's source address
+// when bound to a wildcard.
+func (e *Endpoint) localFor(remote netip.AddrPort, natt bool) netip.AddrPort {
+	ike, nt := e.Addrs()
+	ap := ike
+	if natt {
+		ap = nt
+	}
+	a := ap.Addr().Unmap()
+	if a.IsUnspecified() {
+		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote)); err == nil {
+			a = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+			c.Close()
+		}
+	}
+	return netip.AddrPortFrom(a, ap.Port())
+}
+
+// newSPI returns a fresh nonzero SPI not in use; call with e.mu held.
+func (e *Endpoint) newSPILocked() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("ike: crypto/rand failed: " + err.Error())
+		}
+		spi := binary.BigEndian.Uint64(b[:])
+		if _, used := e.sas[spi]; spi != 0 && !used {
+			return spi
+		}
+	}
+}
+
+func (e *Endpoint) remove(sa *IKESA) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sas[sa.localSPI()] == sa {
+		delete(e.sas, sa.localSPI())
+	}
+	for k, v := range e.halfOpen {
+		if v == sa {
+			delete(e.halfOpen, k)
+		}
+	}
+}
+
+// handle dispatches one received IKE message.
+func (e *Endpoint) handle(pkt []byte, from netip.AddrPort, natt bool) {
+	hdr, err := message.DecodeHeader(pkt)
+	if errors.Is(err, message.ErrVersion) && hdr.MajorVersion > 2 && !hdr.IsResponse() && hdr.Exchange == message.IKE_SA_INIT {
+		// RFC 7296 2.5: tell a newer peer which version we speak; the
+		// answer carries our version, 2.
+		e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.INVALID_MAJOR_VERSION})
+		return
+	}
+	if err != nil || int(hdr.Length) != len(pkt) {
+		e.log.Debug("ike: drop datagram", "from", from, "err", err)
+		return
+	}
+	// The I flag names the sender's role: from the original initiator our
+	// SPI is SPIr, from the original responder it is SPIi.
+	if hdr.IsInitiator() && !hdr.IsResponse() && hdr.Exchange == message.IKE_SA_INIT && hdr.SPIr == 0 && hdr.MessageID == 0 {
+		e.handleInitRequest(pkt, hdr, from, natt)
+		return
+	}
+	local := hdr.SPIi
+	if hdr.IsInitiator() {
+		local = hdr.SPIr
+	}
+	e.mu.Lock()
+	sa := e.sas[local]
+	e.mu.Unlock()
+	if sa == nil {
+		e.log.Debug("ike: unknown SPI", "spii", hdr.SPIi, "spir", hdr.SPIr, "from", from)
+		return
+	}
+	if hdr.IsResponse() {
+		sa.deliverResponse(inbound{pkt: pkt, hdr: hdr, from: from, natt: natt})
+		return
+	}
+	sa.handleRequest(inbound{pkt: pkt, hdr: hdr, from: from, natt: natt})
+}
+
+// inbound is one received message.
+type inbound struct {
+	pkt  []byte
+	hdr  message.Header
+	from netip.AddrPort
+	natt bool
+}
+
+// established returns the established IKE SAs other than except whose
+// peer is at addr and, if id is set, authenticated as id.
+func (e *Endpoint) established(addr netip.Addr, id Identity, except *IKESA) []*IKESA {
+	var out []*IKESA
+	for _, sa := range e.IKESAs() {
+		if sa == except {
+			continue
+		}
+		sa.mu.Lock()
+		match := sa.remote.Addr() == addr && (len(id.Data) == 0 || sa.peerID.equal(id))
+		sa.mu.Unlock()
+		if match {
+			out = append(out, sa)
+		}
+	}
+	return out
+}

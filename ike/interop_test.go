@@ -1,0 +1,567 @@
+package ike
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/espy-dpi/espy/ike/message"
+)
+
+const (
+	charonBin = "/usr/lib/ipsec/charon"
+	charonPSK = "sswlab-test-psk-not-a-secret"
+)
+
+var (
+	espyAddr   = netip.MustParseAddr("192.0.2.1")
+	charonAddr = netip.MustParseAddr("192.0.2.2")
+)
+
+// lab is two network namespaces joined by a veth pair: espy on 192.0.2.1,
+// charon on 192.0.2.2.
+type lab struct {
+	nsEspy, nsCharon string
+	dir              string
+	extraConns       string // more connections for swanctl.conf
+	uri              string
+	conf             string
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t *testing.T) *lab {
+	if os.Geteuid() != 0 {
+		t.Skip("interop test needs root (network namespaces, charon)")
+	}
+	for _, bin := range []string{charonBin, "swanctl", "ip"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("interop test needs %s (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins iproute2): %v", bin, err)
+		}
+	}
+	suffix := make([]byte, 3)
+	rand.Read(suffix)
+	tag := hex.EncodeToString(suffix)
+	l := &lab{nsEspy: "espy-ike-a-" + tag, nsCharon: "espy-ike-b-" + tag, dir: t.TempDir()}
+	if out, err := exec.Command("ip", "netns", "add", l.nsEspy).CombinedOutput(); err != nil {
+		t.Skipf("interop test needs network namespaces: ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsEspy).Run() })
+	run(t, "ip", "netns", "add", l.nsCharon)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsCharon).Run() })
+	va, vb := "eika"+tag, "eikb"+tag
+	run(t, "ip", "link", "add", va, "netns", l.nsEspy, "type", "veth", "peer", "name", vb, "netns", l.nsCharon)
+	for _, c := range []struct{ ns, dev, addr string }{{l.nsEspy, va, "192.0.2.1/24"}, {l.nsCharon, vb, "192.0.2.2/24"}} {
+		run(t, "ip", "-n", c.ns, "addr", "add", c.addr, "dev", c.dev)
+		run(t, "ip", "-n", c.ns, "link", "set", c.dev, "up")
+		run(t, "ip", "-n", c.ns, "link", "set", "lo", "up")
+	}
+	// charon (kernel-libipsec) routes the remote traffic selector through
+	// its TUN device and needs a route to it and the local inner address.
+	run(t, "ip", "-n", l.nsCharon, "addr", "add", "203.0.113.1/32", "dev", "lo")
+	run(t, "ip", "-n", l.nsCharon, "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
+	l.uri = "unix://" + filepath.Join(l.dir, "charon.vici")
+	return l
+}
+
+// strongswanConf runs charon with the userspace ESP backend (no kernel ESP
+// needed) and its own vici socket and log.
+const strongswanConf = `charon {
+  load_modular = no
+  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
+  retransmit_timeout = 1.0
+  retransmit_tries = 2
+  plugins {
+    vici {
+      socket = unix://%[1]s/charon.vici
+    }
+  }
+  filelog {
+    log {
+      path = %[1]s/charon.log
+      default = 1
+      ike = 2
+      cfg = 3
+      chd = 2
+      knl = 1
+    }
+  }
+}
+`
+
+// certsConn is the certificate-authenticated connection of
+// TestInteropStrongSwanCertificates; it needs its credential files.
+const certsConn = `  certsto {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    local {
+      auth = pubkey
+      certs = b-cert.pem
+      id = b-cert.lab.example
+    }
+    remote {
+      auth = pubkey
+      id = a-cert.lab.example
+      cacerts = ca.pem
+    }
+    children {
+      certtonet {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = null-sha256
+      }
+    }
+  }
+  certs {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes256gcm16-prfsha384-ecp256
+    # send_cert stays at its default, ifasked: espy's CERTREQ asks for it.
+    local {
+      auth = pubkey
+      certs = b-cert.pem
+      id = b-cert.lab.example
+    }
+    remote {
+      auth = pubkey
+      id = a-cert.lab.example
+      cacerts = ca.pem
+    }
+    children {
+      certnet {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = aes128gmac,null-sha384
+      }
+    }
+  }
+`
+
+const swanctlConf = `connections {
+  fromespy {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = %[1]s
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      net {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = %[2]s
+      }
+    }
+  }
+%[5]s  toespy {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = %[3]s
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      tonet {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = %[4]s
+      }
+    }
+  }
+}
+secrets {
+  ike-lab {
+    id-a = a.lab.example
+    id-b = b.lab.example
+    secret = "` + charonPSK + `"
+  }
+}
+`
+
+// startCharon runs charon in its namespace with a private /run (its pid
+// file path is compiled in) and loads the connection.
+func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals, toIKE, toESP string) {
+	t.Helper()
+	piddir := filepath.Join(l.dir, "run")
+	if err := os.MkdirAll(piddir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sconf := filepath.Join(l.dir, "strongswan.conf")
+	l.conf = filepath.Join(l.dir, "swanctl.conf")
+	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(strongswanConf, l.dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals, toIKE, toESP, l.extraConns)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.nsCharon, "sh", "-c", "mount --bind "+piddir+" /run && exec "+charonBin)
+	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+sconf)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+			t.Logf("charon output:\n%s\ncharon log:\n%s", out.String(), log)
+		}
+	})
+	sock := filepath.Join(l.dir, "charon.vici")
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("charon exited: %s", out.String())
+		default:
+		}
+		if i > 200 {
+			t.Fatal("charon's vici socket did not appear in 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	run(t, "swanctl", "--load-all", "--file", l.conf, "--uri", l.uri)
+}
+
+func (l *lab) listSAs(t *testing.T) string {
+	return run(t, "swanctl", "--list-sas", "--uri", l.uri)
+}
+
+// listenIn opens espy's IKE and NAT-T sockets inside the espy namespace.
+// The sockets stay in that namespace whatever thread uses them later.
+func (l *lab) listenIn(t *testing.T) *Endpoint {
+	t.Helper()
+	type result struct {
+		ike, natt *net.UDPConn
+		err       error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// This goroutine's thread changes namespace; if switching back
+		// fails the thread stays locked and dies with the goroutine.
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := os.Open("/run/netns/" + l.nsEspy)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		var r result
+		r.ike, r.err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultPort)))
+		if r.err == nil {
+			r.natt, r.err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultNATPort)))
+		}
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("back to the original namespace: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- r
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	e := NewEndpoint(r.ike, r.natt, ListenConfig{Logger: testLogger(t)})
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func interopConfig(ike, esp string, reg SARegistrar) *Config {
+	return &Config{
+		LocalID: FQDN("a.lab.example"), RemoteID: FQDN("b.lab.example"), PSK: []byte(charonPSK),
+		IKE: []Proposal{MustParseProposal(ike, true)}, ESP: []Proposal{MustParseProposal(esp, false)},
+		LocalTS:    []message.Selector{PrefixSelector(netip.MustParsePrefix("198.51.100.1/32"))},
+		RemoteTS:   []message.Selector{PrefixSelector(netip.MustParsePrefix("203.0.113.1/32"))},
+		Retransmit: Retransmit{Timeout: time.Second, Base: 1.8, Tries: 3},
+		Registrar:  reg,
+	}
+}
+
+// TestInteropStrongSwanResponder has espy initiate IKE SAs with one Child SA
+// to charon for several suites, ESP-NULL among them, and checks that
+// charon lists each with the expected algorithms and SPIs.
+func TestInteropStrongSwanResponder(t *testing.T) {
+	l := newLab(t)
+	cases := []struct {
+		ike, esp             string
+		charonIKE, charonESP string
+	}{
+		{"aes128gcm16-prfsha256-x25519", "null-sha256", "AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519", "NULL/HMAC_SHA2_256_128"},
+		{"aes256-sha256-modp2048", "aes128gcm16", "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_GCM_16-128"},
+		{"aes128ctr-sha384-ecp384", "aes256-sha512", "AES_CTR-128/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384", "AES_CBC-256/HMAC_SHA2_512_256"},
+		{"chacha20poly1305-prfsha512-ecp256", "chacha20poly1305", "CHACHA20_POLY1305/PRF_HMAC_SHA2_512/ECP_256", "CHACHA20_POLY1305"},
+		{"aes256gcm16-prfsha384-ecp521", "null-sha1", "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_521", "NULL/HMAC_SHA1_96"},
+		// Truncated GCM tags on the IKE SA (espy's 8-byte tag check is its
+		// own construction on top of crypto/cipher).
+		{"aes128gcm8-prfsha256-ecp256", "aes256gcm12", "AES_GCM_8-128/PRF_HMAC_SHA2_256/ECP_256", "AES_GCM_12-256"},
+		{"aes192gcm12-prfsha512-x25519", "aes192-sha384", "AES_GCM_12-192/PRF_HMAC_SHA2_512/CURVE_25519", "AES_CBC-192/HMAC_SHA2_384_192"},
+		{"aes128-sha1-modp2048", "null-aesxcbc", "AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048", "NULL/AES_XCBC_96"},
+	}
+	var ikes, esps []string
+	for _, c := range cases {
+		ikes = append(ikes, c.ike)
+		esps = append(esps, c.esp)
+	}
+	l.startCharon(t, strings.Join(ikes, ","), strings.Join(esps, ","), "aes128gcm16-prfsha256-x25519", "null-sha256")
+	e := l.listenIn(t)
+	for _, c := range cases {
+		t.Run(c.ike+"/"+c.esp, func(t *testing.T) {
+			reg := &recorder{}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			sa, err := e.Initiate(ctx, interopConfig(c.ike, c.esp, reg), netip.AddrPortFrom(charonAddr, DefaultPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			spiI, spiR := sa.SPIs()
+			child := sa.Children()[0]
+			out := l.listSAs(t)
+			for _, want := range []string{
+				"ESTABLISHED", fmt.Sprintf("%016x_i %016x_r*", spiI, spiR), c.charonIKE,
+				"INSTALLED", "ESP:" + c.charonESP,
+				fmt.Sprintf("in  %08x", child.OutSPI), fmt.Sprintf("out %08x", child.InSPI),
+				"remote 'a.lab.example'",
+			} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)
+				}
+			}
+			// charon 5.9.8 with kernel-libipsec always UDP-encapsulates
+			// ESP: it fakes a NAT, so espy must have moved to 4500.
+			outInfo, ok := reg.get(child.OutSPI)
+			if !ok || outInfo.Encap != EncapUDP || outInfo.DstPort != DefaultNATPort || outInfo.Dst != charonAddr {
+				t.Fatalf("registered %+v, want ESP-in-UDP to %v:4500", outInfo, charonAddr)
+			}
+			if strings.HasPrefix(c.esp, "null") != outInfo.Null {
+				t.Fatalf("registered Null=%v for %s", outInfo.Null, c.esp)
+			}
+			if want, ok := map[string]int{"null-aesxcbc": 12, "null-sha1": 12, "null-sha256": 16}[c.esp]; ok && outInfo.ICVLen != want {
+				t.Fatalf("registered ICV length %d for %s, want %d", outInfo.ICVLen, c.esp, want)
+			}
+			if err := sa.Delete(ctx); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if out := l.listSAs(t); strings.Contains(out, fmt.Sprintf("%016x_i", spiI)) {
+				t.Fatalf("charon still lists the deleted SA:\n%s", out)
+			}
+			if reg.len() != 0 {
+				t.Fatal("Child SA still registered after delete")
+			}
+		})
+	}
+}
+
+// TestInteropStrongSwanInitiator has charon initiate to espy's responder
+// and checks both ends: espy's IKE SA and Child SA (ESP-NULL with
+// HMAC-SHA2-256, UDP-encapsulated since charon fakes a NAT) and charon's
+// listing.
+func TestInteropStrongSwanInitiator(t *testing.T) {
+	l := newLab(t)
+	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes256gcm16-prfsha384-ecp384,aes128gcm16-prfsha256-x25519", "null-sha256")
+	e := l.listenIn(t)
+	reg := &recorder{}
+	cfg := interopConfig("aes128gcm16-prfsha256-x25519", "aes128gcm16", reg)
+	// Our proposals, in our order of preference; charon proposes
+	// aes256gcm16-prfsha384-ecp384 first and sends its KE for ECP-384,
+	// which we do not take: charon must follow INVALID_KE_PAYLOAD.
+	cfg.IKE = []Proposal{MustParseProposal("aes128gcm16-prfsha256-x25519", true)}
+	cfg.ESP = []Proposal{MustParseProposal("aes128gcm16", false), MustParseProposal("null-sha256", false)}
+	if err := e.Respond(cfg); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "swanctl", "--initiate", "--child", "tonet", "--timeout", "20", "--uri", l.uri)
+	sas := e.IKESAs()
+	if len(sas) != 1 {
+		t.Fatalf("espy has %d IKE SAs", len(sas))
+	}
+	sa := sas[0]
+	if s := sa.Suite(); s.DH != message.DH_CURVE25519 || s.Encr.ID != message.ENCR_AES_GCM_16 || s.PRF != message.PRF_HMAC_SHA2_256 {
+		t.Fatalf("IKE suite %v", s)
+	}
+	children := sa.Children()
+	if len(children) != 1 {
+		t.Fatalf("%d Child SAs", len(children))
+	}
+	c := children[0]
+	in, ok := reg.get(c.InSPI)
+	if !ok || !in.Null || in.IntegID != message.AUTH_HMAC_SHA2_256_128 || in.ICVLen != 16 || in.IVLen != 0 ||
+		in.Encap != EncapUDP || in.SrcPort != DefaultNATPort || in.Src != charonAddr || !in.Inbound {
+		t.Fatalf("registered inbound %+v", in)
+	}
+	if _, ok := reg.get(c.OutSPI); !ok {
+		t.Fatal("outbound SA not registered")
+	}
+	log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+	if !strings.Contains(string(log), "it requested CURVE_25519") {
+		t.Error("charon's log shows no INVALID_KE_PAYLOAD from espy")
+	}
+	spiI, spiR := sa.SPIs()
+	out := l.listSAs(t)
+	for _, want := range []string{
+		fmt.Sprintf("%016x_i* %016x_r", spiI, spiR), "AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519",
+		"ESP:NULL/HMAC_SHA2_256_128", fmt.Sprintf("in  %08x", c.OutSPI), fmt.Sprintf("out %08x", c.InSPI),
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)
+		}
+	}
+	// charon deletes the IKE SA; espy must answer and drop its state.
+	run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", l.uri)
+	waitFor(t, func() bool { return reg.len() == 0 && len(e.IKESAs()) == 0 })
+}
+
+// writePEM writes der as a PEM block of the given type.
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInteropStrongSwanCertificates has espy authenticate to charon with
+// an Ed25519 certificate and charon answer with an ECDSA P-256 one, both
+// as RFC 7427 digital signatures, and negotiates an
+// ENCR_NULL_AUTH_AES_GMAC Child SA (which charon's libipsec cannot
+// install, so the IKE SA comes up and the Child SA is refused), then an
+// ESP-NULL HMAC-SHA2-384 one. Then charon initiates to espy with
+// certificates the other way round.
+func TestInteropStrongSwanCertificates(t *testing.T) {
+	l := newLab(t)
+	pki := newTestPKI(t)
+	bCert, bKey := pki.leaf(t, "b-cert.lab.example", "ecdsa")
+	aCert, aKey := pki.leaf(t, "a-cert.lab.example", "ed25519")
+	writePEM(t, filepath.Join(l.dir, "x509ca", "ca.pem"), "CERTIFICATE", pki.ca.Raw)
+	writePEM(t, filepath.Join(l.dir, "x509", "b-cert.pem"), "CERTIFICATE", bCert.Raw)
+	p8, err := x509.MarshalPKCS8PrivateKey(bKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(l.dir, "private", "b-cert.pem"), "PRIVATE KEY", p8)
+	l.extraConns = certsConn
+	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
+	e := l.listenIn(t)
+	for _, c := range []struct {
+		esp   string
+		child bool
+	}{{"aes128gmac", false}, {"null-sha384", true}} {
+		reg := &recorder{}
+		cfg := interopConfig("aes256gcm16-prfsha384-ecp256", c.esp, reg)
+		cfg.LocalID, cfg.RemoteID = FQDN("a-cert.lab.example"), FQDN("b-cert.lab.example")
+		cfg.PSK = nil
+		cfg.Certificates, cfg.PrivateKey, cfg.RootCAs = []*x509.Certificate{aCert}, aKey, []*x509.Certificate{pki.ca}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		sa, err := e.Initiate(ctx, cfg, netip.AddrPortFrom(charonAddr, DefaultPort))
+		if sa == nil {
+			t.Fatalf("no IKE SA: %v", err)
+		}
+		out := l.listSAs(t)
+		spiI, spiR := sa.SPIs()
+		for _, want := range []string{"certs: #", fmt.Sprintf("%016x_i %016x_r*", spiI, spiR), "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_256", "remote 'a-cert.lab.example'"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)
+			}
+		}
+		log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+		if !strings.Contains(string(log), "authentication of 'a-cert.lab.example' with ED25519 successful") ||
+			!strings.Contains(string(log), "authentication of 'b-cert.lab.example' (myself) with ECDSA_WITH_SHA256_DER successful") {
+			t.Errorf("charon's log does not show the RFC 7427 authentications (Ed25519 for espy, ECDSA for charon)")
+		}
+		var ne *NotifyError
+		if c.child {
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if !errors.As(err, &ne) || ne.Type != message.NO_PROPOSAL_CHOSEN {
+			// charon 5.9.8's libipsec has no NULL_AES_GMAC (see
+			// shared/interop/strongswan.md) and refuses the Child SA.
+			t.Fatalf("got %v, want the IKE SA with NO_PROPOSAL_CHOSEN for the Child SA", err)
+		}
+		if err := sa.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Now charon initiates with its certificate, which it sends only
+	// because espy's IKE_SA_INIT response carries a CERTREQ.
+	reg := &recorder{}
+	rcfg := interopConfig("aes128gcm16-prfsha256-x25519", "null-sha256", reg)
+	rcfg.LocalID, rcfg.RemoteID, rcfg.PSK = FQDN("a-cert.lab.example"), FQDN("b-cert.lab.example"), nil
+	rcfg.Certificates, rcfg.PrivateKey, rcfg.RootCAs = []*x509.Certificate{aCert}, aKey, []*x509.Certificate{pki.ca}
+	if err := e.Respond(rcfg); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "swanctl", "--initiate", "--child", "certtonet", "--timeout", "20", "--uri", l.uri)
+	sas := e.IKESAs()
+	if len(sas) != 1 || !sas[0].PeerID().equal(FQDN("b-cert.lab.example")) || len(sas[0].Children()) != 1 {
+		t.Fatalf("espy responder: %d IKE SAs", len(sas))
+	}
+	if _, in := sas[0].Children()[0].Infos(); !in.Null || in.ICVLen != 16 || in.Src != charonAddr {
+		t.Fatalf("registered %+v", in)
+	}
+}

@@ -1,0 +1,209 @@
+package message
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// genericHeaderLen is the length of the generic payload header.
+const genericHeaderLen = 4
+
+// MaxPayloads bounds the number of payloads in one message (or inside one
+// SK payload). Real messages carry a dozen; the bound stops a peer from
+// making the decoder build huge slices out of 4-byte empty payloads.
+const MaxPayloads = 64
+
+// Payload is one IKEv2 payload. The concrete types in this package are the
+// only implementations.
+type Payload interface {
+	// Type returns the payload type code.
+	Type() PayloadType
+	// appendBody appends the payload body (without generic header) to b.
+	appendBody(b []byte) []byte
+	// decodeBody parses the body. b is the exact body; implementations may
+	// keep sub-slices of it.
+	decodeBody(b []byte) error
+}
+
+// Unknown is a payload of a type this package does not know. The decoder
+// never returns one (it skips unknown non-critical payloads); encoders use
+// it to send such a payload, e.g. to test how a peer handles one.
+type Unknown struct {
+	PayloadType PayloadType
+	Critical    bool
+	Body        []byte
+}
+
+// Type implements Payload.
+func (u *Unknown) Type() PayloadType          { return u.PayloadType }
+func (u *Unknown) appendBody(b []byte) []byte { return append(b, u.Body...) }
+func (u *Unknown) decodeBody(b []byte) error  { u.Body = b; return nil }
+
+// newPayload returns an empty payload of type t, or nil if t is unknown.
+func newPayload(t PayloadType) Payload {
+	switch t {
+	case PayloadSA:
+		return &SA{}
+	case PayloadKE:
+		return &KE{}
+	case PayloadIDi, PayloadIDr:
+		return &ID{Initiator: t == PayloadIDi}
+	case PayloadCERT:
+		return &Cert{}
+	case PayloadCERTREQ:
+		return &CertReq{}
+	case PayloadAUTH:
+		return &Auth{}
+	case PayloadNonce:
+		return &Nonce{}
+	case PayloadNotify:
+		return &Notify{}
+	case PayloadDelete:
+		return &Delete{}
+	case PayloadVendor:
+		return &VendorID{}
+	case PayloadTSi, PayloadTSr:
+		return &TS{Initiator: t == PayloadTSi}
+	case PayloadSK:
+		return &SK{}
+	case PayloadSKF:
+		return &SKF{}
+	case PayloadCP:
+		return &CP{}
+	case PayloadEAP:
+		return &EAP{}
+	}
+	return nil
+}
+
+// repeatable reports whether payload type t may appear more than once in one
+// message.
+func repeatable(t PayloadType) bool {
+	switch t {
+	case PayloadNotify, PayloadDelete, PayloadVendor, PayloadCERT, PayloadCERTREQ:
+		return true
+	}
+	return false
+}
+
+// nextOf returns the Next Payload value the generic header of p carries when
+// followed by next. SK and SKF carry the type of their first inner payload
+// instead.
+func nextOf(p Payload, next PayloadType) PayloadType {
+	switch sk := p.(type) {
+	case *SK:
+		return sk.NextPayload
+	case *SKF:
+		return sk.NextPayload
+	}
+	return next
+}
+
+// AppendPayloads appends the encoding of ps (each with its generic header)
+// to b. It returns the type of the first payload, which goes into the
+// preceding Next Payload field. An SK or SKF payload must be last.
+func AppendPayloads(b []byte, ps []Payload) ([]byte, PayloadType, error) {
+	if len(ps) == 0 {
+		return b, PayloadNone, nil
+	}
+	for i, p := range ps {
+		t := p.Type()
+		if (t == PayloadSK || t == PayloadSKF) && i != len(ps)-1 {
+			return b, PayloadNone, fmt.Errorf("encode %v: not the last payload: %w", t, ErrSyntax)
+		}
+		next := PayloadNone
+		if i+1 < len(ps) {
+			next = ps[i+1].Type()
+		}
+		start := len(b)
+		var flags byte
+		if u, ok := p.(*Unknown); ok && u.Critical {
+			flags = 0x80
+		}
+		b = append(b, byte(nextOf(p, next)), flags, 0, 0)
+		b = p.appendBody(b)
+		n := len(b) - start
+		if n > 0xffff {
+			return b, PayloadNone, fmt.Errorf("encode %v: %d bytes: %w", t, n, ErrLength)
+		}
+		binary.BigEndian.PutUint16(b[start+2:], uint16(n))
+	}
+	return b, ps[0].Type(), nil
+}
+
+// DecodePayloads parses a chain of payloads starting with type first. It is
+// used for the payloads after the IKE header and for the plaintext of an SK
+// payload. Unknown non-critical payloads are skipped; an unknown critical
+// one yields a *CriticalPayloadError. An SK or SKF payload ends the chain
+// and must extend to the end of b.
+func DecodePayloads(first PayloadType, b []byte) ([]Payload, error) {
+	var ps []Payload
+	seen := make(map[PayloadType]bool, 8)
+	t := first
+	off := 0
+	for t != PayloadNone {
+		if len(ps) >= MaxPayloads {
+			return nil, fmt.Errorf("payload %d: %w", len(ps), ErrTooMany)
+		}
+		rest := b[off:]
+		if len(rest) < genericHeaderLen {
+			return nil, fmt.Errorf("payload %v at offset %d: header: %w", t, off, ErrTruncated)
+		}
+		next := PayloadType(rest[0])
+		critical := rest[1]&0x80 != 0
+		n := int(binary.BigEndian.Uint16(rest[2:4]))
+		if n < genericHeaderLen {
+			return nil, fmt.Errorf("payload %v at offset %d: length %d: %w", t, off, n, ErrLength)
+		}
+		if n > len(rest) {
+			return nil, fmt.Errorf("payload %v at offset %d: length %d exceeds %d remaining: %w", t, off, n, len(rest), ErrTruncated)
+		}
+		body := rest[genericHeaderLen:n:n]
+		off += n
+		p := newPayload(t)
+		if p == nil {
+			if critical {
+				return nil, fmt.Errorf("payload at offset %d: %w", off-n, &CriticalPayloadError{Type: t})
+			}
+			t = next
+			continue
+		}
+		if seen[t] && !repeatable(t) {
+			return nil, fmt.Errorf("payload %v at offset %d: %w", t, off-n, ErrDuplicate)
+		}
+		seen[t] = true
+		if err := p.decodeBody(body); err != nil {
+			return nil, fmt.Errorf("payload %v: %w", t, err)
+		}
+		ps = append(ps, p)
+		if t == PayloadSK || t == PayloadSKF {
+			if t == PayloadSK && seen[PayloadSKF] || t == PayloadSKF && seen[PayloadSK] {
+				return nil, fmt.Errorf("payload %v: both SK and SKF: %w", t, ErrDuplicate)
+			}
+			switch sk := p.(type) {
+			case *SK:
+				sk.NextPayload = next
+			case *SKF:
+				sk.NextPayload = next
+			}
+			if off != len(b) {
+				return nil, fmt.Errorf("payload %v: %d bytes follow the encrypted payload: %w", t, len(b)-off, ErrLength)
+			}
+			return ps, nil
+		}
+		t = next
+	}
+	if off != len(b) {
+		return nil, fmt.Errorf("%d bytes after the last payload: %w", len(b)-off, ErrLength)
+	}
+	return ps, nil
+}
+
+// opt returns b, or nil when it is empty, so that decoded payloads compare
+// equal to the ones built by callers who leave optional data nil.
+func opt(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

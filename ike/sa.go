@@ -1,0 +1,572 @@
+package ike
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/espy-dpi/espy/ike/ikecrypto"
+	"github.com/espy-dpi/espy/ike/message"
+)
+
+// nonceLen is the length of our nonces: at least half the PRF key size
+// (RFC 7296 2.10) for every PRF we support.
+const nonceLen = 32
+
+type saState uint8
+
+const (
+	stateInit        saState = iota // IKE_SA_INIT in progress or done, no IKE_AUTH yet
+	stateEstablished                // IKE_AUTH done
+	stateDead                       // deleted
+)
+
+// IKESA is one IKE security association and the Child SA it carries.
+type IKESA struct {
+	ep        *Endpoint
+	cfg       *Config
+	initiator bool
+	log       *slog.Logger
+	created   time.Time
+
+	// respCh carries responses to our requests from the read loop.
+	respCh chan inbound
+	// reqMu keeps one request of ours outstanding at a time (window size
+	// 1, RFC 7296 2.3), so that responses cannot be taken by the wrong
+	// waiter.
+	reqMu sync.Mutex
+	// dead is closed when the SA is torn down.
+	dead     chan struct{}
+	deadOnce sync.Once
+
+	mu         sync.Mutex
+	state      saState
+	spiI, spiR uint64
+	local      netip.AddrPort // our address as used for IKE now
+	remote     netip.AddrPort // the peer's address as used for IKE now
+	natt       bool           // IKE runs on the NAT-T port
+	natLocal   bool           // NAT detected in front of us
+	natRemote  bool           // NAT detected in front of the peer
+	suite      Suite
+	prf        *ikecrypto.PRF
+	keys       *ikecrypto.IKEKeys
+	in, out    *ikecrypto.SKCipher
+	ni, nr     []byte
+	initReq    []byte // IKE_SA_INIT request as sent (RealMessage1)
+	initResp   []byte // IKE_SA_INIT response as sent (RealMessage2)
+	nextReqID  uint32 // ID of our next request
+	peerReqID  uint32 // ID of the peer's next request
+	lastResp   []byte // our response to the peer's request peerReqID-1
+	peerID     Identity
+	children   []*ChildSA
+	deleteSent bool
+	// refusedChildSPI is our inbound SPI of a Child SA the responder
+	// installed but we refused, to be deleted.
+	refusedChildSPI []byte
+}
+
+func newSA(ep *Endpoint, cfg *Config, initiator bool) *IKESA {
+	return &IKESA{
+		ep: ep, cfg: cfg, initiator: initiator, created: time.Now(),
+		respCh: make(chan inbound, 4), log: cfg.Logger, dead: make(chan struct{}),
+	}
+}
+
+func (sa *IKESA) rand() io.Reader {
+	if sa.cfg.Rand != nil {
+		return sa.cfg.Rand
+	}
+	return rand.Reader
+}
+
+func (sa *IKESA) localSPI() uint64 {
+	if sa.initiator {
+		return sa.spiI
+	}
+	return sa.spiR
+}
+
+func (sa *IKESA) isEstablished() bool {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.state == stateEstablished
+}
+
+// SPIs returns the initiator's and the responder's IKE SPI.
+func (sa *IKESA) SPIs() (spiI, spiR uint64) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.spiI, sa.spiR
+}
+
+// Suite returns the negotiated IKE SA algorithms.
+func (sa *IKESA) Suite() Suite {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.suite
+}
+
+// Keys returns the IKE SA keys (for tests and for exporting to a capture
+// decoder; handle with care).
+func (sa *IKESA) Keys() ikecrypto.IKEKeys {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.keys == nil {
+		return ikecrypto.IKEKeys{}
+	}
+	return *sa.keys
+}
+
+// Children returns the established Child SAs.
+func (sa *IKESA) Children() []*ChildSA {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return append([]*ChildSA(nil), sa.children...)
+}
+
+// PeerID returns the identity the peer authenticated as.
+func (sa *IKESA) PeerID() Identity {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.peerID
+}
+
+// Addrs returns the local and remote IKE addresses in use, and whether IKE
+// moved to the NAT-T port.
+func (sa *IKESA) Addrs() (local, remote netip.AddrPort, natt bool) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.local, sa.remote, sa.natt
+}
+
+// NAT reports whether a NAT was detected in front of this host or the
+// peer.
+func (sa *IKESA) NAT() (local, remote bool) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.natLocal, sa.natRemote
+}
+
+func (sa *IKESA) flags(response bool) message.Flags {
+	var f message.Flags
+	if sa.initiator {
+		f |= message.FlagInitiator
+	}
+	if response {
+		f |= message.FlagResponse
+	}
+	return f
+}
+
+// setupCrypto derives the keys and ciphers once g^ir is known; call with
+// sa.mu held or before the SA is shared.
+func (sa *IKESA) setupCrypto(gir []byte) error {
+	prf, err := ikecrypto.LookupPRF(sa.suite.PRF)
+	if err != nil {
+		return err
+	}
+	e, err := ikecrypto.LookupEncr(sa.suite.Encr.ID)
+	if err != nil {
+		return err
+	}
+	integLen := 0
+	if !e.AEAD {
+		in, err := ikecrypto.LookupInteg(sa.suite.Integ)
+		if err != nil {
+			return err
+		}
+		integLen = in.KeyLen
+	}
+	bits, err := e.CheckKeyBits(sa.suite.Encr.KeyBits)
+	if err != nil {
+		return err
+	}
+	keys, err := ikecrypto.DeriveIKEKeys(prf, sa.ni, sa.nr, gir, sa.spiI, sa.spiR, e.KeyLen(bits), integLen)
+	clear(gir)
+	if err != nil {
+		return err
+	}
+	ei, ai, er, ar := keys.SKei, keys.SKai, keys.SKer, keys.SKar
+	if !sa.initiator {
+		ei, ai, er, ar = er, ar, ei, ai
+	}
+	if sa.out, err = ikecrypto.NewSKCipher(e.ID, bits, sa.suite.Integ, ei, ai); err != nil {
+		return err
+	}
+	if sa.in, err = ikecrypto.NewSKCipher(e.ID, bits, sa.suite.Integ, er, ar); err != nil {
+		return err
+	}
+	sa.prf, sa.keys = prf, keys
+	return nil
+}
+
+// seal encodes a message whose payloads all go into an SK payload.
+func (sa *IKESA) seal(exch message.ExchangeType, response bool, msgID uint32, ps []message.Payload) ([]byte, error) {
+	inner, first, err := message.AppendPayloads(nil, ps)
+	if err != nil {
+		return nil, fmt.Errorf("ike: encode %v: %w", exch, err)
+	}
+	n := sa.out.SealedLen(len(inner))
+	total := message.HeaderLen + 4 + n
+	if total > message.MaxMessageLen {
+		return nil, fmt.Errorf("ike: %v message of %d bytes: %w", exch, total, message.ErrLength)
+	}
+	h := message.Header{SPIi: sa.spiI, SPIr: sa.spiR, NextPayload: message.PayloadSK, Exchange: exch,
+		Flags: sa.flags(response), MessageID: msgID, Length: uint32(total)}
+	head := message.AppendHeader(make([]byte, 0, total), &h)
+	head = append(head, byte(first), 0)
+	head = binary.BigEndian.AppendUint16(head, uint16(4+n))
+	return sa.out.Seal(head, inner)
+}
+
+// errNotEncrypted is returned by open for messages without an SK payload.
+var errNotEncrypted = errors.New("ike: message not encrypted")
+
+// open verifies and decrypts a protected message and returns its inner
+// payloads. pkt is decrypted in place.
+func (sa *IKESA) open(pkt []byte) ([]message.Payload, error) {
+	m, err := message.Decode(pkt)
+	if err != nil {
+		return nil, err
+	}
+	sk, ok := message.Get(m.Payloads, message.PayloadSK).(*message.SK)
+	if !ok {
+		if message.Get(m.Payloads, message.PayloadSKF) != nil {
+			return nil, fmt.Errorf("ike: IKE fragments (RFC 7383) are not reassembled yet: %w", ErrProtocol)
+		}
+		return nil, errNotEncrypted
+	}
+	plain, err := sa.in.Open(pkt, len(pkt)-len(sk.Data))
+	if err != nil {
+		return nil, err
+	}
+	inner, err := message.DecodePayloads(sk.NextPayload, plain)
+	if err != nil {
+		return nil, fmt.Errorf("ike: decrypted %v: %w", m.Exchange, err)
+	}
+	return inner, nil
+}
+
+// deliverResponse hands a response to the goroutine waiting for it.
+func (sa *IKESA) deliverResponse(in inbound) {
+	select {
+	case sa.respCh <- in:
+	default:
+		sa.log.Debug("ike: response dropped, nobody waiting", "id", in.hdr.MessageID)
+	}
+}
+
+// exchange sends a request and waits for the response with the same
+// message ID, retransmitting on the configured schedule.
+func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.ExchangeType, msgID uint32) (inbound, error) {
+	r := sa.cfg.Retransmit
+	for n := 0; n <= r.Tries; n++ {
+		sa.mu.Lock()
+		remote, natt := sa.remote, sa.natt
+		sa.mu.Unlock()
+		if n > 0 {
+			sa.log.Debug("ike: retransmit", "exchange", exch, "id", msgID, "try", n)
+		}
+		sa.ep.send(pkt, remote, natt)
+		timer := time.NewTimer(r.interval(n))
+	wait:
+		for {
+			select {
+			case in := <-sa.respCh:
+				if in.hdr.MessageID != msgID || in.hdr.Exchange != exch {
+					continue
+				}
+				timer.Stop()
+				return in, nil
+			case <-timer.C:
+				break wait
+			case <-ctx.Done():
+				timer.Stop()
+				return inbound{}, ctx.Err()
+			case <-sa.ep.closed:
+				timer.Stop()
+				return inbound{}, ErrClosed
+			case <-sa.dead:
+				timer.Stop()
+				select {
+				case <-sa.ep.closed:
+					return inbound{}, ErrClosed
+				default:
+				}
+				return inbound{}, ErrDeleted
+			}
+		}
+	}
+	return inbound{}, fmt.Errorf("%v request %d after %d tries: %w", exch, msgID, r.Tries+1, ErrTimeout)
+}
+
+// request runs one protected exchange as requester and returns the
+// decrypted response payloads.
+func (sa *IKESA) request(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
+	sa.reqMu.Lock()
+	defer sa.reqMu.Unlock()
+	sa.mu.Lock()
+	if sa.state == stateDead {
+		sa.mu.Unlock()
+		return nil, ErrDeleted
+	}
+	id := sa.nextReqID
+	sa.nextReqID++
+	pkt, err := sa.seal(exch, false, id, ps)
+	sa.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	in, err := sa.exchange(ctx, pkt, exch, id)
+	if err != nil {
+		return nil, err
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.open(in.pkt)
+}
+
+// respond sends (and keeps, for retransmitted requests) a protected
+// response; call with sa.mu held.
+func (sa *IKESA) respondLocked(in inbound, ps []message.Payload) {
+	pkt, err := sa.seal(in.hdr.Exchange, true, in.hdr.MessageID, ps)
+	if err != nil {
+		sa.log.Warn("ike: build response", "err", err)
+		return
+	}
+	sa.lastResp = pkt
+	sa.peerReqID = in.hdr.MessageID + 1
+	sa.ep.send(pkt, in.from, in.natt)
+}
+
+// handleRequest processes a request from the peer on an existing IKE SA.
+func (sa *IKESA) handleRequest(in inbound) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.state == stateDead {
+		return
+	}
+	switch id := in.hdr.MessageID; {
+	case id+1 == sa.peerReqID && sa.lastResp != nil:
+		// A retransmission: answer with the very same bytes (RFC 7296 2.1).
+		sa.ep.send(sa.lastResp, in.from, in.natt)
+		return
+	case id != sa.peerReqID:
+		sa.log.Debug("ike: request with unexpected message ID", "id", id, "want", sa.peerReqID)
+		return
+	}
+	if sa.in == nil {
+		return
+	}
+	if !sa.initiator && sa.state == stateInit {
+		if in.hdr.Exchange == message.IKE_AUTH {
+			sa.handleAuthLocked(in)
+		}
+		return
+	}
+	pkt := append([]byte(nil), in.pkt...)
+	ps, err := sa.open(pkt)
+	if err != nil {
+		var ce *message.CriticalPayloadError
+		switch {
+		case errors.As(err, &ce):
+			sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(ce.Type)}}})
+		case errors.Is(err, ikecrypto.ErrIntegrity), errors.Is(err, errNotEncrypted):
+			// Unauthenticated: drop silently (RFC 7296 2.21.2).
+		default:
+			sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.INVALID_SYNTAX}})
+		}
+		sa.log.Debug("ike: bad request", "err", err)
+		return
+	}
+	switch in.hdr.Exchange {
+	case message.INFORMATIONAL:
+		sa.informationalLocked(in, ps)
+	case message.CREATE_CHILD_SA:
+		// Rekeying and additional Child SAs are not implemented yet.
+		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.NO_ADDITIONAL_SAS}})
+	default:
+		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.INVALID_SYNTAX}})
+	}
+}
+
+// informationalLocked answers an INFORMATIONAL request: deletes and
+// liveness checks.
+func (sa *IKESA) informationalLocked(in inbound, ps []message.Payload) {
+	var resp []message.Payload
+	deleteIKE := false
+	for _, p := range ps {
+		d, ok := p.(*message.Delete)
+		if !ok {
+			continue
+		}
+		switch d.Protocol {
+		case message.ProtoIKE:
+			deleteIKE = true
+		case message.ProtoESP:
+			var ours [][]byte
+			for _, spi := range d.SPIs {
+				if c := sa.removeChildLocked(binary.BigEndian.Uint32(spi)); c != nil {
+					ours = append(ours, binary.BigEndian.AppendUint32(nil, c.InSPI))
+				}
+			}
+			if len(ours) > 0 {
+				resp = append(resp, &message.Delete{Protocol: message.ProtoESP, SPISize: 4, SPIs: ours})
+			}
+		}
+	}
+	if deleteIKE {
+		// RFC 7296 1.4.1: the response to an IKE SA delete is empty.
+		sa.respondLocked(in, nil)
+		sa.log.Info("ike: peer deleted IKE SA", "spii", sa.spiI, "spir", sa.spiR)
+		go sa.teardown()
+		return
+	}
+	sa.respondLocked(in, resp)
+}
+
+// removeChildLocked unregisters and forgets the Child SA whose outbound SPI
+// (the peer's inbound SPI) is spi.
+func (sa *IKESA) removeChildLocked(spi uint32) *ChildSA {
+	for i, c := range sa.children {
+		if c.OutSPI == spi {
+			sa.children = append(sa.children[:i], sa.children[i+1:]...)
+			c.unregister(sa.cfg.Registrar)
+			return c
+		}
+	}
+	return nil
+}
+
+// teardown forgets the IKE SA and unregisters its Child SAs.
+func (sa *IKESA) teardown() {
+	sa.deadOnce.Do(func() { close(sa.dead) })
+	sa.mu.Lock()
+	sa.state = stateDead
+	children := sa.children
+	sa.children = nil
+	reg := sa.cfg.Registrar
+	sa.mu.Unlock()
+	for _, c := range children {
+		c.unregister(reg)
+	}
+	sa.ep.remove(sa)
+}
+
+// sendDeleteOnce sends one INFORMATIONAL Delete for the IKE SA without
+// waiting for the answer (used when closing the endpoint).
+func (sa *IKESA) sendDeleteOnce() { sa.sendDelete(false) }
+
+// sendDelete sends one INFORMATIONAL Delete for the IKE SA; with force
+// also before IKE_AUTH completed, as long as keys exist (an initiator that
+// could not authenticate the responder, RFC 7296 2.21.2).
+func (sa *IKESA) sendDelete(force bool) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.deleteSent || sa.out == nil || sa.state == stateDead || (sa.state != stateEstablished && !force) {
+		return
+	}
+	sa.deleteSent = true
+	id := sa.nextReqID
+	sa.nextReqID++
+	pkt, err := sa.seal(message.INFORMATIONAL, false, id, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
+	if err == nil {
+		sa.ep.send(pkt, sa.remote, sa.natt)
+	}
+}
+
+// Delete deletes the IKE SA (and with it the Child SA) with an
+// INFORMATIONAL exchange, waiting for the peer's answer on the
+// retransmission schedule, and unregisters the Child SAs either way.
+func (sa *IKESA) Delete(ctx context.Context) error {
+	defer sa.teardown()
+	sa.mu.Lock()
+	ok := sa.state == stateEstablished && !sa.deleteSent
+	sa.deleteSent = true
+	sa.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	_, err := sa.request(ctx, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
+	return err
+}
+
+// Ping runs an empty INFORMATIONAL exchange, the liveness check of RFC 7296
+// 2.4. It fails with ErrTimeout when the peer is gone.
+func (sa *IKESA) Ping(ctx context.Context) error {
+	_, err := sa.request(ctx, message.INFORMATIONAL, nil)
+	return err
+}
+
+// startKeepalive sends NAT-T keepalives while the SA lives if a NAT is in
+// front of us, so the NAT keeps the mapping of the NAT-T port (which also
+// carries the ESP-in-UDP) even when no traffic flows.
+func (sa *IKESA) startKeepalive() {
+	d := sa.cfg.NATKeepalive
+	if d <= 0 || !sa.natLocal || !sa.natt {
+		return
+	}
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-sa.dead:
+				return
+			case <-sa.ep.closed:
+				return
+			case <-t.C:
+			}
+			sa.mu.Lock()
+			remote := sa.remote
+			sa.mu.Unlock()
+			if _, err := sa.ep.natt.WriteToUDPAddrPort([]byte{0xff}, remote); err != nil {
+				sa.log.Debug("ike: NAT-T keepalive", "err", err)
+			}
+		}
+	}()
+}
+
+// startDPD starts the periodic liveness check if configured; the IKE SA is
+// torn down when the peer stops answering.
+func (sa *IKESA) startDPD() {
+	d := sa.cfg.DPDInterval
+	if d <= 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-sa.dead:
+				return
+			case <-sa.ep.closed:
+				return
+			case <-t.C:
+			}
+			err := sa.Ping(context.Background())
+			if errors.Is(err, ErrTimeout) {
+				sa.log.Info("ike: peer is gone, deleting IKE SA", "err", err)
+				sa.teardown()
+				return
+			}
+		}
+	}()
+}
+
+// randomBytes returns n random bytes from the configured source.
+func (sa *IKESA) randomBytes(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(sa.rand(), b); err != nil {
+		return nil, fmt.Errorf("ike: random: %w", err)
+	}
+	return b, nil
+}
