@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/espy-dpi/espy/ike/ikecmd"
 	"github.com/espy-dpi/espy/policy/policycmd"
 )
 
@@ -21,6 +22,7 @@ Commands:
   replay    analyze pcap/pcapng captures: per-flow ESP-NULL verdicts (RFC 5879)
   run       the inline appliance: XDP fast path on one or two interfaces
   policy    check, decorrelate or benchmark a security policy (SPD)
+  ike       run the IKEv2 stack as initiator or responder (PSK), printing Child SAs
   version   print the version
 
 Run "espy COMMAND --help" for a command's flags and exit codes.
@@ -45,6 +47,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return policycmd.Main(args[1:], stdout, stderr)
 	case "run":
 		return runMain(args[1:], stdout, stderr)
+	case "ike":
+		return ikecmd.Main(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "espy", version)
 		return exitOK
