@@ -570,3 +570,10 @@ func (sa *IKESA) randomBytes(n int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// notifyEstablished runs the configured Established callback.
+func (sa *IKESA) notifyEstablished() {
+	if f := sa.cfg.Established; f != nil {
+		go f(sa)
+	}
+}
