@@ -160,6 +160,10 @@ type Config struct {
 	// Registrar is told about every Child SA established under this
 	// configuration. Nil: nobody is told.
 	Registrar SARegistrar
+	// Established, if set, is called (in its own goroutine) when an IKE SA
+	// under this configuration completes IKE_AUTH, in either role, after
+	// its Child SA (if any) is registered.
+	Established func(*IKESA)
 
 	Rand   io.Reader    // nil: crypto/rand
 	Logger *slog.Logger // nil: discard

@@ -286,11 +286,28 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestCookie(t *testing.T) {
 	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{AlwaysCookie: true})
+	// The Established callbacks fire once on each side.
+	ch := make(chan *IKESA, 4)
+	p.iniCfg.Established = func(sa *IKESA) { ch <- sa }
+	p.respCfg.Established = func(sa *IKESA) { ch <- sa }
+	if err := p.resp.Respond(p.respCfg); err != nil {
+		t.Fatal(err)
+	}
 	sa, err := p.initiate(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkEstablished(t, p, sa)
+	for i := 0; i < 2; i++ {
+		select {
+		case got := <-ch:
+			if a, _ := got.SPIs(); a != func() uint64 { s, _ := sa.SPIs(); return s }() || len(got.Children()) != 1 {
+				t.Fatalf("Established for %x with %d children", a, len(got.Children()))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Established not called on both sides")
+		}
+	}
 }
 
 func TestCookieJar(t *testing.T) {

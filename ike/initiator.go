@@ -53,7 +53,11 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 		sa.teardown()
 		return nil, err
 	}
-	if err := sa.authExchange(ctx); err != nil {
+	err = sa.authExchange(ctx)
+	if sa.isEstablished() {
+		defer sa.notifyEstablished()
+	}
+	if err != nil {
 		if sa.isEstablished() {
 			sa.mu.Lock()
 			spi := sa.refusedChildSPI

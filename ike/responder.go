@@ -305,6 +305,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		resp = append(resp, childPs...)
 	}
 	sa.respondLocked(in, resp)
+	sa.notifyEstablished()
 }
 
 // acceptChildLocked negotiates the Child SA of an IKE_AUTH request and

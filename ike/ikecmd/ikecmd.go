@@ -31,8 +31,9 @@ const usage = `usage: espy ike initiate [flags] REMOTE-ADDRESS
        espy ike respond [flags]
 
 Runs espy's IKEv2 stack (PSK authentication) and prints one JSON line per
-event: "listening", "sa_registered" and "sa_unregistered" (one per Child
-SA direction, with its exact algorithms), "established", "error".
+event: "listening", "established" (an IKE SA, with its peer and
+algorithms), "sa_registered" and "sa_unregistered" (one per Child SA
+direction, with its exact algorithms), "error".
 The pre-shared key is read from -psk-file or the ESPY_IKE_PSK variable;
 with -cert/-key a side signs instead, with -ca it requires a certificate.
 
@@ -153,12 +154,14 @@ func execute(ctx context.Context, mode string, rest []string, o *options, out *j
 			defer cancel()
 		}
 		sa, err := ep.Initiate(ictx, cfg, netip.AddrPortFrom(a, uint16(o.remotePort)))
-		if sa != nil {
-			spiI, spiR := sa.SPIs()
-			out.emit(map[string]any{"event": "established", "spi_i": fmt.Sprintf("%016x", spiI), "spi_r": fmt.Sprintf("%016x", spiR), "peer_id": sa.PeerID().String()})
-		}
 		if err != nil {
 			return err
+		}
+		// The Established callback prints asynchronously; wait for it so
+		// that the event precedes the deletion.
+		select {
+		case <-out.up:
+		case <-time.After(5 * time.Second):
 		}
 		if !o.once {
 			<-ctx.Done()
@@ -184,7 +187,8 @@ func (o *options) config(out *jsonOut, stderr io.Writer) (*ike.Config, error) {
 	if o.localID == "" {
 		return nil, errors.New("-local-id is required")
 	}
-	cfg := &ike.Config{LocalID: identity(o.localID), PSK: psk, Registrar: out, ForceEncap: o.encap, RemoteNATPort: uint16(o.rNAT), DPDInterval: o.dpd}
+	cfg := &ike.Config{LocalID: identity(o.localID), PSK: psk, Registrar: out, ForceEncap: o.encap, RemoteNATPort: uint16(o.rNAT), DPDInterval: o.dpd,
+		Established: out.established}
 	if err := o.credentials(cfg); err != nil {
 		return nil, err
 	}
@@ -322,9 +326,14 @@ type jsonOut struct {
 	w         io.Writer
 	first     chan struct{} // closed when the first Child SA is registered
 	firstOnce sync.Once
+	// up is closed when the first IKE SA is established (printed).
+	up              chan struct{}
+	establishedOnce sync.Once
 }
 
-func newJSONOut(w io.Writer) *jsonOut { return &jsonOut{w: w, first: make(chan struct{})} }
+func newJSONOut(w io.Writer) *jsonOut {
+	return &jsonOut{w: w, first: make(chan struct{}), up: make(chan struct{})}
+}
 
 func (j *jsonOut) emit(v map[string]any) {
 	j.mu.Lock()
@@ -354,6 +363,21 @@ func saJSON(event string, i ike.SAInfo) map[string]any {
 		m["sport"], m["dport"] = i.SrcPort, i.DstPort
 	}
 	return m
+}
+
+// established prints an IKE SA that completed IKE_AUTH.
+func (j *jsonOut) established(sa *ike.IKESA) {
+	spiI, spiR := sa.SPIs()
+	local, remote, natt := sa.Addrs()
+	s := sa.Suite()
+	m := map[string]any{"event": "established", "spi_i": fmt.Sprintf("%016x", spiI), "spi_r": fmt.Sprintf("%016x", spiR),
+		"peer_id": sa.PeerID().String(), "local": local.String(), "remote": remote.String(), "natt": natt,
+		"encr_id": s.Encr.ID, "prf_id": s.PRF, "integ_id": s.Integ, "dh_group": s.DH}
+	if s.Encr.KeyBits != 0 {
+		m["encr_key_bits"] = s.Encr.KeyBits
+	}
+	j.emit(m)
+	j.establishedOnce.Do(func() { close(j.up) })
 }
 
 // RegisterSA implements ike.SARegistrar by printing the SA.

@@ -152,12 +152,23 @@ func initiateRespond(t *testing.T, respExtra, iniExtra []string) {
 			t.Fatalf("registered %v", m)
 		}
 	}
-	// The responder saw the same Child SA, and its deletion.
-	r := next(t, rw.ch, "sa_registered")
-	if r["null"] != true {
+	// The responder saw the IKE SA, the same Child SA, and its deletion.
+	seen := map[string]map[string]any{}
+	timeout := time.After(10 * time.Second)
+	for seen["established"] == nil || seen["sa_registered"] == nil || seen["sa_unregistered"] == nil {
+		select {
+		case m := <-rw.ch:
+			seen[m["event"].(string)] = m
+		case <-timeout:
+			t.Fatalf("responder events: %v", seen)
+		}
+	}
+	if r := seen["sa_registered"]; r["null"] != true {
 		t.Fatalf("responder registered %v", r)
 	}
-	next(t, rw.ch, "sa_unregistered")
+	if e := seen["established"]; e["peer_id"] != "a.lab.example" || e["dh_group"] != 31.0 {
+		t.Fatalf("responder established %v", e)
+	}
 	cancel()
 	if code := <-rdone; code != 0 {
 		t.Fatalf("respond exit %d", code)
