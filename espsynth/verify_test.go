@@ -100,7 +100,6 @@ type capture struct {
 	frames [][]byte
 	labels []espsynth.Label
 	sas    map[flowKey]espsynth.SA
-	flows  map[flowKey]espsynth.Flow
 }
 
 type flowKey struct {
