@@ -118,8 +118,8 @@ func (g *Generator) Labels(pcapName string) []Label {
 func (g *Generator) SAs() []SA {
 	var out []SA
 	for _, s := range g.sessions {
-		for side := range s.flow.sas() {
-			out = append(out, s.sa[side].SA)
+		for _, a := range s.sas() {
+			out = append(out, a.SA)
 		}
 	}
 	return out

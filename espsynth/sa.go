@@ -43,15 +43,16 @@ type SA struct {
 // sa is the sending side of an SA: keys, transforms and the sequence counter.
 type sa struct {
 	SA
-	seq    uint32
-	ivCtr  uint64
-	align  int
-	block  cipher.Block // AES or 3DES, for CBC and CTR
-	aead   cipher.AEAD  // GCM, ChaCha20-Poly1305, GMAC
-	mac    hash.Hash
-	sumBuf [64]byte
-	ctrBuf [2 * aes.BlockSize]byte
-	nonce  [12]byte
+	seq     uint32
+	dummies int // packets with next header 59
+	ivCtr   uint64
+	align   int
+	block   cipher.Block // AES or 3DES, for CBC and CTR
+	aead    cipher.AEAD  // GCM, ChaCha20-Poly1305, GMAC
+	mac     hash.Hash
+	sumBuf  [64]byte
+	ctrBuf  [2 * aes.BlockSize]byte
+	nonce   [12]byte
 }
 
 // newSA keys an SA with random keys drawn from r. icvLen selects the AES-GCM

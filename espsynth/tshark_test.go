@@ -65,6 +65,18 @@ func runTshark(t *testing.T, c *capture, espSA string, prefs ...string) [][]stri
 	for _, p := range prefs {
 		args = append(args, "-o", p)
 	}
+	// Random payloads sometimes look like RTCP or the like to a heuristic
+	// dissector, whose exception then cuts the ESP dissection short: turn
+	// off the protocols of every heuristic above UDP, TCP and SCTP.
+	heur, err := exec.Command(tshark, "-G", "heuristic-decodes").Output()
+	if err != nil {
+		t.Fatalf("tshark -G heuristic-decodes: %v", err)
+	}
+	for _, l := range strings.Split(string(heur), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && (f[0] == "udp" || f[0] == "tcp" || f[0] == "sctp") && f[2] == "T" {
+			args = append(args, "--disable-protocol", f[1])
+		}
+	}
 	for _, f := range tsharkFields {
 		args = append(args, "-e", f)
 	}

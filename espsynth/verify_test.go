@@ -88,6 +88,10 @@ func matrixFlows() []espsynth.Flow {
 		}
 	}
 	flows = append(flows,
+		espsynth.Flow{Mode: espsynth.Tunnel, Inner: espsynth.Dual, Traffic: espsynth.TrafficMixed, Auth: espsynth.AuthHMACSHA256, Packets: 30},
+		espsynth.Flow{Mode: espsynth.Tunnel, Inner: espsynth.Dual, Traffic: espsynth.TrafficICMP, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA1, Packets: 10},
+		espsynth.Flow{Outer: espsynth.IPv6, Traffic: espsynth.TrafficTLS, Cipher: espsynth.CipherAESGCM, Packets: 40, Rekeys: 2, Tags: []string{"custom"}},
+		espsynth.Flow{Traffic: espsynth.TrafficDNS, Auth: espsynth.AuthHMACSHA1, Packets: 3, Rekeys: 2, OneWay: true},
 		espsynth.Flow{Traffic: espsynth.TrafficDNS, Packets: 1, OneWay: true},
 		espsynth.Flow{Traffic: espsynth.TrafficHTTP, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA256, Packets: 5, OneWay: true},
 	)
@@ -423,10 +427,7 @@ func TestPacketsVerify(t *testing.T) {
 	}
 	wantFlows := 0
 	for _, f := range flows {
-		wantFlows += 2
-		if f.OneWay {
-			wantFlows--
-		}
+		wantFlows += f.Flows()
 	}
 	if len(labels) != wantFlows {
 		t.Fatalf("%d labels, want %d", len(labels), wantFlows)
@@ -497,6 +498,12 @@ func TestPacketsVerify(t *testing.T) {
 			t.Fatalf("frame %d, flow %v (%s, %s): %v", i, k, l.Mode, l.Inner, err)
 		}
 		seen["inner "+proto]++
+		if v := l.Inner[:min(5, len(l.Inner))]; v == "dual/" {
+			seen["dual "+map[uint8]string{4: "ipv4", 41: "ipv6"}[nh]]++
+		}
+		for _, tag := range l.Tags {
+			seen["tag "+tag]++
+		}
 		if l.Inner != "mixed" && !bytes.HasSuffix([]byte(l.Inner), []byte("/mixed")) && !bytes.HasSuffix([]byte(l.Inner), []byte(proto)) {
 			t.Fatalf("frame %d: inner %s, label says %s", i, proto, l.Inner)
 		}
@@ -520,6 +527,7 @@ func TestPacketsVerify(t *testing.T) {
 		"cipher NULL", "cipher ENCR_NULL_AUTH_AES_GMAC", "cipher AES-CBC", "cipher AES-CTR", "cipher AES-GCM",
 		"cipher CHACHA20-POLY1305", "cipher 3DES", "padding minimal", "padding extra", "padding tfc",
 		"long padding", "dummy", "inner tcp", "inner udp", "inner icmp", "inner icmpv6", "inner sctp",
+		"dual ipv4", "dual ipv6", "tag rekey", "tag before-rekey", "tag rekeyed", "tag custom", "tag nat", "tag short",
 	} {
 		if seen[want] == 0 {
 			t.Errorf("no packet with %s", want)
