@@ -25,6 +25,9 @@ type Config struct {
 	// Start is the timestamp of the first frame; zero means
 	// 2026-01-01T00:00:00Z.
 	Start time.Time
+	// VLAN, if not zero, puts an 802.1Q tag with this VLAN ID (1 to 4094)
+	// on every frame.
+	VLAN uint16
 }
 
 // Generator produces the frames of a Config, interleaving its flows at
@@ -54,6 +57,9 @@ func NewGenerator(seed int64, cfg Config) (*Generator, error) {
 	if cfg.Background < 0 || cfg.Background > 0.9 {
 		return nil, fmt.Errorf("espsynth: background share %v is outside [0, 0.9]", cfg.Background)
 	}
+	if cfg.VLAN > 4094 {
+		return nil, fmt.Errorf("espsynth: VLAN ID %d is outside 1 to 4094", cfg.VLAN)
+	}
 	g := &Generator{r: r, bgShare: cfg.Background, ts: cfg.Start}
 	if g.ts.IsZero() {
 		g.ts = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -70,6 +76,16 @@ func NewGenerator(seed int64, cfg Config) (*Generator, error) {
 	g.active = append([]*session(nil), g.sessions...)
 	if g.bgShare > 0 {
 		g.bg = newBackground(r)
+	}
+	if cfg.VLAN != 0 {
+		for _, s := range g.sessions {
+			s.path[0].vlan, s.path[1].vlan = cfg.VLAN, cfg.VLAN
+		}
+		if g.bg != nil {
+			for _, c := range g.bg.convs {
+				c.path[0].vlan, c.path[1].vlan = cfg.VLAN, cfg.VLAN
+			}
+		}
 	}
 	return g, nil
 }

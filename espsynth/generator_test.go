@@ -217,8 +217,8 @@ func TestGeneratedLabelsUseCorpusVocabulary(t *testing.T) {
 		"padding": {"minimal", "extra", "tfc"},
 		"auth":    {"HMAC-SHA1-96", "SHA2-256-128", "SHA2-384-192", "SHA2-512-256", "NULL", "AES-GMAC", "AEAD"},
 		"cipher":  {"NULL", "ENCR_NULL_AUTH_AES_GMAC", "AES-CBC", "AES-CTR", "AES-GCM", "CHACHA20-POLY1305", "3DES"},
-		"proto":   {"tcp", "udp", "icmp", "icmpv6", "sctp", "mixed"},
-		"tag": {"http", "tls", "tcp-bin", "dns", "udp-random", "icmp", "sctp", "short", "nat", "dummy-nh59",
+		"proto":   {"tcp", "udp", "icmp", "icmpv6", "sctp", "gre", "mixed"},
+		"tag": {"http", "tls", "tcp-bin", "dns", "udp-random", "icmp", "sctp", "gre", "short", "nat", "dummy-nh59",
 			"rekey", "before-rekey", "rekeyed", "spi-shared", "mixed-pair"},
 	}
 	c := generate(t, 5, espsynth.Config{NumFlows: 300, Packets: 6000})

@@ -127,11 +127,15 @@ func checkTsharkInner(col []string, want uint8) error {
 	// mode it is the last IPv4 protocol or IPv6 next header.
 	inner := strconv.FormatUint(nh, 10)
 	switch nh {
-	case 4:
+	case 4, 47: // IPv4 inside ESP, or inside GRE inside ESP
 		p := strings.Split(col[colIPProto], ",")
 		inner = p[len(p)-1]
 	case 41:
 		p := strings.Split(col[colIPv6Next], ",")
+		inner = p[len(p)-1]
+	}
+	if inner == "47" { // GRE inside an inner IPv6 datagram carries IPv4
+		p := strings.Split(col[colIPProto], ",")
 		inner = p[len(p)-1]
 	}
 	// Checksum status values: 0 bad, 1 good, 2 unverified, 3 not present.
@@ -228,7 +232,7 @@ func TestTsharkDecryptsWithKeys(t *testing.T) {
 			f := espsynth.Flow{
 				Outer: []espsynth.IPVersion{espsynth.IPv4, espsynth.IPv6}[i%2], Encap: espsynth.Encap(i / 2 % 2),
 				Mode: mode, Inner: []espsynth.IPVersion{espsynth.IPv4, espsynth.IPv6}[i/4%2],
-				Traffic: espsynth.Traffic(i % 8), Cipher: x.c, Auth: x.a, ICVLen: x.icv,
+				Traffic: espsynth.Traffic(i % 9), Cipher: x.c, Auth: x.a, ICVLen: x.icv,
 				Padding: espsynth.Padding(i % 2), Packets: 10,
 			}
 			if mode == espsynth.Tunnel && i%3 == 0 {

@@ -59,7 +59,7 @@ func matrixFlows() []espsynth.Flow {
 				Encap:   espsynth.Encap((i / 2) % 2),
 				Mode:    mode,
 				Inner:   []espsynth.IPVersion{espsynth.IPv4, espsynth.IPv6}[(i/4)%2],
-				Traffic: espsynth.Traffic(i % 8),
+				Traffic: espsynth.Traffic(i % 9),
 				Cipher:  tr.c,
 				Auth:    tr.a,
 				ICVLen:  tr.icv,
@@ -174,6 +174,10 @@ func findESP(t *testing.T, frame []byte) *espPacket {
 		t.Fatalf("gopacket: %v", el.Error())
 	}
 	var e espPacket
+	l2 := 14
+	if p.Layer(layers.LayerTypeDot1Q) != nil {
+		l2 += 4
+	}
 	switch ip := p.NetworkLayer().(type) {
 	case *layers.IPv4:
 		e.src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
@@ -181,13 +185,13 @@ func findESP(t *testing.T, frame []byte) *espPacket {
 		if err, res := ip.VerifyChecksum(); err != nil || !res.Valid {
 			t.Fatalf("outer IPv4 checksum: %v %+v", err, res)
 		}
-		if int(ip.Length) != len(frame)-14 {
+		if int(ip.Length) != len(frame)-l2 {
 			t.Fatalf("outer IPv4 length %d, frame %d", ip.Length, len(frame))
 		}
 	case *layers.IPv6:
 		e.src, _ = netip.AddrFromSlice(ip.SrcIP)
 		e.dst, _ = netip.AddrFromSlice(ip.DstIP)
-		if int(ip.Length) != len(frame)-14-40 {
+		if int(ip.Length) != len(frame)-l2-40 {
 			t.Fatalf("outer IPv6 length %d, frame %d", ip.Length, len(frame))
 		}
 	default:
@@ -345,6 +349,18 @@ func checkSegment(seg []byte, proto uint8, src, dst netip.Addr) (string, error) 
 		lt = layers.LayerTypeICMPv4
 	case 58:
 		lt = layers.LayerTypeICMPv6
+	case 47:
+		gre := &layers.GRE{}
+		if err := gre.DecodeFromBytes(seg, gopacket.NilDecodeFeedback); err != nil {
+			return "", fmt.Errorf("GRE: %v", err)
+		}
+		if gre.Protocol != layers.EthernetTypeIPv4 || len(gre.Contents) != 4 {
+			return "", fmt.Errorf("GRE header %x", gre.Contents)
+		}
+		if _, err := checkInner(gre.Payload, 4, false); err != nil {
+			return "", fmt.Errorf("inside GRE: %v", err)
+		}
+		return "gre", nil
 	case 132:
 		crc := crc32.Checksum(append(append(append([]byte{}, seg[:8]...), 0, 0, 0, 0), seg[12:]...), crc32.MakeTable(crc32.Castagnoli))
 		if got := binary.LittleEndian.Uint32(seg[8:]); got != crc {
@@ -526,7 +542,7 @@ func TestPacketsVerify(t *testing.T) {
 	for _, want := range []string{
 		"cipher NULL", "cipher ENCR_NULL_AUTH_AES_GMAC", "cipher AES-CBC", "cipher AES-CTR", "cipher AES-GCM",
 		"cipher CHACHA20-POLY1305", "cipher 3DES", "padding minimal", "padding extra", "padding tfc",
-		"long padding", "dummy", "inner tcp", "inner udp", "inner icmp", "inner icmpv6", "inner sctp",
+		"long padding", "dummy", "inner tcp", "inner udp", "inner icmp", "inner icmpv6", "inner sctp", "inner gre",
 		"dual ipv4", "dual ipv6", "tag rekey", "tag before-rekey", "tag rekeyed", "tag custom", "tag nat", "tag short",
 	} {
 		if seen[want] == 0 {
@@ -546,3 +562,30 @@ func contains(s []string, v string) bool {
 }
 
 func (k flowKey) String() string { return fmt.Sprintf("%v>%v/%#x", k.src, k.dst, k.spi) }
+
+func TestVLANTags(t *testing.T) {
+	c := generate(t, 4, espsynth.Config{NumFlows: 20, Packets: 400, Background: 0.2, VLAN: 42})
+	esp := 0
+	for i, frame := range c.frames {
+		p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+		q, ok := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q)
+		if !ok || q.VLANIdentifier != 42 {
+			t.Fatalf("frame %d: no 802.1Q tag for VLAN 42: %v", i, p)
+		}
+		e := findESP(t, frame)
+		if e == nil {
+			continue
+		}
+		esp++
+		sa := c.sas[flowKey{e.src, e.dst, binary.BigEndian.Uint32(e.esp)}]
+		if _, err := openESP(sa, e.esp); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	if esp != 400 {
+		t.Errorf("%d ESP packets, want 400", esp)
+	}
+	if _, err := espsynth.NewGenerator(1, espsynth.Config{NumFlows: 1, Packets: 1, VLAN: 4095}); err == nil {
+		t.Error("VLAN 4095 accepted")
+	}
+}

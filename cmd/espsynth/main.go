@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	flows := fs.Int("flows", 100, "number of ESP flows (SAs)")
 	packets := fs.Int("packets", 10000, "number of ESP packets, spread over the flows")
 	background := fs.Float64("background", 0.05, "share of frames that are non-ESP background (0 to 0.9)")
+	vlan := fs.Uint("vlan", 0, "802.1Q VLAN ID to tag every frame with (0: untagged)")
 	out := fs.String("o", "", "output pcap file (required; - for standard output)")
 	labels := fs.String("labels", "", "output labels file, JSON lines (optional)")
 	espSA := fs.String("esp-sa", "", "output Wireshark esp_sa table with the keys (optional)")
@@ -65,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		NumFlows:   *flows,
 		Packets:    *packets,
 		Background: *background,
+		VLAN:       uint16(min(*vlan, 4095)),
 	})
 	if err != nil {
 		return err
