@@ -271,6 +271,13 @@ func (c *conv) appendTCP(dst []byte, r *rand.Rand, side int, src, dstAddr netip.
 // httpResponse is the canned head of HTTP responses; the body is filled in.
 const httpResponse = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: "
 
+// maxTCPPayload bounds TCP payloads so that the outer packet stays within
+// a 1500-byte MTU even with the largest overhead the generator adds (outer
+// and inner IPv6, UDP encapsulation, a 16-byte IV, TFC padding, 255 bytes
+// of padding and a 32-byte ICV: 517 bytes), as MSS clamping on a real
+// IPsec gateway would ensure.
+const maxTCPPayload = 1500 - 517 - 20
+
 // appendTCPPayload appends application bytes in the style of the flow.
 func (c *conv) appendTCPPayload(dst []byte, r *rand.Rand, side int) []byte {
 	switch c.kind {
@@ -281,16 +288,16 @@ func (c *conv) appendTCPPayload(dst []byte, r *rand.Rand, side int) []byte {
 			dst = append(dst, " HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"...)
 			return dst
 		}
-		body := 40 + r.IntN(900)
+		body := 40 + r.IntN(700) // with the head, well under maxTCPPayload
 		dst = append(dst, httpResponse...)
 		dst = fmt.Appendf(dst, "%d\r\n\r\n<html><body>", body)
 		return appendWord(dst, r, body)
 	case TrafficTLS:
-		n := 24 + r.IntN(1100)
+		n := 24 + r.IntN(maxTCPPayload-5-24)
 		dst = append(dst, 0x17, 0x03, 0x03, byte(n>>8), byte(n))
 		return appendRand(dst, r, n)
 	}
-	return appendRand(dst, r, 1+r.IntN(1200))
+	return appendRand(dst, r, 1+r.IntN(maxTCPPayload))
 }
 
 func (c *conv) appendUDP(dst []byte, r *rand.Rand, side int, src, dstAddr netip.Addr) []byte {

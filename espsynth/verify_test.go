@@ -93,6 +93,10 @@ func matrixFlows() []espsynth.Flow {
 		espsynth.Flow{Outer: espsynth.IPv6, Traffic: espsynth.TrafficTLS, Cipher: espsynth.CipherAESGCM, Packets: 40, Rekeys: 2, Tags: []string{"custom"}},
 		espsynth.Flow{Traffic: espsynth.TrafficDNS, Auth: espsynth.AuthHMACSHA1, Packets: 3, Rekeys: 2, OneWay: true},
 		espsynth.Flow{Traffic: espsynth.TrafficDNS, Packets: 1, OneWay: true},
+		// The largest overhead, with the largest payloads: must fit the MTU.
+		espsynth.Flow{Outer: espsynth.IPv6, Encap: espsynth.EncapUDP, Mode: espsynth.Tunnel, Inner: espsynth.IPv6,
+			Traffic: espsynth.TrafficTCPBin, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA512,
+			Padding: espsynth.PaddingExtra, Packets: 300},
 		espsynth.Flow{Traffic: espsynth.TrafficHTTP, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA256, Packets: 5, OneWay: true},
 	)
 	return flows
@@ -185,12 +189,18 @@ func findESP(t *testing.T, frame []byte) *espPacket {
 		if err, res := ip.VerifyChecksum(); err != nil || !res.Valid {
 			t.Fatalf("outer IPv4 checksum: %v %+v", err, res)
 		}
+		if ip.Length > 1500 {
+			t.Fatalf("IPv4 packet of %d bytes exceeds a 1500-byte MTU", ip.Length)
+		}
 		if int(ip.Length) != len(frame)-l2 {
 			t.Fatalf("outer IPv4 length %d, frame %d", ip.Length, len(frame))
 		}
 	case *layers.IPv6:
 		e.src, _ = netip.AddrFromSlice(ip.SrcIP)
 		e.dst, _ = netip.AddrFromSlice(ip.DstIP)
+		if ip.Length+40 > 1500 {
+			t.Fatalf("IPv6 packet of %d bytes exceeds a 1500-byte MTU", ip.Length+40)
+		}
 		if int(ip.Length) != len(frame)-l2-40 {
 			t.Fatalf("outer IPv6 length %d, frame %d", ip.Length, len(frame))
 		}
