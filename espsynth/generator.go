@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 )
 
@@ -41,6 +42,30 @@ type Generator struct {
 	ts       time.Time
 	left     int // ESP packets still to send
 	frames   int
+	last     PacketInfo
+}
+
+// PacketInfo is the ground truth of one frame: what a classifier should
+// find in it.
+type PacketInfo struct {
+	// ESP is false for background frames, whose other fields are zero.
+	ESP bool
+	// Src, Dst and SPI identify the flow, as in its Label.
+	Src, Dst netip.Addr
+	SPI      uint32
+	// Seq is the ESP sequence number.
+	Seq uint32
+	// ESPOffset is where the ESP header (the SPI) starts in the frame.
+	ESPOffset int
+	// IVLen and ICVLen are the lengths of the IV after the sequence number
+	// and of the ICV at the end of the frame.
+	IVLen, ICVLen int
+	// PadLen and NextHeader are the values of the ESP trailer, readable on
+	// the wire only when Cleartext.
+	PadLen     int
+	NextHeader uint8
+	// Cleartext reports NULL encryption or ENCR_NULL_AUTH_AES_GMAC.
+	Cleartext bool
 }
 
 // NewGenerator returns a generator for cfg whose output depends only on
@@ -106,11 +131,12 @@ func (g *Generator) AppendPacket(dst []byte) ([]byte, time.Time, error) {
 	g.ts = g.ts.Add(time.Duration(1+g.r.IntN(100)) * time.Microsecond)
 	g.frames++
 	if g.bg != nil && g.r.Float64() < g.bgShare {
+		g.last = PacketInfo{}
 		return g.bg.appendPacket(dst, g.r), g.ts, nil
 	}
 	i := g.r.IntN(len(g.active))
 	s := g.active[i]
-	dst = s.appendPacket(dst, g.r)
+	dst = s.appendPacket(dst, g.r, &g.last)
 	if s.remaining == 0 {
 		g.active[i] = g.active[len(g.active)-1]
 		g.active = g.active[:len(g.active)-1]
@@ -118,6 +144,9 @@ func (g *Generator) AppendPacket(dst []byte) ([]byte, time.Time, error) {
 	g.left--
 	return dst, g.ts, nil
 }
+
+// LastInfo describes the frame the latest AppendPacket call produced.
+func (g *Generator) LastInfo() PacketInfo { return g.last }
 
 // Labels returns one Label per ESP flow that has sent packets so far, in
 // flow order, naming pcapName as their capture file.
@@ -129,8 +158,9 @@ func (g *Generator) Labels(pcapName string) []Label {
 	return out
 }
 
-// SAs returns the keys of every SA, in flow order, for verifying or
-// decrypting the generated traffic.
+// SAs returns the keys of every SA so far, in flow order, for verifying or
+// decrypting the generated traffic. Rekeys add SAs as packets are
+// produced, so call it after the last packet to have them all.
 func (g *Generator) SAs() []SA {
 	var out []SA
 	for _, s := range g.sessions {

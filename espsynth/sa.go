@@ -45,6 +45,7 @@ type sa struct {
 	SA
 	seq     uint32
 	dummies int // packets with next header 59
+	lastPad int // pad length of the latest packet
 	ivCtr   uint64
 	align   int
 	block   cipher.Block // AES or 3DES, for CBC and CTR
@@ -173,6 +174,7 @@ func (s *sa) finish(dst []byte, off int, nextHeader uint8, extraPad int) []byte 
 		dst = append(dst, byte(i))
 	}
 	dst = append(dst, byte(pad), nextHeader)
+	s.lastPad = pad
 	// Room for the largest ICV, so in-place sealing never reallocates.
 	if cap(dst)-len(dst) < 64 {
 		dst = append(dst, make([]byte, 64)...)[:len(dst)]

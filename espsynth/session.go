@@ -138,8 +138,9 @@ func randAddr(r *rand.Rand, v IPVersion) netip.Addr {
 	return netip.AddrFrom4([4]byte{n[0], n[1], n[2], byte(1 + r.IntN(254))})
 }
 
-// appendPacket appends the session's next ESP frame.
-func (s *session) appendPacket(dst []byte, r *rand.Rand) []byte {
+// appendPacket appends the session's next ESP frame and describes it in
+// info.
+func (s *session) appendPacket(dst []byte, r *rand.Rand, info *PacketInfo) []byte {
 	if s.segLeft == 0 {
 		// Rekeying draws from r, so it stays deterministic; a failure
 		// would need 2^32 SPIs in use.
@@ -205,6 +206,11 @@ func (s *session) appendPacket(dst []byte, r *rand.Rand) []byte {
 	}
 	dst = a.finish(dst, espOff, nh, extra)
 	p.close(dst, ipOff, true)
+	*info = PacketInfo{
+		ESP: true, Src: a.Src, Dst: a.Dst, SPI: a.SPI, Seq: a.seq, ESPOffset: espOff,
+		IVLen: a.Cipher.IVLen(), ICVLen: a.ICVLen, PadLen: a.lastPad, NextHeader: nh,
+		Cleartext: a.Cipher.Cleartext(),
+	}
 	return dst
 }
 

@@ -599,3 +599,56 @@ func TestVLANTags(t *testing.T) {
 		t.Error("VLAN 4095 accepted")
 	}
 }
+
+// TestLastInfo checks the per-frame ground truth against the frame.
+func TestLastInfo(t *testing.T) {
+	g, err := espsynth.NewGenerator(8, espsynth.Config{Flows: matrixFlows(), Background: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sas := map[flowKey]espsynth.SA{}
+	for _, sa := range g.SAs() {
+		sas[flowKey{sa.Src, sa.Dst, sa.SPI}] = sa
+	}
+	var buf []byte
+	esp, bg := 0, 0
+	for i := 0; ; i++ {
+		frame, _, err := g.AppendPacket(buf[:0])
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		buf = frame
+		info := g.LastInfo()
+		e := findESP(t, frame)
+		if e == nil {
+			if info.ESP {
+				t.Fatalf("frame %d: background frame described as ESP: %+v", i, info)
+			}
+			bg++
+			continue
+		}
+		esp++
+		if !info.ESP || info.Src != e.src || info.Dst != e.dst || info.SPI != binary.BigEndian.Uint32(e.esp) ||
+			info.Seq != binary.BigEndian.Uint32(e.esp[4:]) || !bytes.Equal(frame[info.ESPOffset:], e.esp) {
+			t.Fatalf("frame %d: info %+v does not match the frame", i, info)
+		}
+		sa, ok := sas[flowKey{e.src, e.dst, info.SPI}]
+		if !ok { // rekeyed since the map was made
+			for _, sa := range g.SAs() {
+				sas[flowKey{sa.Src, sa.Dst, sa.SPI}] = sa
+			}
+			sa = sas[flowKey{e.src, e.dst, info.SPI}]
+		}
+		pt, err := openESP(sa, e.esp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.IVLen != sa.Cipher.IVLen() || info.ICVLen != sa.ICVLen || info.Cleartext != sa.Cipher.Cleartext() ||
+			int(pt[len(pt)-2]) != info.PadLen || pt[len(pt)-1] != info.NextHeader {
+			t.Fatalf("frame %d: info %+v, trailer %d %d", i, info, pt[len(pt)-2], pt[len(pt)-1])
+		}
+	}
+	if esp == 0 || bg == 0 {
+		t.Fatalf("%d ESP, %d background frames", esp, bg)
+	}
+}
