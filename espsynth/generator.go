@@ -55,7 +55,8 @@ type PacketInfo struct {
 	SPI      uint32
 	// Seq is the ESP sequence number.
 	Seq uint32
-	// ESPOffset is where the ESP header (the SPI) starts in the frame.
+	// ESPOffset is where the ESP header (the SPI) starts in the slice
+	// AppendPacket returned: in the frame, when dst was empty.
 	ESPOffset int
 	// IVLen and ICVLen are the lengths of the IV after the sequence number
 	// and of the ICV at the end of the frame.
