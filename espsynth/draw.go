@@ -27,7 +27,11 @@ func weighted(r *rand.Rand, w ...int) int {
 // ENCR_NULL_AUTH_AES_GMAC) and half encrypted, over every combination of
 // outer IP version, encapsulation, mode, transform, padding and inner
 // traffic the package offers. Flow sizes are heavy-tailed: a fifth of the
-// sessions are a few packets long, a few carry most of the traffic.
+// sessions are a few packets long, a few carry most of the traffic. Some
+// sessions rekey, some share their address pair with a session of the other
+// kind (tag "mixed-pair"), and some reuse an SPI value another address pair
+// uses (tag "spi-shared"), since a classifier must key flows by addresses
+// and SPI, not by SPI alone.
 func DrawFlows(r *rand.Rand, numFlows, packets int) ([]Flow, error) {
 	if numFlows < 1 {
 		return nil, fmt.Errorf("espsynth: need at least one flow, got %d", numFlows)
@@ -35,14 +39,56 @@ func DrawFlows(r *rand.Rand, numFlows, packets int) ([]Flow, error) {
 	if packets < numFlows {
 		return nil, fmt.Errorf("espsynth: %d packets cannot fill %d flows", packets, numFlows)
 	}
-	flows := make([]Flow, (numFlows+1)/2)
-	for i := range flows {
-		flows[i] = drawFlow(r)
-		flows[i].Packets = flows[i].sas()
-	}
-	if numFlows%2 == 1 {
-		flows[len(flows)-1].OneWay = true
-		flows[len(flows)-1].Packets = 1
+	var flows []Flow
+	taken := map[flowKey]bool{}
+	for need := numFlows; need > 0; {
+		f := drawFlow(r)
+		f.OneWay = need == 1
+		if r.IntN(20) == 0 && need >= 2*f.sas() {
+			f.Rekeys = 1
+			if need >= 3*f.sas() && r.IntN(2) == 0 {
+				f.Rekeys = 2
+			}
+		}
+		f.Initiator = randAddr(r, f.Outer)
+		f.Responder = randAddr(r, f.Outer)
+		if n := len(flows); n > 0 && r.IntN(25) == 0 {
+			// Same address pair as the previous session, other verdict.
+			prev := &flows[n-1]
+			f.Outer, f.Initiator, f.Responder = prev.Outer, prev.Initiator, prev.Responder
+			for f.Cipher.Cleartext() == prev.Cipher.Cleartext() {
+				f.Cipher, f.Auth, f.ICVLen = drawTransform(r)
+			}
+			f.Tags = append(f.Tags, "mixed-pair")
+			prev.Tags = append(prev.Tags, "mixed-pair")
+		}
+		for f.Responder == f.Initiator {
+			f.Responder = randAddr(r, f.Outer)
+		}
+		for side := range f.sas() {
+			src, dst := f.Initiator, f.Responder
+			if side == 1 {
+				src, dst = dst, src
+			}
+			for f.SPI[side] == 0 || taken[flowKey{src, dst, f.SPI[side]}] {
+				f.SPI[side] = 256 + r.Uint32N(1<<32-256)
+			}
+			taken[flowKey{src, dst, f.SPI[side]}] = true
+		}
+		if n := len(flows); n > 0 && r.IntN(25) == 0 {
+			// The SPI value of an earlier flow between other addresses.
+			other := &flows[r.IntN(n)]
+			k := flowKey{f.Initiator, f.Responder, other.SPI[0]}
+			if (other.Initiator != f.Initiator || other.Responder != f.Responder) && !taken[k] {
+				delete(taken, flowKey{f.Initiator, f.Responder, f.SPI[0]})
+				f.SPI[0], taken[k] = other.SPI[0], true
+				f.Tags = append(f.Tags, "spi-shared")
+				other.Tags = append(other.Tags, "spi-shared")
+			}
+		}
+		f.Packets = f.Flows()
+		need -= f.Flows()
+		flows = append(flows, f)
 	}
 	left := packets
 	for _, f := range flows {
@@ -90,23 +136,9 @@ func drawFlow(r *rand.Rand) Flow {
 	}
 	if r.IntN(2) == 0 {
 		f.Mode = Tunnel
-		f.Inner = IPv4
-		if r.IntN(10) < 4 {
-			f.Inner = IPv6
-		}
+		f.Inner = []IPVersion{IPv4, IPv6, Dual}[weighted(r, 12, 7, 1)]
 	}
-	if r.IntN(2) == 0 {
-		f.Cipher = []Cipher{CipherNULL, CipherNullAuthAESGMAC}[weighted(r, 8, 2)]
-		// RFC 4303 forbids NULL encryption without integrity, but peers
-		// misconfigured that way exist, so a few are drawn.
-		f.Auth = Auth(weighted(r, 1, 4, 4, 1, 1))
-	} else {
-		f.Cipher = []Cipher{CipherAESCBC, CipherAESCTR, CipherAESGCM, CipherChaCha20Poly1305, Cipher3DES}[weighted(r, 6, 2, 5, 2, 1)]
-		f.Auth = Auth(1 + weighted(r, 4, 4, 1, 1))
-		if f.Cipher == CipherAESGCM {
-			f.ICVLen = []int{16, 12, 8}[weighted(r, 7, 2, 1)]
-		}
-	}
+	f.Cipher, f.Auth, f.ICVLen = drawTransform(r)
 	f.Padding = Padding(weighted(r, 7, 2, 1))
 	if f.Padding == PaddingTFC {
 		if f.Mode != Tunnel {
@@ -117,4 +149,21 @@ func drawFlow(r *rand.Rand) Flow {
 	}
 	f.Traffic = Traffic(r.IntN(int(numTraffic)))
 	return f
+}
+
+// drawTransform draws a cipher, an integrity algorithm and (for AES-GCM) an
+// ICV length: cleartext and encrypted transforms equally often.
+func drawTransform(r *rand.Rand) (c Cipher, a Auth, icv int) {
+	if r.IntN(2) == 0 {
+		c = []Cipher{CipherNULL, CipherNullAuthAESGMAC}[weighted(r, 8, 2)]
+		// RFC 4303 forbids NULL encryption without integrity, but peers
+		// misconfigured that way exist, so a few are drawn.
+		return c, Auth(weighted(r, 1, 4, 4, 1, 1)), 0
+	}
+	c = []Cipher{CipherAESCBC, CipherAESCTR, CipherAESGCM, CipherChaCha20Poly1305, Cipher3DES}[weighted(r, 6, 2, 5, 2, 1)]
+	a = Auth(1 + weighted(r, 4, 4, 1, 1))
+	if c == CipherAESGCM {
+		icv = []int{16, 12, 8}[weighted(r, 7, 2, 1)]
+	}
+	return c, a, icv
 }

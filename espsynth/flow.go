@@ -13,6 +13,8 @@ type IPVersion uint8
 const (
 	IPv4 IPVersion = 4
 	IPv6 IPVersion = 6
+	// Dual, for the inner datagrams of a tunnel, mixes IPv4 and IPv6.
+	Dual IPVersion = 46
 )
 
 func (v IPVersion) is6() bool { return v == IPv6 }
@@ -101,7 +103,8 @@ type Flow struct {
 	NAT bool
 	// Mode is transport or tunnel.
 	Mode Mode
-	// Inner is the IP version of the inner datagrams in tunnel mode.
+	// Inner is the IP version of the inner datagrams in tunnel mode; Dual
+	// carries one conversation over IPv4 and another over IPv6.
 	Inner IPVersion
 	// Traffic is the inner conversation.
 	Traffic Traffic
@@ -122,9 +125,18 @@ type Flow struct {
 	// OneWay sends only in the initiator-to-responder SA, so the session
 	// makes a single flow.
 	OneWay bool
+	// Rekeys replaces the SAs with freshly keyed ones (new SPIs, sequence
+	// numbers from 1) this many times, at even intervals, while the inner
+	// conversation goes on. Every SA is a flow of its own.
+	Rekeys int
+	// Tags are added to the labels of the session's flows.
+	Tags []string
 }
 
-// sas is the number of ESP flows (SAs) the session puts on the wire.
+// Flows is the number of ESP flows (SAs) the session puts on the wire.
+func (f *Flow) Flows() int { return f.sas() * (f.Rekeys + 1) }
+
+// sas is the number of SAs in use at a time.
 func (f *Flow) sas() int {
 	if f.OneWay {
 		return 1
@@ -137,7 +149,7 @@ func (f *Flow) validate() error {
 	switch {
 	case f.Outer != 0 && f.Outer != IPv4 && f.Outer != IPv6:
 		return fmt.Errorf("outer IP version %d", f.Outer)
-	case f.Inner != 0 && f.Inner != IPv4 && f.Inner != IPv6:
+	case f.Inner != 0 && f.Inner != IPv4 && f.Inner != IPv6 && f.Inner != Dual:
 		return fmt.Errorf("inner IP version %d", f.Inner)
 	case f.Cipher >= numCiphers:
 		return fmt.Errorf("unknown cipher %d", f.Cipher)
@@ -149,8 +161,10 @@ func (f *Flow) validate() error {
 		return fmt.Errorf("unknown padding %d", f.Padding)
 	case f.Padding == PaddingTFC && f.Mode != Tunnel:
 		return errors.New("TFC padding needs tunnel mode: only an inner IP header tells the receiver where the datagram ends")
-	case f.Packets < f.sas():
-		return fmt.Errorf("%d packets cannot fill %d SAs", f.Packets, f.sas())
+	case f.Rekeys < 0:
+		return fmt.Errorf("%d rekeys", f.Rekeys)
+	case f.Packets < f.Flows():
+		return fmt.Errorf("%d packets cannot fill %d SAs", f.Packets, f.Flows())
 	case f.Cipher == CipherAESGCM && f.ICVLen != 0 && f.ICVLen != 8 && f.ICVLen != 12 && f.ICVLen != 16:
 		return fmt.Errorf("AES-GCM ICV length %d, want 8, 12 or 16", f.ICVLen)
 	case f.Initiator.IsValid() != f.Responder.IsValid():

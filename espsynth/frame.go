@@ -21,6 +21,7 @@ type path struct {
 	udp            bool
 	sport, dport   uint16
 	ipid           uint16
+	vlan           uint16 // 802.1Q VLAN ID, 0 for untagged frames
 }
 
 // newPath returns the path from src to dst. The MAC addresses are locally
@@ -41,6 +42,9 @@ func macFor(addr netip.Addr) [6]byte {
 func (p *path) open(dst []byte, proto uint8) ([]byte, int) {
 	dst = append(dst, p.dstMAC[:]...)
 	dst = append(dst, p.srcMAC[:]...)
+	if p.vlan != 0 {
+		dst = append(dst, 0x81, 0x00, byte(p.vlan>>8), byte(p.vlan))
+	}
 	if p.src.Is4() {
 		dst = append(dst, 0x08, 0x00)
 	} else {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 )
 
@@ -25,6 +26,9 @@ type Config struct {
 	// Start is the timestamp of the first frame; zero means
 	// 2026-01-01T00:00:00Z.
 	Start time.Time
+	// VLAN, if not zero, puts an 802.1Q tag with this VLAN ID (1 to 4094)
+	// on every frame.
+	VLAN uint16
 }
 
 // Generator produces the frames of a Config, interleaving its flows at
@@ -38,6 +42,31 @@ type Generator struct {
 	ts       time.Time
 	left     int // ESP packets still to send
 	frames   int
+	last     PacketInfo
+}
+
+// PacketInfo is the ground truth of one frame: what a classifier should
+// find in it.
+type PacketInfo struct {
+	// ESP is false for background frames, whose other fields are zero.
+	ESP bool
+	// Src, Dst and SPI identify the flow, as in its Label.
+	Src, Dst netip.Addr
+	SPI      uint32
+	// Seq is the ESP sequence number.
+	Seq uint32
+	// ESPOffset is where the ESP header (the SPI) starts in the slice
+	// AppendPacket returned: in the frame, when dst was empty.
+	ESPOffset int
+	// IVLen and ICVLen are the lengths of the IV after the sequence number
+	// and of the ICV at the end of the frame.
+	IVLen, ICVLen int
+	// PadLen and NextHeader are the values of the ESP trailer, readable on
+	// the wire only when Cleartext.
+	PadLen     int
+	NextHeader uint8
+	// Cleartext reports NULL encryption or ENCR_NULL_AUTH_AES_GMAC.
+	Cleartext bool
 }
 
 // NewGenerator returns a generator for cfg whose output depends only on
@@ -53,6 +82,9 @@ func NewGenerator(seed int64, cfg Config) (*Generator, error) {
 	}
 	if cfg.Background < 0 || cfg.Background > 0.9 {
 		return nil, fmt.Errorf("espsynth: background share %v is outside [0, 0.9]", cfg.Background)
+	}
+	if cfg.VLAN > 4094 {
+		return nil, fmt.Errorf("espsynth: VLAN ID %d is outside 1 to 4094", cfg.VLAN)
 	}
 	g := &Generator{r: r, bgShare: cfg.Background, ts: cfg.Start}
 	if g.ts.IsZero() {
@@ -70,6 +102,16 @@ func NewGenerator(seed int64, cfg Config) (*Generator, error) {
 	g.active = append([]*session(nil), g.sessions...)
 	if g.bgShare > 0 {
 		g.bg = newBackground(r)
+	}
+	if cfg.VLAN != 0 {
+		for _, s := range g.sessions {
+			s.path[0].vlan, s.path[1].vlan = cfg.VLAN, cfg.VLAN
+		}
+		if g.bg != nil {
+			for _, c := range g.bg.convs {
+				c.path[0].vlan, c.path[1].vlan = cfg.VLAN, cfg.VLAN
+			}
+		}
 	}
 	return g, nil
 }
@@ -90,11 +132,12 @@ func (g *Generator) AppendPacket(dst []byte) ([]byte, time.Time, error) {
 	g.ts = g.ts.Add(time.Duration(1+g.r.IntN(100)) * time.Microsecond)
 	g.frames++
 	if g.bg != nil && g.r.Float64() < g.bgShare {
+		g.last = PacketInfo{}
 		return g.bg.appendPacket(dst, g.r), g.ts, nil
 	}
 	i := g.r.IntN(len(g.active))
 	s := g.active[i]
-	dst = s.appendPacket(dst, g.r)
+	dst = s.appendPacket(dst, g.r, &g.last)
 	if s.remaining == 0 {
 		g.active[i] = g.active[len(g.active)-1]
 		g.active = g.active[:len(g.active)-1]
@@ -102,6 +145,9 @@ func (g *Generator) AppendPacket(dst []byte) ([]byte, time.Time, error) {
 	g.left--
 	return dst, g.ts, nil
 }
+
+// LastInfo describes the frame the latest AppendPacket call produced.
+func (g *Generator) LastInfo() PacketInfo { return g.last }
 
 // Labels returns one Label per ESP flow that has sent packets so far, in
 // flow order, naming pcapName as their capture file.
@@ -113,13 +159,14 @@ func (g *Generator) Labels(pcapName string) []Label {
 	return out
 }
 
-// SAs returns the keys of every SA, in flow order, for verifying or
-// decrypting the generated traffic.
+// SAs returns the keys of every SA so far, in flow order, for verifying or
+// decrypting the generated traffic. Rekeys add SAs as packets are
+// produced, so call it after the last packet to have them all.
 func (g *Generator) SAs() []SA {
 	var out []SA
 	for _, s := range g.sessions {
-		for side := range s.flow.sas() {
-			out = append(out, s.sa[side].SA)
+		for _, a := range s.sas() {
+			out = append(out, a.SA)
 		}
 	}
 	return out

@@ -65,6 +65,53 @@ func TestDrawFlows(t *testing.T) {
 		if tc.flows >= 100 && (verdicts["null"] < tc.flows/4 || verdicts["encrypted"] < tc.flows/4) {
 			t.Errorf("%d flows: unbalanced verdicts %v", tc.flows, verdicts)
 		}
+		if tc.flows >= 400 {
+			checkDrawnSpecials(t, c.labels)
+		}
+	}
+}
+
+// checkDrawnSpecials checks that random draws include rekeys, SPI values
+// shared between address pairs and address pairs with both verdicts, and
+// that their tags are true.
+func checkDrawnSpecials(t *testing.T, labels []espsynth.Label) {
+	t.Helper()
+	tags := map[string]int{}
+	bySPI := map[uint32]map[string]bool{}
+	byPair := map[string]map[string]bool{}
+	for _, l := range labels {
+		for _, tag := range l.Tags {
+			tags[tag]++
+		}
+		if bySPI[l.SPI] == nil {
+			bySPI[l.SPI] = map[string]bool{}
+		}
+		bySPI[l.SPI][l.Src+">"+l.Dst] = true
+		pair := min(l.Src, l.Dst) + "|" + max(l.Src, l.Dst)
+		if byPair[pair] == nil {
+			byPair[pair] = map[string]bool{}
+		}
+		byPair[pair][l.Verdict] = true
+	}
+	for _, tag := range []string{"rekey", "before-rekey", "rekeyed", "spi-shared", "mixed-pair", "nat", "short"} {
+		if tags[tag] == 0 {
+			t.Errorf("no flow tagged %s in %d", tag, len(labels))
+		}
+	}
+	for _, l := range labels {
+		pair := min(l.Src, l.Dst) + "|" + max(l.Src, l.Dst)
+		if contains(l.Tags, "mixed-pair") && len(byPair[pair]) != 2 {
+			t.Errorf("flow %s>%s %#x tagged mixed-pair, but its address pair has verdicts %v", l.Src, l.Dst, l.SPI, byPair[pair])
+		}
+	}
+	shared := 0
+	for _, pairs := range bySPI {
+		if len(pairs) > 1 {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Error("no SPI value is used by two address pairs")
 	}
 }
 
@@ -170,14 +217,15 @@ func TestGeneratedLabelsUseCorpusVocabulary(t *testing.T) {
 		"padding": {"minimal", "extra", "tfc"},
 		"auth":    {"HMAC-SHA1-96", "SHA2-256-128", "SHA2-384-192", "SHA2-512-256", "NULL", "AES-GMAC", "AEAD"},
 		"cipher":  {"NULL", "ENCR_NULL_AUTH_AES_GMAC", "AES-CBC", "AES-CTR", "AES-GCM", "CHACHA20-POLY1305", "3DES"},
-		"proto":   {"tcp", "udp", "icmp", "icmpv6", "sctp", "mixed"},
-		"tag":     {"http", "tls", "tcp-bin", "dns", "udp-random", "icmp", "sctp", "short", "nat", "dummy-nh59"},
+		"proto":   {"tcp", "udp", "icmp", "icmpv6", "sctp", "gre", "mixed"},
+		"tag": {"http", "tls", "tcp-bin", "dns", "udp-random", "icmp", "sctp", "gre", "short", "nat", "dummy-nh59",
+			"rekey", "before-rekey", "rekeyed", "spi-shared", "mixed-pair"},
 	}
 	c := generate(t, 5, espsynth.Config{NumFlows: 300, Packets: 6000})
 	for _, l := range c.labels {
 		proto := l.Inner
 		if i := strings.IndexByte(proto, '/'); i >= 0 {
-			if l.Mode != "tunnel" || (proto[:i] != "ipv4" && proto[:i] != "ipv6") {
+			if l.Mode != "tunnel" || (proto[:i] != "ipv4" && proto[:i] != "ipv6" && proto[:i] != "dual") {
 				t.Errorf("inner %q in %s mode", l.Inner, l.Mode)
 			}
 			proto = proto[i+1:]

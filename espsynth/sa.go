@@ -43,15 +43,17 @@ type SA struct {
 // sa is the sending side of an SA: keys, transforms and the sequence counter.
 type sa struct {
 	SA
-	seq    uint32
-	ivCtr  uint64
-	align  int
-	block  cipher.Block // AES or 3DES, for CBC and CTR
-	aead   cipher.AEAD  // GCM, ChaCha20-Poly1305, GMAC
-	mac    hash.Hash
-	sumBuf [64]byte
-	ctrBuf [2 * aes.BlockSize]byte
-	nonce  [12]byte
+	seq     uint32
+	dummies int // packets with next header 59
+	lastPad int // pad length of the latest packet
+	ivCtr   uint64
+	align   int
+	block   cipher.Block // AES or 3DES, for CBC and CTR
+	aead    cipher.AEAD  // GCM, ChaCha20-Poly1305, GMAC
+	mac     hash.Hash
+	sumBuf  [64]byte
+	ctrBuf  [2 * aes.BlockSize]byte
+	nonce   [12]byte
 }
 
 // newSA keys an SA with random keys drawn from r. icvLen selects the AES-GCM
@@ -172,6 +174,7 @@ func (s *sa) finish(dst []byte, off int, nextHeader uint8, extraPad int) []byte 
 		dst = append(dst, byte(i))
 	}
 	dst = append(dst, byte(pad), nextHeader)
+	s.lastPad = pad
 	// Room for the largest ICV, so in-place sealing never reallocates.
 	if cap(dst)-len(dst) < 64 {
 		dst = append(dst, make([]byte, 64)...)[:len(dst)]

@@ -14,6 +14,7 @@ const (
 	protoTCP    = 6
 	protoUDP    = 17
 	protoIPv6   = 41
+	protoGRE    = 47
 	protoESP    = 50
 	protoICMPv6 = 58
 	protoNoNext = 59
@@ -41,6 +42,9 @@ const (
 	TrafficICMP
 	// TrafficSCTP is SCTP DATA chunks with CRC32c checksums.
 	TrafficSCTP
+	// TrafficGRE is GRE (RFC 2784) carrying IPv4 pings between two
+	// further hosts, as GRE-over-IPsec site links do.
+	TrafficGRE
 	// TrafficMixed interleaves HTTP, DNS, ICMP and random UDP conversations.
 	TrafficMixed
 	numTraffic
@@ -63,6 +67,8 @@ func (t Traffic) String() string {
 		return "icmp"
 	case TrafficSCTP:
 		return "sctp"
+	case TrafficGRE:
+		return "gre"
 	case TrafficMixed:
 		return "mixed"
 	}
@@ -86,6 +92,8 @@ func (t Traffic) protocol(v6 bool) string {
 		return "icmp"
 	case TrafficSCTP:
 		return "sctp"
+	case TrafficGRE:
+		return "gre"
 	}
 	return "mixed"
 }
@@ -117,7 +125,8 @@ type conv struct {
 	dnsID uint16
 	await bool // a request is outstanding; the responder answers next
 	subs  []*conv
-	last  *conv // sub-conversation that sent the previous packet
+	last  *conv         // sub-conversation that sent the previous packet
+	gre   [2]netip.Addr // TrafficGRE: the hosts inside the GRE tunnel
 }
 
 // newConv starts a conversation of kind k with random ports and numbers.
@@ -141,6 +150,9 @@ func newConv(r *rand.Rand, k Traffic) *conv {
 		for _, sk := range mixedKinds {
 			c.subs = append(c.subs, newConv(r, sk))
 		}
+	case TrafficGRE:
+		c.subs = []*conv{newConv(r, TrafficICMP)}
+		c.gre = [2]netip.Addr{randAddr(r, IPv4), randAddr(r, IPv4)}
 	}
 	c.seq = [2]uint32{r.Uint32(), r.Uint32()}
 	c.vtag = [2]uint32{r.Uint32() | 1, r.Uint32() | 1}
@@ -154,9 +166,12 @@ func (c *conv) nextSide(r *rand.Rand, oneWay bool) int {
 	if oneWay {
 		return 0
 	}
-	if c.kind == TrafficMixed {
+	switch c.kind {
+	case TrafficMixed:
 		c.last = c.subs[r.IntN(len(c.subs))]
 		return c.last.nextSide(r, false)
+	case TrafficGRE:
+		return c.subs[0].nextSide(r, false)
 	}
 	switch c.kind {
 	case TrafficHTTP, TrafficTLS, TrafficTCPBin:
@@ -201,6 +216,8 @@ func (c *conv) appendSegment(dst []byte, r *rand.Rand, side int, src, dstAddr ne
 		return c.appendICMP(dst, r, side, src, dstAddr), protoICMPv6
 	case TrafficSCTP:
 		return c.appendSCTP(dst, r, side), protoSCTP
+	case TrafficGRE:
+		return c.appendGRE(dst, r, side), protoGRE
 	}
 	panic("espsynth: unknown traffic kind")
 }
@@ -254,6 +271,13 @@ func (c *conv) appendTCP(dst []byte, r *rand.Rand, side int, src, dstAddr netip.
 // httpResponse is the canned head of HTTP responses; the body is filled in.
 const httpResponse = "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: "
 
+// maxTCPPayload bounds TCP payloads so that the outer packet stays within
+// a 1500-byte MTU even with the largest overhead the generator adds (outer
+// and inner IPv6, UDP encapsulation, a 16-byte IV, TFC padding, 255 bytes
+// of padding and a 32-byte ICV: 517 bytes), as MSS clamping on a real
+// IPsec gateway would ensure.
+const maxTCPPayload = 1500 - 517 - 20
+
 // appendTCPPayload appends application bytes in the style of the flow.
 func (c *conv) appendTCPPayload(dst []byte, r *rand.Rand, side int) []byte {
 	switch c.kind {
@@ -264,16 +288,16 @@ func (c *conv) appendTCPPayload(dst []byte, r *rand.Rand, side int) []byte {
 			dst = append(dst, " HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"...)
 			return dst
 		}
-		body := 40 + r.IntN(900)
+		body := 40 + r.IntN(700) // with the head, well under maxTCPPayload
 		dst = append(dst, httpResponse...)
 		dst = fmt.Appendf(dst, "%d\r\n\r\n<html><body>", body)
 		return appendWord(dst, r, body)
 	case TrafficTLS:
-		n := 24 + r.IntN(1100)
+		n := 24 + r.IntN(maxTCPPayload-5-24)
 		dst = append(dst, 0x17, 0x03, 0x03, byte(n>>8), byte(n))
 		return appendRand(dst, r, n)
 	}
-	return appendRand(dst, r, 1+r.IntN(1200))
+	return appendRand(dst, r, 1+r.IntN(maxTCPPayload))
 }
 
 func (c *conv) appendUDP(dst []byte, r *rand.Rand, side int, src, dstAddr netip.Addr) []byte {
@@ -371,6 +395,18 @@ func (c *conv) appendSCTP(dst []byte, r *rand.Rand, side int) []byte {
 	// The CRC32c is stored least significant byte first (RFC 4960 B).
 	crc := sctpCRC(dst[off:])
 	binary.LittleEndian.PutUint32(dst[off+8:], crc)
+	return dst
+}
+
+// appendGRE appends a GRE header without checksum, key or sequence number
+// (RFC 2784) and the IPv4 ping it carries.
+func (c *conv) appendGRE(dst []byte, r *rand.Rand, side int) []byte {
+	dst = append(dst, 0, 0, 0x08, 0x00) // no flags, version 0, IPv4
+	in := len(dst)
+	c.eseq++ // as an IPv4 identification
+	dst = appendIPHeader(dst, c.gre[side], c.gre[1-side], protoICMP, c.eseq)
+	dst = c.subs[0].appendICMP(dst, r, side, c.gre[side], c.gre[1-side])
+	finishIPHeader(dst[in:])
 	return dst
 }
 

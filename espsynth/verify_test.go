@@ -59,7 +59,7 @@ func matrixFlows() []espsynth.Flow {
 				Encap:   espsynth.Encap((i / 2) % 2),
 				Mode:    mode,
 				Inner:   []espsynth.IPVersion{espsynth.IPv4, espsynth.IPv6}[(i/4)%2],
-				Traffic: espsynth.Traffic(i % 8),
+				Traffic: espsynth.Traffic(i % 9),
 				Cipher:  tr.c,
 				Auth:    tr.a,
 				ICVLen:  tr.icv,
@@ -88,7 +88,15 @@ func matrixFlows() []espsynth.Flow {
 		}
 	}
 	flows = append(flows,
+		espsynth.Flow{Mode: espsynth.Tunnel, Inner: espsynth.Dual, Traffic: espsynth.TrafficMixed, Auth: espsynth.AuthHMACSHA256, Packets: 30},
+		espsynth.Flow{Mode: espsynth.Tunnel, Inner: espsynth.Dual, Traffic: espsynth.TrafficICMP, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA1, Packets: 10},
+		espsynth.Flow{Outer: espsynth.IPv6, Traffic: espsynth.TrafficTLS, Cipher: espsynth.CipherAESGCM, Packets: 40, Rekeys: 2, Tags: []string{"custom"}},
+		espsynth.Flow{Traffic: espsynth.TrafficDNS, Auth: espsynth.AuthHMACSHA1, Packets: 3, Rekeys: 2, OneWay: true},
 		espsynth.Flow{Traffic: espsynth.TrafficDNS, Packets: 1, OneWay: true},
+		// The largest overhead, with the largest payloads: must fit the MTU.
+		espsynth.Flow{Outer: espsynth.IPv6, Encap: espsynth.EncapUDP, Mode: espsynth.Tunnel, Inner: espsynth.IPv6,
+			Traffic: espsynth.TrafficTCPBin, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA512,
+			Padding: espsynth.PaddingExtra, Packets: 300},
 		espsynth.Flow{Traffic: espsynth.TrafficHTTP, Cipher: espsynth.CipherAESCBC, Auth: espsynth.AuthHMACSHA256, Packets: 5, OneWay: true},
 	)
 	return flows
@@ -100,7 +108,6 @@ type capture struct {
 	frames [][]byte
 	labels []espsynth.Label
 	sas    map[flowKey]espsynth.SA
-	flows  map[flowKey]espsynth.Flow
 }
 
 type flowKey struct {
@@ -171,6 +178,10 @@ func findESP(t *testing.T, frame []byte) *espPacket {
 		t.Fatalf("gopacket: %v", el.Error())
 	}
 	var e espPacket
+	l2 := 14
+	if p.Layer(layers.LayerTypeDot1Q) != nil {
+		l2 += 4
+	}
 	switch ip := p.NetworkLayer().(type) {
 	case *layers.IPv4:
 		e.src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
@@ -178,13 +189,19 @@ func findESP(t *testing.T, frame []byte) *espPacket {
 		if err, res := ip.VerifyChecksum(); err != nil || !res.Valid {
 			t.Fatalf("outer IPv4 checksum: %v %+v", err, res)
 		}
-		if int(ip.Length) != len(frame)-14 {
+		if ip.Length > 1500 {
+			t.Fatalf("IPv4 packet of %d bytes exceeds a 1500-byte MTU", ip.Length)
+		}
+		if int(ip.Length) != len(frame)-l2 {
 			t.Fatalf("outer IPv4 length %d, frame %d", ip.Length, len(frame))
 		}
 	case *layers.IPv6:
 		e.src, _ = netip.AddrFromSlice(ip.SrcIP)
 		e.dst, _ = netip.AddrFromSlice(ip.DstIP)
-		if int(ip.Length) != len(frame)-14-40 {
+		if ip.Length+40 > 1500 {
+			t.Fatalf("IPv6 packet of %d bytes exceeds a 1500-byte MTU", ip.Length+40)
+		}
+		if int(ip.Length) != len(frame)-l2-40 {
 			t.Fatalf("outer IPv6 length %d, frame %d", ip.Length, len(frame))
 		}
 	default:
@@ -342,6 +359,18 @@ func checkSegment(seg []byte, proto uint8, src, dst netip.Addr) (string, error) 
 		lt = layers.LayerTypeICMPv4
 	case 58:
 		lt = layers.LayerTypeICMPv6
+	case 47:
+		gre := &layers.GRE{}
+		if err := gre.DecodeFromBytes(seg, gopacket.NilDecodeFeedback); err != nil {
+			return "", fmt.Errorf("GRE: %v", err)
+		}
+		if gre.Protocol != layers.EthernetTypeIPv4 || len(gre.Contents) != 4 {
+			return "", fmt.Errorf("GRE header %x", gre.Contents)
+		}
+		if _, err := checkInner(gre.Payload, 4, false); err != nil {
+			return "", fmt.Errorf("inside GRE: %v", err)
+		}
+		return "gre", nil
 	case 132:
 		crc := crc32.Checksum(append(append(append([]byte{}, seg[:8]...), 0, 0, 0, 0), seg[12:]...), crc32.MakeTable(crc32.Castagnoli))
 		if got := binary.LittleEndian.Uint32(seg[8:]); got != crc {
@@ -424,10 +453,7 @@ func TestPacketsVerify(t *testing.T) {
 	}
 	wantFlows := 0
 	for _, f := range flows {
-		wantFlows += 2
-		if f.OneWay {
-			wantFlows--
-		}
+		wantFlows += f.Flows()
 	}
 	if len(labels) != wantFlows {
 		t.Fatalf("%d labels, want %d", len(labels), wantFlows)
@@ -498,6 +524,12 @@ func TestPacketsVerify(t *testing.T) {
 			t.Fatalf("frame %d, flow %v (%s, %s): %v", i, k, l.Mode, l.Inner, err)
 		}
 		seen["inner "+proto]++
+		if v := l.Inner[:min(5, len(l.Inner))]; v == "dual/" {
+			seen["dual "+map[uint8]string{4: "ipv4", 41: "ipv6"}[nh]]++
+		}
+		for _, tag := range l.Tags {
+			seen["tag "+tag]++
+		}
 		if l.Inner != "mixed" && !bytes.HasSuffix([]byte(l.Inner), []byte("/mixed")) && !bytes.HasSuffix([]byte(l.Inner), []byte(proto)) {
 			t.Fatalf("frame %d: inner %s, label says %s", i, proto, l.Inner)
 		}
@@ -520,7 +552,8 @@ func TestPacketsVerify(t *testing.T) {
 	for _, want := range []string{
 		"cipher NULL", "cipher ENCR_NULL_AUTH_AES_GMAC", "cipher AES-CBC", "cipher AES-CTR", "cipher AES-GCM",
 		"cipher CHACHA20-POLY1305", "cipher 3DES", "padding minimal", "padding extra", "padding tfc",
-		"long padding", "dummy", "inner tcp", "inner udp", "inner icmp", "inner icmpv6", "inner sctp",
+		"long padding", "dummy", "inner tcp", "inner udp", "inner icmp", "inner icmpv6", "inner sctp", "inner gre",
+		"dual ipv4", "dual ipv6", "tag rekey", "tag before-rekey", "tag rekeyed", "tag custom", "tag nat", "tag short",
 	} {
 		if seen[want] == 0 {
 			t.Errorf("no packet with %s", want)
@@ -539,3 +572,83 @@ func contains(s []string, v string) bool {
 }
 
 func (k flowKey) String() string { return fmt.Sprintf("%v>%v/%#x", k.src, k.dst, k.spi) }
+
+func TestVLANTags(t *testing.T) {
+	c := generate(t, 4, espsynth.Config{NumFlows: 20, Packets: 400, Background: 0.2, VLAN: 42})
+	esp := 0
+	for i, frame := range c.frames {
+		p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+		q, ok := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q)
+		if !ok || q.VLANIdentifier != 42 {
+			t.Fatalf("frame %d: no 802.1Q tag for VLAN 42: %v", i, p)
+		}
+		e := findESP(t, frame)
+		if e == nil {
+			continue
+		}
+		esp++
+		sa := c.sas[flowKey{e.src, e.dst, binary.BigEndian.Uint32(e.esp)}]
+		if _, err := openESP(sa, e.esp); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	if esp != 400 {
+		t.Errorf("%d ESP packets, want 400", esp)
+	}
+	if _, err := espsynth.NewGenerator(1, espsynth.Config{NumFlows: 1, Packets: 1, VLAN: 4095}); err == nil {
+		t.Error("VLAN 4095 accepted")
+	}
+}
+
+// TestLastInfo checks the per-frame ground truth against the frame.
+func TestLastInfo(t *testing.T) {
+	g, err := espsynth.NewGenerator(8, espsynth.Config{Flows: matrixFlows(), Background: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sas := map[flowKey]espsynth.SA{}
+	for _, sa := range g.SAs() {
+		sas[flowKey{sa.Src, sa.Dst, sa.SPI}] = sa
+	}
+	var buf []byte
+	esp, bg := 0, 0
+	for i := 0; ; i++ {
+		frame, _, err := g.AppendPacket(buf[:0])
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		buf = frame
+		info := g.LastInfo()
+		e := findESP(t, frame)
+		if e == nil {
+			if info.ESP {
+				t.Fatalf("frame %d: background frame described as ESP: %+v", i, info)
+			}
+			bg++
+			continue
+		}
+		esp++
+		if !info.ESP || info.Src != e.src || info.Dst != e.dst || info.SPI != binary.BigEndian.Uint32(e.esp) ||
+			info.Seq != binary.BigEndian.Uint32(e.esp[4:]) || !bytes.Equal(frame[info.ESPOffset:], e.esp) {
+			t.Fatalf("frame %d: info %+v does not match the frame", i, info)
+		}
+		sa, ok := sas[flowKey{e.src, e.dst, info.SPI}]
+		if !ok { // rekeyed since the map was made
+			for _, sa := range g.SAs() {
+				sas[flowKey{sa.Src, sa.Dst, sa.SPI}] = sa
+			}
+			sa = sas[flowKey{e.src, e.dst, info.SPI}]
+		}
+		pt, err := openESP(sa, e.esp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.IVLen != sa.Cipher.IVLen() || info.ICVLen != sa.ICVLen || info.Cleartext != sa.Cipher.Cleartext() ||
+			int(pt[len(pt)-2]) != info.PadLen || pt[len(pt)-1] != info.NextHeader {
+			t.Fatalf("frame %d: info %+v, trailer %d %d", i, info, pt[len(pt)-2], pt[len(pt)-1])
+		}
+	}
+	if esp == 0 || bg == 0 {
+		t.Fatalf("%d ESP, %d background frames", esp, bg)
+	}
+}

@@ -15,9 +15,16 @@ fi
 duration=$1
 
 # "dir name" pairs: every func FuzzXxx(f *testing.F) in a tracked or new
-# *_test.go file, outside vendor/ and testdata/.
+# (not ignored) *_test.go file, outside vendor/ and testdata/.
+list_tests() {
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git ls-files --cached --others --exclude-standard -- '*_test.go'
+	else
+		find . -name '*_test.go' -not -path './.git/*' | sed 's|^\./||'
+	fi
+}
 targets=$(
-	git ls-files --cached --others --exclude-standard -- '*_test.go' |
+	list_tests |
 		grep -Ev '(^|/)(vendor|testdata)/' |
 		while read -r f; do
 			sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*\*testing\.F).*/\1/p' "$f" |
