@@ -7,7 +7,6 @@ import (
 
 	"github.com/espy-dpi/espy/ebpf"
 	"github.com/espy-dpi/espy/flowcache"
-	"github.com/espy-dpi/espy/heuristics"
 	"github.com/espy-dpi/espy/ike"
 )
 
@@ -75,12 +74,4 @@ func bpfKey(sa ike.SAInfo) (ebpf.FlowKey, error) {
 		return ebpf.NewFlowKey(sa.Src, sa.Dst, sa.SPI, ebpf.EncapUDP, sa.SrcPort, sa.DstPort)
 	}
 	return ebpf.NewFlowKey(sa.Src, sa.Dst, sa.SPI, ebpf.EncapNone, 0, 0)
-}
-
-// knownVerdict is what the flow cache reports for a registered SA.
-func knownVerdict(null bool, icv, iv uint8) heuristics.Verdict {
-	if null {
-		return heuristics.Verdict{Class: heuristics.Null, Source: heuristics.SourceKnown, ICVLen: icv, IVLen: iv}
-	}
-	return heuristics.Verdict{Class: heuristics.Encrypted, Source: heuristics.SourceKnown}
 }

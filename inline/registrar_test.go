@@ -40,3 +40,11 @@ func TestRegistrarKnownSAs(t *testing.T) {
 		t.Error("an ICV of 300 bytes was accepted")
 	}
 }
+
+// knownVerdict is what the flow cache reports for a registered SA.
+func knownVerdict(null bool, icv, iv uint8) heuristics.Verdict {
+	if null {
+		return heuristics.Verdict{Class: heuristics.Null, Source: heuristics.SourceKnown, ICVLen: icv, IVLen: iv}
+	}
+	return heuristics.Verdict{Class: heuristics.Encrypted, Source: heuristics.SourceKnown}
+}
