@@ -5,7 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/espy-dpi/espy/heuristics"
 	"github.com/espy-dpi/espy/packet"
@@ -118,16 +117,12 @@ func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
 	// whole has room; the total is bounded by the shared count.
 	per, perPending := cfg.Capacity/cfg.Shards, cfg.PendingCapacity/cfg.Shards
 	per += per/64 + 1
-	// One backing array for all shards' entries and one for their
-	// indexes, so that huge pages can back them.
-	entries := make([]entry, cfg.Shards*per)
-	index := make([]uint64, cfg.Shards*indexSize(per))
-	hugePages(unsafe.Slice((*byte)(unsafe.Pointer(&entries[0])), len(entries)*int(unsafe.Sizeof(entries[0]))))
-	hugePages(unsafe.Slice((*byte)(unsafe.Pointer(&index[0])), len(index)*8))
+	// One index array for all shards: untouched slots cost no memory.
+	n := indexSize(per)
+	index := make([]uint64, cfg.Shards*n)
 	for i := range c.shards {
 		s := &c.shards[i]
-		n := indexSize(per)
-		s.decided.init(entries[i*per:(i+1)*per:(i+1)*per], index[i*n:(i+1)*n:(i+1)*n])
+		s.decided.init(per, index[i*n:(i+1)*n:(i+1)*n])
 		s.pending.init(perPending)
 	}
 	return c, nil

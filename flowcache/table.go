@@ -1,11 +1,6 @@
 package flowcache
 
-import (
-	"encoding/binary"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-)
+import "encoding/binary"
 
 // entry is a decided flow with its key: 112 bytes.
 type entry struct {
@@ -13,13 +8,14 @@ type entry struct {
 	flow Flow
 }
 
-// table holds a shard's decided flows in a dense, preallocated array, found
+// table holds a shard's decided flows in a dense array, found
 // through an open-addressing index of 8-byte slots (hash and position) at
 // most three-quarters full. That costs 112 + 10.7 bytes a flow at capacity,
 // where a Go map of the same entries costs 140 to 280 (its slots hold key
 // and value, and it doubles as it grows).
 type table struct {
 	entries []entry  // dense: the first len(entries) are live
+	max     int      // capacity in flows
 	index   []uint64 // 0: empty; else hash<<32 | position+1
 	rng     uint64   // for sampling eviction victims
 }
@@ -27,36 +23,21 @@ type table struct {
 // indexSize is the number of index slots for capacity entries.
 func indexSize(capacity int) int { return capacity*4/3 + 1 }
 
-// init sets the table on its share of the cache's backing arrays: entries
-// with room for capacity flows, and index with indexSize(capacity) slots.
-func (t *table) init(entries []entry, index []uint64) {
-	t.entries = entries[:0]
+// init sets the table on its share of the cache's index, for at most
+// capacity flows. The dense array grows by doubling up to capacity, so a
+// cache sized for a million flows costs memory in proportion to the flows
+// it holds (replaying a small capture touches little), and a full one holds
+// exactly its capacity.
+func (t *table) init(capacity int, index []uint64) {
+	t.entries = make([]entry, 0, min(capacity, 64))
+	t.max = capacity
 	t.index = index
 	t.rng = 0x9e3779b97f4a7c15
 }
 
-// hugePages asks the kernel to back b with transparent huge pages: a
-// lookup in a table of a million flows touches one random index slot and
-// one random entry, and with 4 KiB pages each costs a TLB miss as well as a
-// cache miss (two levels of page walk under a hypervisor). Best effort: an
-// error leaves ordinary pages.
-func hugePages(b []byte) {
-	const huge = 2 << 20
-	if len(b) < 2*huge {
-		return
-	}
-	base := uintptr(unsafe.Pointer(&b[0]))
-	start := int((base+huge-1)&^(huge-1) - base)
-	end := int((base+uintptr(len(b)))&^(huge-1) - base)
-	if end <= start {
-		return
-	}
-	unix.Madvise(b[start:end], unix.MADV_HUGEPAGE)
-}
-
 func (t *table) len() int { return len(t.entries) }
 
-func (t *table) full() bool { return len(t.entries) == cap(t.entries) }
+func (t *table) full() bool { return len(t.entries) >= t.max }
 
 // home maps a hash to its first index slot (Lemire's multiply-shift, so the
 // index need not be a power of two).
@@ -94,6 +75,11 @@ func (t *table) get(k *Key, h uint32) *Flow {
 // put adds k, which must be absent, to a table that is not full.
 func (t *table) put(k *Key, h uint32, f *Flow) *Flow {
 	i, _ := t.slot(k, h)
+	if len(t.entries) == cap(t.entries) {
+		grown := make([]entry, len(t.entries), min(2*cap(t.entries), t.max))
+		copy(grown, t.entries)
+		t.entries = grown
+	}
 	t.entries = append(t.entries, entry{key: *k, flow: *f})
 	n := len(t.entries)
 	t.index[i] = uint64(h)<<32 | uint64(n)
