@@ -117,12 +117,9 @@ func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
 	// whole has room; the total is bounded by the shared count.
 	per, perPending := cfg.Capacity/cfg.Shards, cfg.PendingCapacity/cfg.Shards
 	per += per/64 + 1
-	// One index array for all shards: untouched slots cost no memory.
-	n := indexSize(per)
-	index := make([]uint64, cfg.Shards*n)
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.decided.init(per, index[i*n:(i+1)*n:(i+1)*n])
+		s.decided.init(per)
 		s.pending.init(perPending)
 	}
 	return c, nil

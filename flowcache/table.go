@@ -23,16 +23,37 @@ type table struct {
 // indexSize is the number of index slots for capacity entries.
 func indexSize(capacity int) int { return capacity*4/3 + 1 }
 
-// init sets the table on its share of the cache's index, for at most
-// capacity flows. The dense array grows by doubling up to capacity, so a
-// cache sized for a million flows costs memory in proportion to the flows
-// it holds (replaying a small capture touches little), and a full one holds
-// exactly its capacity.
-func (t *table) init(capacity int, index []uint64) {
+// init sets the table up for at most capacity flows. The dense array and
+// the index grow by doubling up to what capacity needs, so a cache sized for
+// a million flows costs memory, and cache and TLB misses, in proportion to
+// the flows it holds, and a full one holds exactly its capacity.
+func (t *table) init(capacity int) {
 	t.entries = make([]entry, 0, min(capacity, 64))
 	t.max = capacity
-	t.index = index
+	t.index = make([]uint64, min(indexSize(capacity), 86))
 	t.rng = 0x9e3779b97f4a7c15
+}
+
+// grow doubles the dense array and, past three-quarters load, the index
+// (rehashing every entry), before an insert into a full array.
+func (t *table) grow() {
+	if len(t.entries) == cap(t.entries) {
+		grown := make([]entry, len(t.entries), min(2*cap(t.entries), t.max))
+		copy(grown, t.entries)
+		t.entries = grown
+	}
+	if (len(t.entries)+1)*4 <= len(t.index)*3 || len(t.index) >= indexSize(t.max) {
+		return
+	}
+	t.index = make([]uint64, min(2*len(t.index), indexSize(t.max)))
+	for pos := range t.entries {
+		h := t.entries[pos].key.hash()
+		i := t.home(h)
+		for t.index[i] != 0 {
+			i = t.next(i)
+		}
+		t.index[i] = uint64(h)<<32 | uint64(pos+1)
+	}
 }
 
 func (t *table) len() int { return len(t.entries) }
@@ -74,12 +95,8 @@ func (t *table) get(k *Key, h uint32) *Flow {
 
 // put adds k, which must be absent, to a table that is not full.
 func (t *table) put(k *Key, h uint32, f *Flow) *Flow {
+	t.grow()
 	i, _ := t.slot(k, h)
-	if len(t.entries) == cap(t.entries) {
-		grown := make([]entry, len(t.entries), min(2*cap(t.entries), t.max))
-		copy(grown, t.entries)
-		t.entries = grown
-	}
 	t.entries = append(t.entries, entry{key: *k, flow: *f})
 	n := len(t.entries)
 	t.index[i] = uint64(h)<<32 | uint64(n)
