@@ -8,7 +8,9 @@ package inline_test
 // figures and how to reproduce them.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -22,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,7 +135,40 @@ type daemon struct {
 	*inline.Daemon
 	cfg  *config.Config
 	reg  *prometheus.Registry
+	log  *logBuffer
 	stop func()
+}
+
+// logBuffer keeps the daemon's diagnostics (JSON lines) for the test.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// problems returns the warnings and errors the daemon logged, counted by
+// message, with one example line each.
+func (b *logBuffer) problems() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]int{}
+	for _, line := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+		var m struct{ Level, Message, Error string }
+		if json.Unmarshal(line, &m) != nil || (m.Level != "warn" && m.Level != "error") {
+			continue
+		}
+		// The error names the flow; count by its last part.
+		if i := strings.LastIndex(m.Error, ": "); i >= 0 {
+			m.Error = m.Error[i+2:]
+		}
+		out[m.Level+": "+m.Message+": "+m.Error]++
+	}
+	return out
 }
 
 // start parses yaml (interfaces: [pe0] is prepended), starts the daemon in E
@@ -148,9 +184,10 @@ func (l *lab) start(t *testing.T, yaml string) *daemon {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
+	logs := new(logBuffer)
 	var d *inline.Daemon
 	l.in(t, l.nsE, func() {
-		d, err = inline.Start(cfg, out, zerolog.Nop(), reg)
+		d, err = inline.Start(cfg, out, zerolog.New(logs).Level(zerolog.WarnLevel), reg)
 	})
 	if err != nil {
 		if d != nil {
@@ -179,7 +216,7 @@ func (l *lab) start(t *testing.T, yaml string) *daemon {
 		})
 	}
 	t.Cleanup(stop)
-	return &daemon{Daemon: d, cfg: cfg, reg: reg, stop: stop}
+	return &daemon{Daemon: d, cfg: cfg, reg: reg, log: logs, stop: stop}
 }
 
 // metric returns the value of a counter or gauge without labels.
@@ -471,6 +508,9 @@ func TestNewFlowRate(t *testing.T) {
 			defer d.stop()
 			r := blast(t, l, d, tmpl, 0x01000000, flows, nil)
 			t.Logf("%s", r)
+			if p := d.log.problems(); len(p) > 0 {
+				t.Logf("daemon diagnostics: %v", p)
+			}
 		})
 	}
 }

@@ -1,0 +1,261 @@
+package inline_test
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/espy-dpi/espy/ebpf"
+	"github.com/espy-dpi/espy/espsynth"
+	"github.com/espy-dpi/espy/flowcache"
+	"github.com/espy-dpi/espy/heuristics"
+)
+
+// Flood sizes: bounded so that the test stays under a minute on a shared
+// 2-core machine (docs/inline-perf.md has the figures).
+const (
+	floodFrames = 1_500_000        // one-packet flows
+	floodBudget = 25 * time.Second // the flood stops here even if short
+	floodBatch  = 256              // frames per sendmmsg
+	realPerMs   = 3                // packets of the real flow per millisecond
+	floodConfig = `sampling: {rate: 20000, burst: 1024}
+maps: {verdicts: 16384, pending: 4096}
+flows: {capacity: 20000, pending: 8192, sweep_interval: 1s}
+`
+	floodVerdicts, floodPendingMap = 16384, 4096
+	floodCapacity, floodPending    = 20000, 8192
+	floodShards                    = 64 // flowcache's default: Capacity may be exceeded by this many for a moment
+)
+
+// The real flow: its own outer addresses and SPI, so no flood frame can
+// share its key.
+var (
+	realSrc = netip.MustParseAddr("203.0.113.7")
+	realDst = netip.MustParseAddr("203.0.113.8")
+)
+
+const realSPI = 0x00c0ffee
+
+// realFlow returns n frames of one ESP-NULL flow (tunnel mode, inner HTTP).
+func realFlow(t *testing.T, n int) [][]byte {
+	t.Helper()
+	g, err := espsynth.NewGenerator(3, espsynth.Config{Flows: []espsynth.Flow{{
+		Initiator: realSrc, Responder: realDst, SPI: [2]uint32{realSPI, realSPI + 1},
+		Mode: espsynth.Tunnel, Traffic: espsynth.TrafficHTTP, Cipher: espsynth.CipherNULL,
+		Auth: espsynth.AuthHMACSHA256, Packets: n, OneWay: true,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := make([][]byte, 0, n)
+	for {
+		f, _, err := g.AppendPacket(nil)
+		if errors.Is(err, io.EOF) {
+			return frames
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, f)
+	}
+}
+
+// vethDrops returns the frames the veth pair dropped on the way from A to E.
+func vethDrops(t *testing.T, l *lab) uint64 {
+	t.Helper()
+	var total uint64
+	for _, x := range [][2]string{{l.nsA, "pa0"}, {l.nsE, "pe0"}} {
+		out, err := exec.Command("ip", "-n", x[0], "-s", "-j", "link", "show", x[1]).Output()
+		if err != nil {
+			t.Fatalf("ip -s link show %s: %v", x[1], err)
+		}
+		var links []struct {
+			Stats64 struct {
+				RX, TX struct{ Dropped uint64 }
+			} `json:"stats64"`
+		}
+		if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+			t.Fatalf("ip -s -j link show %s: %v: %s", x[1], err, out)
+		}
+		if x[1] == "pa0" {
+			total += links[0].Stats64.TX.Dropped
+		} else {
+			total += links[0].Stats64.RX.Dropped
+		}
+	}
+	return total
+}
+
+// TestSPIFlood sends over a million one-packet ESP flows (three in four
+// encrypted-looking, which stay pending; one in four ESP-NULL, decided on
+// their one frame) while a real ESP-NULL flow runs at a few packets per
+// millisecond, and checks throughout that the real flow keeps its verdict in
+// the BPF map and in the flow cache, that the flow cache and the BPF verdict
+// map stay within their configured sizes, and at the end that every frame
+// was counted under exactly one exit reason, the samples that were not
+// delivered among them.
+func TestSPIFlood(t *testing.T) {
+	l := newLab(t)
+	realFrames := realFlow(t, int(floodBudget/time.Millisecond)*realPerMs+1000)
+	enc := template(t, espsynth.CipherAESGCM, 0x02000000)
+	null := template(t, espsynth.CipherNULL, 0x02000000)
+	d := l.start(t, floodConfig)
+	s := l.sender(t)
+
+	// The real flow is decided first.
+	realKey, err := ebpf.NewFlowKey(realSrc, realDst, realSPI, ebpf.EncapNone, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	realCacheKey := flowcache.NewKey(realSrc, realDst, realSPI)
+	if err := s.send(realFrames[0]); err != nil {
+		t.Fatal(err)
+	}
+	realSent := 1
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if v, err := d.Program().Verdict(realKey); err == nil {
+			if v.Kind != ebpf.VerdictNull {
+				t.Fatalf("real flow decided %d, want null", v.Kind)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("real flow got no verdict before the flood")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	check := func(when string) bool {
+		t.Helper()
+		ok := true
+		if v, err := d.Program().Verdict(realKey); err != nil || v.Kind != ebpf.VerdictNull {
+			t.Errorf("%s: real flow's BPF verdict %+v, %v; want null", when, v, err)
+			ok = false
+		}
+		if f, found := d.Cache().Lookup(realCacheKey); !found || f.Verdict.Class != heuristics.Null {
+			t.Errorf("%s: real flow in the flow cache: %v, found %v; want null", when, f.Verdict.Class, found)
+			ok = false
+		}
+		st := d.Cache().Stats()
+		if st.Pending > floodPending {
+			t.Errorf("%s: %d pending flows in the cache, capacity %d", when, st.Pending, floodPending)
+			ok = false
+		}
+		if st.Decided > floodCapacity+floodShards {
+			t.Errorf("%s: %d decided flows in the cache, capacity %d", when, st.Decided, floodCapacity)
+			ok = false
+		}
+		return ok
+	}
+
+	bufs := make([][]byte, floodBatch)
+	for i := range bufs {
+		if i%4 == 3 {
+			bufs[i] = slices.Clone(null)
+		} else {
+			bufs[i] = slices.Clone(enc)
+		}
+	}
+	var (
+		sent, maxVerdicts int
+		checks            int
+		failed            bool
+	)
+	start := time.Now()
+	nextCheck, nextCount := start, start
+	for sent < floodFrames && time.Since(start) < floodBudget {
+		m := min(floodBatch, floodFrames-sent)
+		for j := range m {
+			binary.BigEndian.PutUint32(bufs[j][spiOff:], 0x02000000+uint32(sent+j))
+		}
+		n, err := s.sendBatch(bufs[:m])
+		if err != nil {
+			t.Fatalf("sendmmsg: %v", err)
+		}
+		sent += n
+		// The real flow: realPerMs packets per millisecond since start.
+		for due := int(time.Since(start)/time.Millisecond)*realPerMs + 1; realSent < due && realSent < len(realFrames); realSent++ {
+			if err := s.send(realFrames[realSent]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if now := time.Now(); now.After(nextCheck) && !failed {
+			nextCheck = now.Add(250 * time.Millisecond)
+			checks++
+			failed = !check("during the flood")
+		}
+		// Walking the verdict map while the flood churns it takes up to
+		// a few hundred milliseconds (the walk restarts when its cursor
+		// key is evicted): every two seconds only.
+		if now := time.Now(); now.After(nextCount) {
+			if n := countVerdicts(t, d); n > maxVerdicts {
+				maxVerdicts = n
+			}
+			nextCount = time.Now().Add(2 * time.Second)
+		}
+	}
+	floodTime := time.Since(start)
+	// Let the sample reader drain, then look again.
+	time.Sleep(500 * time.Millisecond)
+	check("after the flood")
+	if n := countVerdicts(t, d); n > maxVerdicts {
+		maxVerdicts = n
+	}
+	if maxVerdicts > floodVerdicts {
+		t.Errorf("BPF verdict map held %d entries, size %d", maxVerdicts, floodVerdicts)
+	}
+
+	c, err := d.Program().ExitCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel's own IPv6 neighbour discovery on the veth is non-esp.
+	var seen uint64
+	for r, n := range c {
+		if ebpf.ExitReason(r) != ebpf.ExitNonESP {
+			seen += n
+		}
+	}
+	drops := vethDrops(t, l)
+	total := uint64(sent + realSent)
+	st := d.Cache().Stats()
+	t.Logf("flood: %d one-packet flows in %v (%.0f/s) with %d real-flow packets; %d checks; veth drops %d",
+		sent, floodTime.Round(time.Millisecond), float64(sent)/floodTime.Seconds(), realSent, checks, drops)
+	t.Logf("exit counters: sampled %d, rate-limited %d, lost %d, over-limit %d, null-allow %d; reader saw %.0f lost",
+		c[ebpf.ExitPendingSampled], c[ebpf.ExitSampleRateLimited], c[ebpf.ExitSampleLost], c[ebpf.ExitPendingOverLimit],
+		c[ebpf.ExitNullAllow], d.metric(t, "espy_samples_lost_total"))
+	t.Logf("flow cache: decided %d (capacity %d), pending %d (capacity %d), decisions %d, evicted %d, pending drops %d; BPF verdicts max %d (size %d)",
+		st.Decided, floodCapacity, st.Pending, floodPending, st.Decisions, st.Evicted, st.PendingDrops, maxVerdicts, floodVerdicts)
+
+	if p := d.log.problems(); len(p) > 0 {
+		t.Logf("daemon diagnostics: %v", p)
+	}
+	if sent < floodFrames/4 {
+		t.Errorf("only %d flood frames sent in %v", sent, floodBudget)
+	}
+	// Every frame the program saw moved exactly one counter.
+	if seen+drops != total {
+		t.Errorf("exit counters sum to %d, veth dropped %d, sent %d", seen, drops, total)
+	}
+	// Every flood frame is a new flow: sampled, or counted as not sampled.
+	// The real flow's first frame was sampled, the others are its null path.
+	undelivered := c[ebpf.ExitSampleRateLimited] + c[ebpf.ExitSampleLost]
+	if got := c[ebpf.ExitPendingSampled] + undelivered; got+drops < uint64(sent+1) || got > uint64(sent+1) {
+		t.Errorf("sampled %d + not sampled %d = %d for %d new flows", c[ebpf.ExitPendingSampled], undelivered, got, sent+1)
+	}
+	if undelivered == 0 {
+		t.Error("the flood was sampled whole: raise floodFrames or lower the sample rate so the limit is exercised")
+	}
+	if want := uint64(realSent - 1); c[ebpf.ExitNullAllow]+drops < want || c[ebpf.ExitNullAllow] > want {
+		t.Errorf("real flow: %d packets on the null path, want %d", c[ebpf.ExitNullAllow], want)
+	}
+	if fs, err := d.Program().FlowCounters(realKey); err != nil || fs.Packets+drops < uint64(realSent-1) {
+		t.Errorf("real flow counters %+v, %v; sent %d after its verdict", fs, err, realSent-1)
+	}
+}
