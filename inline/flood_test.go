@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -24,14 +26,29 @@ const (
 	floodBudget = 25 * time.Second // the flood stops here even if short
 	floodBatch  = 256              // frames per sendmmsg
 	realPerMs   = 3                // packets of the real flow per millisecond
-	floodConfig = `sampling: {rate: 20000, burst: 1024}
-maps: {verdicts: 16384, pending: 4096}
-flows: {capacity: 20000, pending: 8192, sweep_interval: 1s}
-`
-	floodVerdicts, floodPendingMap = 16384, 4096
-	floodCapacity, floodPending    = 20000, 8192
-	floodShards                    = 64 // flowcache's default: Capacity may be exceeded by this many for a moment
+	floodShards = 64               // flowcache's default: Capacity may be exceeded by this many for a moment
 )
+
+// floodSizes are the daemon's sizes and sampling for a flood.
+type floodSizes struct {
+	rate, burst          int           // samples per second per CPU, burst
+	verdicts, pendingMap int           // BPF maps
+	capacity, pending    int           // flow cache
+	sweep                time.Duration // sweep interval: refreshes decided flows the fast path handles alone
+}
+
+func (z floodSizes) yaml() string {
+	return fmt.Sprintf("sampling: {rate: %d, burst: %d}\nmaps: {verdicts: %d, pending: %d}\nflows: {capacity: %d, pending: %d, sweep_interval: %v}\n",
+		z.rate, z.burst, z.verdicts, z.pendingMap, z.capacity, z.pending, z.sweep)
+}
+
+// The flood test's sizes: small enough that the flood overflows every table
+// (the verdict map and the cache's decided table with the ESP-NULL quarter
+// of the flood, the pending pool and map with the rest).
+var testFlood = floodSizes{
+	rate: 20000, burst: 1024, verdicts: 16384, pendingMap: 4096,
+	capacity: 10000, pending: 8192, sweep: time.Second,
+}
 
 // The real flow: its own outer addresses and SPI, so no flood frame can
 // share its key.
@@ -101,11 +118,15 @@ func vethDrops(t *testing.T, l *lab) uint64 {
 // was counted under exactly one exit reason, the samples that were not
 // delivered among them.
 func TestSPIFlood(t *testing.T) {
+	spiFlood(t, testFlood)
+}
+
+func spiFlood(t *testing.T, z floodSizes) {
 	l := newLab(t)
 	realFrames := realFlow(t, int(floodBudget/time.Millisecond)*realPerMs+1000)
 	enc := template(t, espsynth.CipherAESGCM, 0x02000000)
 	null := template(t, espsynth.CipherNULL, 0x02000000)
-	d := l.start(t, floodConfig)
+	d := l.start(t, z.yaml())
 	s := l.sender(t)
 
 	// The real flow is decided first.
@@ -143,12 +164,12 @@ func TestSPIFlood(t *testing.T) {
 			ok = false
 		}
 		st := d.Cache().Stats()
-		if st.Pending > floodPending {
-			t.Errorf("%s: %d pending flows in the cache, capacity %d", when, st.Pending, floodPending)
+		if st.Pending > z.pending {
+			t.Errorf("%s: %d pending flows in the cache, capacity %d", when, st.Pending, z.pending)
 			ok = false
 		}
-		if st.Decided > floodCapacity+floodShards {
-			t.Errorf("%s: %d decided flows in the cache, capacity %d", when, st.Decided, floodCapacity)
+		if st.Decided > z.capacity+floodShards {
+			t.Errorf("%s: %d decided flows in the cache, capacity %d", when, st.Decided, z.capacity)
 			ok = false
 		}
 		return ok
@@ -207,8 +228,8 @@ func TestSPIFlood(t *testing.T) {
 	if n := countVerdicts(t, d); n > maxVerdicts {
 		maxVerdicts = n
 	}
-	if maxVerdicts > floodVerdicts {
-		t.Errorf("BPF verdict map held %d entries, size %d", maxVerdicts, floodVerdicts)
+	if maxVerdicts > z.verdicts {
+		t.Errorf("BPF verdict map held %d entries, size %d", maxVerdicts, z.verdicts)
 	}
 
 	c, err := d.Program().ExitCounters()
@@ -231,7 +252,7 @@ func TestSPIFlood(t *testing.T) {
 		c[ebpf.ExitPendingSampled], c[ebpf.ExitSampleRateLimited], c[ebpf.ExitSampleLost], c[ebpf.ExitPendingOverLimit],
 		c[ebpf.ExitNullAllow], d.metric(t, "espy_samples_lost_total"))
 	t.Logf("flow cache: decided %d (capacity %d), pending %d (capacity %d), decisions %d, evicted %d, pending drops %d; BPF verdicts max %d (size %d)",
-		st.Decided, floodCapacity, st.Pending, floodPending, st.Decisions, st.Evicted, st.PendingDrops, maxVerdicts, floodVerdicts)
+		st.Decided, z.capacity, st.Pending, z.pending, st.Decisions, st.Evicted, st.PendingDrops, maxVerdicts, z.verdicts)
 
 	if p := d.log.problems(); len(p) > 0 {
 		t.Logf("daemon diagnostics: %v", p)
@@ -258,4 +279,20 @@ func TestSPIFlood(t *testing.T) {
 	if fs, err := d.Program().FlowCounters(realKey); err != nil || fs.Packets+drops < uint64(realSent-1) {
 		t.Errorf("real flow counters %+v, %v; sent %d after its verdict", fs, err, realSent-1)
 	}
+}
+
+// TestSPIFloodDefaultSweep is the flood with the default sweep interval
+// (10 s). It fails: a decided flow that the fast path handles alone is only
+// marked seen in the flow cache by the sweep, so once the ESP-NULL part of
+// the flood turns the decided table over faster than the sweep interval, the
+// real flow is the oldest entry and is evicted from the flow cache (the
+// daemon logs a flow-end record for it) while its BPF verdict stays. The
+// flowcache owner has the report; set ESPY_KNOWN_BUGS=1 to run it.
+func TestSPIFloodDefaultSweep(t *testing.T) {
+	if os.Getenv("ESPY_KNOWN_BUGS") == "" {
+		t.Skip("known bug: decided flows evicted from the flow cache under a flood of decidable flows; ESPY_KNOWN_BUGS=1 runs it")
+	}
+	z := testFlood
+	z.sweep = 10 * time.Second
+	spiFlood(t, z)
 }

@@ -10,10 +10,10 @@ package inline_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
