@@ -239,6 +239,32 @@ func (d *daemon) metric(t *testing.T, name string) float64 {
 	return 0
 }
 
+// histogram describes a histogram without labels as cumulative shares per
+// bucket.
+func (d *daemon) histogram(t *testing.T, name string) string {
+	t.Helper()
+	mfs, err := d.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d observations", h.GetSampleCount())
+		for _, bk := range h.GetBucket() {
+			fmt.Fprintf(&b, ", ≤%v %.1f%%", time.Duration(bk.GetUpperBound()*1e9), 100*float64(bk.GetCumulativeCount())/float64(max(1, h.GetSampleCount())))
+			if bk.GetCumulativeCount() == h.GetSampleCount() {
+				break
+			}
+		}
+		return b.String()
+	}
+	return "none"
+}
+
 func value(m *dto.Metric) float64 {
 	switch {
 	case m.Counter != nil:
@@ -443,6 +469,7 @@ func TestVerdictLatency(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 
 	lat := make([]time.Duration, 0, flows)
+	var toUser []time.Duration // send to sample handled in userspace
 	var missing int
 	const pace = time.Millisecond // 1000 new flows/s: under the 2000/s rate limit
 	next := time.Now()
@@ -451,7 +478,10 @@ func TestVerdictLatency(t *testing.T) {
 		for time.Now().Before(next) {
 			time.Sleep(time.Until(next) / 2)
 		}
-		next = next.Add(pace)
+		// No catching up after a stall: a burst of sends would empty the
+		// CPU's sample bucket (64), and a one-packet flow whose frame is
+		// rate-limited is never decided.
+		next = time.Now().Add(pace)
 		t0 := time.Now()
 		if err := s.send(f); err != nil {
 			t.Fatalf("send: %v", err)
@@ -459,6 +489,11 @@ func TestVerdictLatency(t *testing.T) {
 		for {
 			if _, err := d.Program().Verdict(keys[i]); err == nil {
 				lat = append(lat, time.Since(t0))
+				// The flow's first packet time in the cache is when
+				// the sample loop took the sample up.
+				if f, ok := d.Cache().Lookup(flowcache.NewKey(perfSrc, perfDst, keys[i].Spi)); ok {
+					toUser = append(toUser, time.Duration(f.First-t0.UnixNano()))
+				}
 				break
 			}
 			if time.Since(t0) > time.Second {
@@ -478,13 +513,17 @@ func TestVerdictLatency(t *testing.T) {
 		len(lat), elapsed.Round(time.Millisecond), percentile(lat, 50), percentile(lat, 90), percentile(lat, 99), lat[len(lat)-1], missing)
 	t.Logf("exit counters: sampled %d, rate-limited %d, lost %d; cache decisions %d",
 		c[ebpf.ExitPendingSampled], c[ebpf.ExitSampleRateLimited], c[ebpf.ExitSampleLost], st.Decisions)
+	slices.Sort(toUser)
+	t.Logf("of which send to sample taken up by the daemon: p50 %v p90 %v p99 %v max %v",
+		percentile(toUser, 50), percentile(toUser, 90), percentile(toUser, 99), toUser[len(toUser)-1])
+	t.Logf("userspace share (espy_verdict_latency_seconds, sample handled to verdict written): %s", d.histogram(t, "espy_verdict_latency_seconds"))
 	if missing > 0 {
 		t.Errorf("%d of %d flows got no verdict within 1 s", missing, flows)
 	}
 	// The target is 1 ms; the bound asserted is loose so that a busy
 	// shared CI machine does not fail the build, but a regression by an
 	// order of magnitude does.
-	if p99 := percentile(lat, 99); p99 > 20*time.Millisecond {
+	if p99 := percentile(lat, 99); p99 > 50*time.Millisecond {
 		t.Errorf("p99 verdict latency %v, target 1 ms", p99)
 	}
 }
@@ -497,11 +536,15 @@ func TestNewFlowRate(t *testing.T) {
 	l := newLab(t)
 	const flows = 200_000
 	tmpl := template(t, espsynth.CipherNULL, 0x01000000)
+	// Maps and cache large enough for every flow: the measurement is of
+	// the sample path, not of eviction.
+	const sizes = "maps: {verdicts: 262144, pending: 65536}\nflows: {pending: 262144}\n"
 	for _, c := range []struct {
 		name, yaml string
 	}{
-		{"default", ""},
-		{"raised", "sampling: {rate: 1000000, burst: 65536}\nmaps: {verdicts: 262144, pending: 65536}\nflows: {pending: 262144}\n"},
+		{"default-2000/s-64", sizes},
+		{"raised-10000/s-1024", "sampling: {rate: 10000, burst: 1024}\n" + sizes},
+		{"unlimited-1000000/s-65536", "sampling: {rate: 1000000, burst: 65536}\n" + sizes},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := l.start(t, c.yaml)
@@ -509,7 +552,18 @@ func TestNewFlowRate(t *testing.T) {
 			r := blast(t, l, d, tmpl, 0x01000000, flows, nil)
 			t.Logf("%s", r)
 			if p := d.log.problems(); len(p) > 0 {
-				t.Logf("daemon diagnostics: %v", p)
+				t.Errorf("daemon diagnostics: %v", p)
+			}
+			// Every frame reached the program; every sample that
+			// reached userspace became a verdict in the map.
+			if r.seen != uint64(flows) {
+				t.Errorf("the program saw %d of %d frames", r.seen, flows)
+			}
+			if r.sampled+r.limited+r.lost != uint64(flows) {
+				t.Errorf("sampled %d + rate-limited %d + lost %d != %d new flows", r.sampled, r.limited, r.lost, flows)
+			}
+			if r.decisions != r.sampled || r.verdicts != int(r.sampled) {
+				t.Errorf("%d samples delivered, %d decisions, %d verdicts in the map: decided flows lost", r.sampled, r.decisions, r.verdicts)
 			}
 		})
 	}
@@ -578,8 +632,10 @@ func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n int, bet
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range c {
-		r.seen += v
+	for reason, v := range c {
+		if ebpf.ExitReason(reason) != ebpf.ExitNonESP { // the veth's own IPv6 neighbour discovery
+			r.seen += v
+		}
 	}
 	r.sampled, r.limited, r.lost = c[ebpf.ExitPendingSampled], c[ebpf.ExitSampleRateLimited], c[ebpf.ExitSampleLost]
 	r.readerLost = d.metric(t, "espy_samples_lost_total")
