@@ -54,7 +54,6 @@ var (
 type lab struct {
 	nsA, nsE string
 	a0       *net.Interface // in A
-	regs     []*prometheus.Registry
 }
 
 func needLab(t *testing.T) {
@@ -301,8 +300,6 @@ func (l *lab) sender(t *testing.T) *sender {
 	t.Cleanup(func() { unix.Close(s.fd) })
 	return s
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // send sends one frame.
 func (s *sender) send(f []byte) error {
