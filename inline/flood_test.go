@@ -42,14 +42,6 @@ func (z floodSizes) yaml() string {
 		z.rate, z.burst, z.verdicts, z.pendingMap, z.capacity, z.pending, z.sweep)
 }
 
-// The flood test's sizes: small enough that the flood overflows every table
-// (the verdict map and the cache's decided table with the ESP-NULL quarter
-// of the flood, the pending pool and map with the rest).
-var testFlood = floodSizes{
-	rate: 20000, burst: 1024, verdicts: 16384, pendingMap: 4096,
-	capacity: 10000, pending: 8192, sweep: time.Second,
-}
-
 // The real flow: its own outer addresses and SPI, so no flood frame can
 // share its key.
 var (
@@ -59,11 +51,19 @@ var (
 
 const realSPI = 0x00c0ffee
 
+// A second real flow starts in the middle of the flood.
+var (
+	lateSrc = netip.MustParseAddr("203.0.113.9")
+	lateDst = netip.MustParseAddr("203.0.113.10")
+)
+
+const latePerMs = 1
+
 // realFlow returns n frames of one ESP-NULL flow (tunnel mode, inner HTTP).
-func realFlow(t *testing.T, n int) [][]byte {
+func realFlow(t *testing.T, n int, src, dst netip.Addr, spi uint32) [][]byte {
 	t.Helper()
 	g, err := espsynth.NewGenerator(3, espsynth.Config{Flows: []espsynth.Flow{{
-		Initiator: realSrc, Responder: realDst, SPI: [2]uint32{realSPI, realSPI + 1},
+		Initiator: src, Responder: dst, SPI: [2]uint32{spi, spi + 1},
 		Mode: espsynth.Tunnel, Traffic: espsynth.TrafficHTTP, Cipher: espsynth.CipherNULL,
 		Auth: espsynth.AuthHMACSHA256, Packets: n, OneWay: true,
 	}}})
@@ -109,7 +109,7 @@ func vethDrops(t *testing.T, l *lab) uint64 {
 	return total
 }
 
-// TestSPIFlood sends over a million one-packet ESP flows (three in four
+// spiFlood sends over a million one-packet ESP flows (three in four
 // encrypted-looking, which stay pending; one in four ESP-NULL, decided on
 // their one frame) while a real ESP-NULL flow runs at a few packets per
 // millisecond, and checks throughout that the real flow keeps its verdict in
@@ -117,13 +117,10 @@ func vethDrops(t *testing.T, l *lab) uint64 {
 // map stay within their configured sizes, and at the end that every frame
 // was counted under exactly one exit reason, the samples that were not
 // delivered among them.
-func TestSPIFlood(t *testing.T) {
-	spiFlood(t, testFlood)
-}
-
 func spiFlood(t *testing.T, z floodSizes) {
 	l := newLab(t)
-	realFrames := realFlow(t, int(floodBudget/time.Millisecond)*realPerMs+1000)
+	realFrames := realFlow(t, int(floodBudget/time.Millisecond)*realPerMs+1000, realSrc, realDst, realSPI)
+	lateFrames := realFlow(t, int(floodBudget/time.Millisecond)*latePerMs+1000, lateSrc, lateDst, realSPI)
 	enc := template(t, espsynth.CipherAESGCM, 0x02000000)
 	null := template(t, espsynth.CipherNULL, 0x02000000)
 	d := l.start(t, z.yaml())
@@ -135,6 +132,10 @@ func spiFlood(t *testing.T, z floodSizes) {
 		t.Fatal(err)
 	}
 	realCacheKey := flowcache.NewKey(realSrc, realDst, realSPI)
+	lateKey, err := ebpf.NewFlowKey(lateSrc, lateDst, realSPI, ebpf.EncapNone, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.send(realFrames[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +188,10 @@ func spiFlood(t *testing.T, z floodSizes) {
 		sent, maxVerdicts int
 		checks            int
 		failed            bool
+		lateStart         time.Time
+		lateSent          int
+		lateDecided       time.Duration
+		lateBefore        int // late-flow packets sent until its verdict was seen
 	)
 	start := time.Now()
 	nextCheck, nextCount := start, start
@@ -204,6 +209,23 @@ func spiFlood(t *testing.T, z floodSizes) {
 		for due := int(time.Since(start)/time.Millisecond)*realPerMs + 1; realSent < due && realSent < len(realFrames); realSent++ {
 			if err := s.send(realFrames[realSent]); err != nil {
 				t.Fatal(err)
+			}
+		}
+		// The late flow: from half the flood on, until its verdict is
+		// in the map.
+		if sent >= floodFrames/2 && lateSent == 0 {
+			lateStart = time.Now()
+		}
+		if !lateStart.IsZero() {
+			for due := int(time.Since(lateStart)/time.Millisecond)*latePerMs + 1; lateSent < due && lateSent < len(lateFrames); lateSent++ {
+				if err := s.send(lateFrames[lateSent]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if lateDecided == 0 {
+				if _, err := d.Program().Verdict(lateKey); err == nil {
+					lateDecided, lateBefore = time.Since(lateStart), lateSent
+				}
 			}
 		}
 		if now := time.Now(); now.After(nextCheck) && !failed {
@@ -244,7 +266,7 @@ func spiFlood(t *testing.T, z floodSizes) {
 		}
 	}
 	drops := vethDrops(t, l)
-	total := uint64(sent + realSent)
+	total := uint64(sent + realSent + lateSent)
 	st := d.Cache().Stats()
 	t.Logf("flood: %d one-packet flows in %v (%.0f/s) with %d real-flow packets; %d checks; veth drops %d",
 		sent, floodTime.Round(time.Millisecond), float64(sent)/floodTime.Seconds(), realSent, checks, drops)
@@ -254,6 +276,18 @@ func spiFlood(t *testing.T, z floodSizes) {
 	t.Logf("flow cache: decided %d (capacity %d), pending %d (capacity %d), decisions %d, evicted %d, pending drops %d; BPF verdicts max %d (size %d)",
 		st.Decided, z.capacity, st.Pending, z.pending, st.Decisions, st.Evicted, st.PendingDrops, maxVerdicts, z.verdicts)
 
+	switch {
+	case lateStart.IsZero():
+		t.Errorf("the flood stopped at %d frames, before the late flow was to start", sent)
+	case lateDecided == 0:
+		t.Errorf("the flow that started during the flood sent %d packets and got no verdict", lateSent)
+	default:
+		t.Logf("the flow that started during the flood (%d packet/ms) had its verdict after %v and %d packets", latePerMs, lateDecided.Round(time.Millisecond), lateBefore)
+		if f, ok := d.Cache().Lookup(flowcache.NewKey(lateSrc, lateDst, realSPI)); ok {
+			t.Logf("the daemon took up its first sample %v after its first packet (%d packets over the sample limit)",
+				time.Duration(f.First-lateStart.UnixNano()).Round(time.Millisecond), c[ebpf.ExitPendingOverLimit])
+		}
+	}
 	if p := d.log.problems(); len(p) > 0 {
 		t.Logf("daemon diagnostics: %v", p)
 	}
@@ -266,33 +300,68 @@ func spiFlood(t *testing.T, z floodSizes) {
 	}
 	// Every flood frame is a new flow: sampled, or counted as not sampled.
 	// The real flow's first frame was sampled, the others are its null path.
+	// The late flow's packets before its verdict count there too.
 	undelivered := c[ebpf.ExitSampleRateLimited] + c[ebpf.ExitSampleLost]
-	if got := c[ebpf.ExitPendingSampled] + undelivered; got+drops < uint64(sent+1) || got > uint64(sent+1) {
-		t.Errorf("sampled %d + not sampled %d = %d for %d new flows", c[ebpf.ExitPendingSampled], undelivered, got, sent+1)
+	if got := c[ebpf.ExitPendingSampled] + undelivered + c[ebpf.ExitPendingOverLimit]; got+drops < uint64(sent+1) || got > uint64(sent+1+lateSent) {
+		t.Errorf("sampled %d + not sampled %d + over limit %d = %d for %d new flows and %d packets of the late one",
+			c[ebpf.ExitPendingSampled], undelivered, c[ebpf.ExitPendingOverLimit], got, sent+1, lateSent)
 	}
 	if undelivered == 0 {
 		t.Error("the flood was sampled whole: raise floodFrames or lower the sample rate so the limit is exercised")
 	}
-	if want := uint64(realSent - 1); c[ebpf.ExitNullAllow]+drops < want || c[ebpf.ExitNullAllow] > want {
-		t.Errorf("real flow: %d packets on the null path, want %d", c[ebpf.ExitNullAllow], want)
+	if want := uint64(realSent - 1); c[ebpf.ExitNullAllow]+drops < want || c[ebpf.ExitNullAllow] > want+uint64(lateSent) {
+		t.Errorf("real flows: %d packets on the null path, want %d and some of the late flow's %d", c[ebpf.ExitNullAllow], want, lateSent)
 	}
 	if fs, err := d.Program().FlowCounters(realKey); err != nil || fs.Packets+drops < uint64(realSent-1) {
 		t.Errorf("real flow counters %+v, %v; sent %d after its verdict", fs, err, realSent-1)
 	}
 }
 
-// TestSPIFloodDefaultSweep is the flood with the default sweep interval
-// (10 s). It fails: a decided flow that the fast path handles alone is only
-// marked seen in the flow cache by the sweep, so once the ESP-NULL part of
-// the flood turns the decided table over faster than the sweep interval, the
-// real flow is the oldest entry and is evicted from the flow cache (the
-// daemon logs a flow-end record for it) while its BPF verdict stays. The
-// flowcache owner has the report; set ESPY_KNOWN_BUGS=1 to run it.
+// The flood test's sizes: the default sampling, and tables small enough
+// that the flood overflows every one of them (the verdict map and the cache's
+// decided table with the ESP-NULL quarter of the flood, the pending pool and
+// map with the rest). The sweep marks the decided flows the fast path handles
+// alone as seen; it runs often enough here that the real flow is never the
+// oldest decided entry (see TestSPIFloodDefaultSweep).
+var testFlood = floodSizes{
+	rate: 2000, burst: 64, verdicts: 512, pendingMap: 1024,
+	capacity: 512, pending: 1024, sweep: 200 * time.Millisecond,
+}
+
+// TestSPIFlood runs the flood with the default sampling settings.
+func TestSPIFlood(t *testing.T) {
+	spiFlood(t, testFlood)
+}
+
+// raisedFlood samples at ten times the default rate, more than userspace
+// drains on a small machine: the perf buffers stay full and samples are
+// lost. The decided table is large enough not to evict.
+var raisedFlood = floodSizes{
+	rate: 20000, burst: 1024, verdicts: 16384, pendingMap: 4096,
+	capacity: 50000, pending: 8192, sweep: time.Second,
+}
+
+// TestSPIFloodRaisedRate runs the flood with raisedFlood (the figures are in
+// docs/inline-perf.md).
+func TestSPIFloodRaisedRate(t *testing.T) {
+	spiFlood(t, raisedFlood)
+}
+
+// TestSPIFloodDefaultSweep is the raised-rate flood with a decided table
+// the flood overflows and the default sweep interval (10 s). It fails: a
+// decided flow that the fast path handles alone is marked seen in the flow
+// cache only by the sweep, so once the ESP-NULL part of the flood turns the
+// decided table over faster than the sweep runs, the real flow is often the
+// least recently seen of the entries the cache samples for eviction and is
+// evicted (the daemon logs a flow-end record for it) while its BPF verdict
+// stays. With a 1 s sweep it still happens in some runs. Reported to the
+// flowcache owner; ESPY_KNOWN_BUGS=1 runs it.
 func TestSPIFloodDefaultSweep(t *testing.T) {
 	if os.Getenv("ESPY_KNOWN_BUGS") == "" {
 		t.Skip("known bug: decided flows evicted from the flow cache under a flood of decidable flows; ESPY_KNOWN_BUGS=1 runs it")
 	}
-	z := testFlood
+	z := raisedFlood
+	z.capacity = 10000
 	z.sweep = 10 * time.Second
 	spiFlood(t, z)
 }

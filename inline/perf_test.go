@@ -546,7 +546,7 @@ func TestNewFlowRate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			d := l.start(t, c.yaml)
 			defer d.stop()
-			r := blast(t, l, d, tmpl, 0x01000000, flows, nil)
+			r := blast(t, l, d, tmpl, 0x01000000, flows, 0)
 			t.Logf("%s", r)
 			if p := d.log.problems(); len(p) > 0 {
 				t.Errorf("daemon diagnostics: %v", p)
@@ -563,6 +563,35 @@ func TestNewFlowRate(t *testing.T) {
 				t.Errorf("%d samples delivered, %d decisions, %d verdicts in the map: decided flows lost", r.sampled, r.decisions, r.verdicts)
 			}
 		})
+	}
+}
+
+// TestSampleRateSustained offers new flows at fixed rates with the rate
+// limit out of the way and reports, per offered rate, how many samples the
+// perf buffers lost: the highest rate without loss is what the userspace
+// sample path sustains.
+func TestSampleRateSustained(t *testing.T) {
+	l := newLab(t)
+	tmpl := template(t, espsynth.CipherNULL, 0x01000000)
+	d := l.start(t, "sampling: {rate: 1000000, burst: 65536}\nmaps: {verdicts: 262144, pending: 65536}\nflows: {pending: 262144}\n")
+	spi := uint32(0x01000000)
+	var prev blastResult
+	for _, rate := range []int{2500, 5000, 10000, 20000, 40000} {
+		n := rate * 2 // two seconds each
+		r := blast(t, l, d, tmpl, spi, n, rate)
+		spi += uint32(n)
+		cur := r
+		r.seen -= prev.seen
+		r.sampled -= prev.sampled
+		r.limited -= prev.limited
+		r.lost -= prev.lost
+		prev = cur
+		t.Logf("offered %d/s: sent %d in %v (%.0f/s), sampled %d, lost %d (%.1f%%), decided %d in %v (%.0f/s)",
+			rate, r.sent, r.sendTime.Round(time.Millisecond), float64(r.sent)/r.sendTime.Seconds(),
+			r.sampled, r.lost, 100*float64(r.lost)/float64(r.sent), r.decisions, r.drainTime.Round(time.Millisecond), float64(r.decisions)/r.drainTime.Seconds())
+	}
+	if p := d.log.problems(); len(p) > 0 {
+		t.Errorf("daemon diagnostics: %v", p)
 	}
 }
 
@@ -589,9 +618,10 @@ func (r blastResult) String() string {
 }
 
 // blast sends n one-frame flows stamped from tmpl with SPIs spi0… in batches
-// of 256 with sendmmsg, calling between (if set) after each batch, then waits
+// of up to 256 with sendmmsg, as fast as it can or, with rate > 0, paced at
+// rate frames per second, then waits
 // until userspace stops deciding and returns the counts.
-func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n int, between func()) blastResult {
+func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate int) blastResult {
 	t.Helper()
 	s := l.sender(t)
 	const batch = 256
@@ -601,17 +631,23 @@ func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n int, bet
 	}
 	before := d.Cache().Stats().Decisions
 	start := time.Now()
-	for i := 0; i < n; i += batch {
+	for i := 0; i < n; {
 		m := min(batch, n-i)
+		if rate > 0 {
+			due := int(time.Since(start).Seconds() * float64(rate))
+			if due <= i {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			m = min(m, due-i)
+		}
 		for j := range m {
 			binary.BigEndian.PutUint32(bufs[j][spiOff:], spi0+uint32(i+j))
 		}
 		if _, err := s.sendBatch(bufs[:m]); err != nil {
 			t.Fatalf("sendmmsg: %v", err)
 		}
-		if between != nil {
-			between()
-		}
+		i += m
 	}
 	var r blastResult
 	r.sent = n
