@@ -83,30 +83,25 @@ func realFlow(t *testing.T, n int, src, dst netip.Addr, spi uint32) [][]byte {
 	}
 }
 
-// vethDrops returns the frames the veth pair dropped on the way from A to E.
+// vethDrops returns the frames the veth dropped on the way from A to E,
+// before the XDP program saw them: A's end counts them as transmit drops
+// when E's ring is full. (E's receive drops are frames the program passed
+// and the stack then dropped.)
 func vethDrops(t *testing.T, l *lab) uint64 {
 	t.Helper()
-	var total uint64
-	for _, x := range [][2]string{{l.nsA, "pa0"}, {l.nsE, "pe0"}} {
-		out, err := exec.Command("ip", "-n", x[0], "-s", "-j", "link", "show", x[1]).Output()
-		if err != nil {
-			t.Fatalf("ip -s link show %s: %v", x[1], err)
-		}
-		var links []struct {
-			Stats64 struct {
-				RX, TX struct{ Dropped uint64 }
-			} `json:"stats64"`
-		}
-		if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
-			t.Fatalf("ip -s -j link show %s: %v: %s", x[1], err, out)
-		}
-		if x[1] == "pa0" {
-			total += links[0].Stats64.TX.Dropped
-		} else {
-			total += links[0].Stats64.RX.Dropped
-		}
+	out, err := exec.Command("ip", "-n", l.nsA, "-s", "-j", "link", "show", "pa0").Output()
+	if err != nil {
+		t.Fatalf("ip -s link show pa0: %v", err)
 	}
-	return total
+	var links []struct {
+		Stats64 struct {
+			TX struct{ Dropped uint64 }
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -s -j link show pa0: %v: %s", err, out)
+	}
+	return links[0].Stats64.TX.Dropped
 }
 
 // spiFlood sends over a million one-packet ESP flows (three in four
@@ -295,7 +290,7 @@ func spiFlood(t *testing.T, z floodSizes) {
 		t.Errorf("only %d flood frames sent in %v", sent, floodBudget)
 	}
 	// Every frame the program saw moved exactly one counter.
-	if seen+drops != total {
+	if seen > total || seen+drops < total {
 		t.Errorf("exit counters sum to %d, veth dropped %d, sent %d", seen, drops, total)
 	}
 	// Every flood frame is a new flow: sampled, or counted as not sampled.
