@@ -593,6 +593,9 @@ func TestSampleRateSustained(t *testing.T) {
 		t.Logf("offered %d/s: sent %d in %v (%.0f/s), sampled %d, lost %d (%.1f%%), decided %d in %v (%.0f/s)",
 			rate, r.sent, r.sendTime.Round(time.Millisecond), float64(r.sent)/r.sendTime.Seconds(),
 			r.sampled, r.lost, 100*float64(r.lost)/float64(r.sent), r.decisions, r.drainTime.Round(time.Millisecond), float64(r.decisions)/r.drainTime.Seconds())
+		if r.decisions != r.sampled {
+			t.Errorf("offered %d/s: %d samples delivered, %d decisions", rate, r.sampled, r.decisions)
+		}
 	}
 	if p := d.log.problems(); len(p) > 0 {
 		t.Errorf("daemon diagnostics: %v", p)
