@@ -30,6 +30,7 @@ import (
 	"time"
 	"unsafe"
 
+	cebpf "github.com/cilium/ebpf"
 	"github.com/espy-dpi/espy/config"
 	"github.com/espy-dpi/espy/ebpf"
 	"github.com/espy-dpi/espy/espsynth"
@@ -38,7 +39,6 @@ import (
 	"github.com/espy-dpi/espy/inline"
 	"github.com/espy-dpi/espy/packet"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -67,6 +67,15 @@ func needLab(t *testing.T) {
 	if _, err := os.Stat("/run/netns"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Skipf("cannot use /run/netns: %v", err)
 	}
+	// Root in a container may still lack CAP_BPF or the bpf syscall.
+	m, err := cebpf.NewMap(&cebpf.MapSpec{Type: cebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, cebpf.ErrNotSupported) {
+			t.Skipf("BPF is not available to this process: %v", err)
+		}
+		t.Fatalf("probe BPF: %v", err)
+	}
+	m.Close()
 }
 
 func newLab(t *testing.T) *lab {
@@ -231,7 +240,8 @@ func (d *daemon) metric(t *testing.T, name string) float64 {
 		}
 		var sum float64
 		for _, m := range mf.GetMetric() {
-			sum += value(m)
+			// The getters are nil-safe: a counter has no gauge.
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 		return sum
 	}
@@ -262,16 +272,6 @@ func (d *daemon) histogram(t *testing.T, name string) string {
 		return b.String()
 	}
 	return "none"
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	}
-	return 0
 }
 
 // sender is an AF_PACKET socket in A bound to pa0.
