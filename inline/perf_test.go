@@ -557,11 +557,11 @@ func TestNewFlowRate(t *testing.T) {
 			}
 			// Every frame reached the program; every sample that
 			// reached userspace became a verdict in the map.
-			if r.seen != uint64(flows) {
-				t.Errorf("the program saw %d of %d frames", r.seen, flows)
+			if r.seen+r.vethDrops != uint64(flows) {
+				t.Errorf("the program saw %d of %d frames, the veth dropped %d", r.seen, flows, r.vethDrops)
 			}
-			if r.sampled+r.limited+r.lost != uint64(flows) {
-				t.Errorf("sampled %d + rate-limited %d + lost %d != %d new flows", r.sampled, r.limited, r.lost, flows)
+			if r.sampled+r.limited+r.lost != r.seen {
+				t.Errorf("sampled %d + rate-limited %d + lost %d != %d new flows", r.sampled, r.limited, r.lost, r.seen)
 			}
 			if r.decisions != r.sampled || r.verdicts != int(r.sampled) {
 				t.Errorf("%d samples delivered, %d decisions, %d verdicts in the map: decided flows lost", r.sampled, r.decisions, r.verdicts)
@@ -607,6 +607,7 @@ type blastResult struct {
 	sent                       int
 	sendTime, drainTime        time.Duration
 	seen                       uint64 // frames the XDP program handled
+	vethDrops                  uint64 // frames the veth dropped before XDP
 	sampled, limited, lost     uint64 // exit counters
 	readerLost                 float64
 	decided, pendingNow        int
@@ -616,9 +617,9 @@ type blastResult struct {
 
 func (r blastResult) String() string {
 	rate := func(n float64, d time.Duration) string { return fmt.Sprintf("%.0f/s", n/d.Seconds()) }
-	return fmt.Sprintf("sent %d new flows in %v (%s); XDP saw %d (%s); sampled %d (%s), rate-limited %d, lost in perf %d (reader saw %.0f lost); "+
+	return fmt.Sprintf("sent %d new flows in %v (%s); XDP saw %d (%s), veth dropped %d; sampled %d (%s), rate-limited %d, lost in perf %d (reader saw %.0f lost); "+
 		"userspace decided %d in %v (%s); cache decided %d, pending %d, pending drops %d; verdict map %d/%d",
-		r.sent, r.sendTime.Round(time.Millisecond), rate(float64(r.sent), r.sendTime), r.seen, rate(float64(r.seen), r.sendTime),
+		r.sent, r.sendTime.Round(time.Millisecond), rate(float64(r.sent), r.sendTime), r.seen, rate(float64(r.seen), r.sendTime), r.vethDrops,
 		r.sampled, rate(float64(r.sampled), r.sendTime), r.limited, r.lost, r.readerLost,
 		r.decisions, r.drainTime.Round(time.Millisecond), rate(float64(r.decisions), r.drainTime),
 		r.decided, r.pendingNow, r.pendingDrops, r.verdicts, r.verdictsCapacity)
@@ -637,6 +638,7 @@ func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate in
 		bufs[i] = slices.Clone(tmpl)
 	}
 	before := d.Cache().Stats().Decisions
+	dropsBefore := vethDrops(t, l)
 	start := time.Now()
 	for i := 0; i < n; {
 		m := min(batch, n-i)
@@ -677,6 +679,7 @@ func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate in
 			r.seen += v
 		}
 	}
+	r.vethDrops = vethDrops(t, l) - dropsBefore
 	r.sampled, r.limited, r.lost = c[ebpf.ExitPendingSampled], c[ebpf.ExitSampleRateLimited], c[ebpf.ExitSampleLost]
 	r.readerLost = d.metric(t, "espy_samples_lost_total")
 	st := d.Cache().Stats()
