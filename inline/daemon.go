@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -147,6 +148,7 @@ func orDuration(d config.Duration, def time.Duration) time.Duration {
 func ebpfConfig(cfg *config.Config) ebpf.Config {
 	c := ebpf.Config{
 		VerdictEntries: cfg.Maps.Verdicts, PendingEntries: cfg.Maps.Pending, InnerRuleEntries: cfg.Maps.InnerRules,
+		FlowSlots:   flowSlots(cfg.Maps.Verdicts),
 		SampleCount: cfg.Sampling.Packets, SnapLen: cfg.Sampling.SnapLen,
 		SampleRate: cfg.Sampling.Rate, SampleBurst: cfg.Sampling.Burst,
 		FailClosed: cfg.Fail == "closed",
@@ -163,6 +165,23 @@ func ebpfConfig(cfg *config.Config) ebpf.Config {
 		c.InnerDefault = innerAction(cfg.Actions.InnerDefault)
 	}
 	return c
+}
+
+// flowSlots returns the number of per-flow counter slots for a verdict map
+// of the given size: a quarter more (at least 64 more) than verdicts.
+//
+// As many slots as verdicts (package ebpf's default) wedges the fast path
+// once the LRU verdict map is full: every slot then belongs to a live
+// verdict, SetVerdict needs a free slot before the map update that would let
+// the LRU evict, and every later verdict fails with ErrNoSlot until flows
+// expire (TestVerdictMapFull). With spare slots the update goes through and
+// evicts; when the spares run out, SetVerdict reclaims the evicted verdicts'
+// slots with one walk of the map per spare-slot count of evictions.
+func flowSlots(verdicts int) int {
+	if verdicts == 0 {
+		verdicts = ebpf.DefaultVerdictEntries
+	}
+	return int(min(int64(verdicts)+max(int64(verdicts)/4, 64), math.MaxInt32-1))
 }
 
 func innerAction(a string) ebpf.Action {
