@@ -108,7 +108,7 @@ func (d *Decorrelated) Lookup(pkt *Packet) Verdict {
 	for i, ps := range d.pieces {
 		for j := range ps {
 			if ps[j].Box.Contains(pkt) {
-				return d.rules[i].verdict(i)
+				return d.rules[i].Verdict(i)
 			}
 		}
 	}

@@ -86,7 +86,7 @@ func (p *Policy) Lookup(pkt *Packet) Verdict {
 func LinearLookup(rules []Rule, pkt *Packet) Verdict {
 	for i := range rules {
 		if rules[i].Box.Contains(pkt) {
-			return rules[i].verdict(i)
+			return rules[i].Verdict(i)
 		}
 	}
 	return NoMatch

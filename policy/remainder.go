@@ -59,9 +59,9 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 			}
 			order := splitOrder(p, s)
 			next = subtract(next, p, s, &order)
-		}
-		if len(next) > limit {
-			return dst, false
+			if len(next) > limit {
+				return dst, false
+			}
 		}
 		pieces, next = next, pieces
 		if len(pieces) == 0 {

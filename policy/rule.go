@@ -46,7 +46,10 @@ func ParseAction(s string) (Action, error) {
 type Verdict struct {
 	Action Action
 	SA     string
-	Rule   int
+	// Rule is the index of the deciding rule in the rule list the lookup
+	// structure was built from; Name is its name, stable across updates.
+	Rule int
+	Name string
 }
 
 // NoMatch is the verdict when no rule matches.
@@ -68,8 +71,8 @@ type Rule struct {
 	Line int
 }
 
-// Verdict returns the verdict rule i gives a matching packet.
-func (r *Rule) verdict(i int) Verdict { return Verdict{Action: r.Action, SA: r.SA, Rule: i} }
+// Verdict returns the verdict rule r, at index i, gives a matching packet.
+func (r *Rule) Verdict(i int) Verdict { return Verdict{Action: r.Action, SA: r.SA, Rule: i, Name: r.Name} }
 
 // Packet is the lookup key: the selector fields of one packet. For ICMP and
 // ICMPv6 the source port holds type<<8|code and the destination port is 0,

@@ -1,0 +1,188 @@
+package classify
+
+import "github.com/espy-dpi/espy/policy"
+
+// item is one classified box with its exact ranges laid out for a fast
+// containment test.
+type item struct {
+	srcLo, srcHi, dstLo, dstHi policy.U128
+	lo, hi                     [5]uint32 // family, proto, sport, dport, label
+	prio                       uint32
+	value                      int32
+	id                         uint64
+}
+
+func newItem(it *Item) item {
+	b := &it.Box
+	x := item{
+		srcLo: b[policy.DimSrc].Lo, srcHi: b[policy.DimSrc].Hi,
+		dstLo: b[policy.DimDst].Lo, dstHi: b[policy.DimDst].Hi,
+		prio: it.Priority, value: it.Value, id: it.ID,
+	}
+	for i, d := range [5]int{policy.DimFamily, policy.DimProto, policy.DimSPort, policy.DimDPort, policy.DimLabel} {
+		x.lo[i] = uint32(b[d].Lo.Lo)
+		x.hi[i] = uint32(b[d].Hi.Lo)
+	}
+	return x
+}
+
+func (x *item) contains(p *policy.Packet) bool {
+	return uint32(p.SPort)-x.lo[2] <= x.hi[2]-x.lo[2] &&
+		uint32(p.DPort)-x.lo[3] <= x.hi[3]-x.lo[3] &&
+		uint32(p.Proto)-x.lo[1] <= x.hi[1]-x.lo[1] &&
+		!p.Src.Less(x.srcLo) && !x.srcHi.Less(p.Src) &&
+		!p.Dst.Less(x.dstLo) && !x.dstHi.Less(p.Dst) &&
+		uint32(p.Family)-x.lo[0] <= x.hi[0]-x.lo[0] &&
+		p.Label-x.lo[4] <= x.hi[4]-x.lo[4]
+}
+
+// slot is one open-addressing cell: a masked key and the items under it,
+// sorted by priority.
+type slot struct {
+	key   key
+	items []item
+	used  bool
+}
+
+// table is one tuple's hash table. tags mirrors slots with a 32-bit
+// fingerprint of each used slot's hash (never zero), so a probe that misses,
+// the common case, touches four bytes rather than a whole slot.
+type table struct {
+	t       tuple
+	mask    key
+	tags    []uint32
+	slots   []slot
+	shift   uint // 64 - log2(len(slots))
+	used    int  // occupied slots
+	n       int  // items
+	minPrio uint32
+}
+
+func newTable(t tuple) *table {
+	tb := &table{t: t, mask: t.mask(), tags: make([]uint32, 8), slots: make([]slot, 8), shift: 61, minPrio: ^uint32(0)}
+	return tb
+}
+
+// find returns the slot index holding masked key k, or the empty slot where
+// it would go.
+func (tb *table) find(k *key, h uint64) int {
+	m := len(tb.slots) - 1
+	i := int(h >> tb.shift)
+	for {
+		s := &tb.slots[i]
+		if !s.used || s.key == *k {
+			return i
+		}
+		i = (i + 1) & m
+	}
+}
+
+// tag is the fingerprint stored in tags: the low hash bits, never zero.
+func tag(h uint64) uint32 { return uint32(h) | 1 }
+
+// bucketLen returns how many items share the bucket a box would land in.
+func (tb *table) bucketLen(b *policy.Box) int {
+	k := boxKey(b)
+	k = k.and(&tb.mask)
+	s := &tb.slots[tb.find(&k, k.hash())]
+	return len(s.items)
+}
+
+func (tb *table) insert(x item, b *policy.Box) {
+	if 2*(tb.used+1) > len(tb.slots) {
+		tb.grow()
+	}
+	k := boxKey(b)
+	k = k.and(&tb.mask)
+	h := k.hash()
+	j := tb.find(&k, h)
+	s := &tb.slots[j]
+	if !s.used {
+		s.used, s.key = true, k
+		tb.tags[j] = tag(h)
+		tb.used++
+	}
+	i := len(s.items)
+	s.items = append(s.items, x)
+	for i > 0 && s.items[i-1].prio > x.prio {
+		s.items[i] = s.items[i-1]
+		i--
+	}
+	s.items[i] = x
+	tb.n++
+	if x.prio < tb.minPrio {
+		tb.minPrio = x.prio
+	}
+}
+
+func (tb *table) grow() {
+	old := tb.slots
+	tb.slots = make([]slot, 2*len(old))
+	tb.tags = make([]uint32, 2*len(old))
+	tb.shift--
+	for i := range old {
+		if old[i].used {
+			h := old[i].key.hash()
+			j := tb.find(&old[i].key, h)
+			tb.slots[j] = old[i]
+			tb.tags[j] = tag(h)
+		}
+	}
+}
+
+// remove deletes the item with the given id from the bucket of b.
+func (tb *table) remove(id uint64, b *policy.Box) bool {
+	k := boxKey(b)
+	k = k.and(&tb.mask)
+	s := &tb.slots[tb.find(&k, k.hash())]
+	for i := range s.items {
+		if s.items[i].id == id {
+			s.items = append(s.items[:i], s.items[i+1:]...)
+			tb.n--
+			// An emptied slot stays as a tombstone-free placeholder: it
+			// keeps its key so probe chains stay intact.
+			tb.recomputeMin()
+			return true
+		}
+	}
+	return false
+}
+
+func (tb *table) recomputeMin() {
+	tb.minPrio = ^uint32(0)
+	for i := range tb.slots {
+		if s := &tb.slots[i]; len(s.items) > 0 && s.items[0].prio < tb.minPrio {
+			tb.minPrio = s.items[0].prio
+		}
+	}
+}
+
+// lookup returns the best item (lowest priority value) below bound matching
+// p, or nil.
+func (tb *table) lookup(p *policy.Packet, k *key, bound uint32) *item {
+	mk := k.and(&tb.mask)
+	h := mk.hash()
+	tg := tag(h)
+	tags := tb.tags
+	m := len(tags) - 1
+	i := int(h >> tb.shift)
+	for {
+		t := tags[i&m]
+		if t == 0 {
+			return nil
+		}
+		if s := &tb.slots[i&m]; t == tg && s.key == mk {
+			for j := range s.items {
+				x := &s.items[j]
+				if x.prio >= bound {
+					return nil
+				}
+				if x.contains(p) {
+					return x
+				}
+			}
+			return nil
+		}
+		i = (i + 1) & m
+	}
+}

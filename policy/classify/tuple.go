@@ -1,0 +1,125 @@
+package classify
+
+import "github.com/espy-dpi/espy/policy"
+
+// tuple is the number of leading bits a table hashes on, per dimension.
+type tuple [policy.NumDims]uint8
+
+// width is the bit width of each dimension, as in package policy.
+var width = tuple{8, 128, 128, 8, 16, 16, 32}
+
+// natural returns the longest tuple under which every packet of b has the
+// same masked key: per dimension, the common prefix of the bounds.
+func natural(b *policy.Box) tuple {
+	var t tuple
+	for d := 0; d < policy.NumDims; d++ {
+		x := b[d].Lo.Xor(b[d].Hi)
+		common := x.LeadingZeros() - (128 - int(width[d]))
+		if common < 0 {
+			common = 0
+		}
+		t[d] = uint8(common)
+	}
+	return t
+}
+
+// relax shortens a natural tuple so that items of similar shape share a
+// table: fewer tables means fewer probes, at the price of a few more items
+// per hash bucket. Address lengths snap down to a multiple of 4 bits (8 for
+// IPv6); ports are exact or not hashed; the rest are all or nothing.
+func relax(t tuple) tuple {
+	for _, d := range []int{policy.DimSrc, policy.DimDst} {
+		if t[d] > 32 {
+			t[d] -= t[d] % 8
+		} else {
+			t[d] -= t[d] % 8
+		}
+	}
+	for _, d := range []int{policy.DimSPort, policy.DimDPort} {
+		if t[d] < 16 {
+			t[d] = 0
+		}
+	}
+	for _, d := range []int{policy.DimFamily, policy.DimProto, policy.DimLabel} {
+		if t[d] < width[d] {
+			t[d] = 0
+		}
+	}
+	return t
+}
+
+// within reports whether every dimension of t is at most that of u, so that
+// an item with tuple u can live in a table with tuple t.
+func (t tuple) within(u tuple) bool {
+	for d := range t {
+		if t[d] > u[d] {
+			return false
+		}
+	}
+	return true
+}
+
+// bits returns the total number of hashed bits: more bits, fewer collisions.
+func (t tuple) bits() int {
+	n := 0
+	for _, v := range t {
+		n += int(v)
+	}
+	return n
+}
+
+// key is a packet's selector fields packed into words, in the order the
+// masks apply to.
+type key struct {
+	srcHi, srcLo, dstHi, dstLo uint64
+	meta                       uint64 // family<<56 | proto<<48 | sport<<32 | dport<<16
+	label                      uint64
+}
+
+func packetKey(p *policy.Packet) key {
+	return key{
+		srcHi: p.Src.Hi, srcLo: p.Src.Lo, dstHi: p.Dst.Hi, dstLo: p.Dst.Lo,
+		meta:  uint64(p.Family)<<56 | uint64(p.Proto)<<48 | uint64(p.SPort)<<32 | uint64(p.DPort)<<16,
+		label: uint64(p.Label),
+	}
+}
+
+// boxKey returns the key of the box's low corner: under any tuple within
+// the box's natural tuple, it masks to the same value as every packet in b.
+func boxKey(b *policy.Box) key {
+	return key{
+		srcHi: b[policy.DimSrc].Lo.Hi, srcLo: b[policy.DimSrc].Lo.Lo,
+		dstHi: b[policy.DimDst].Lo.Hi, dstLo: b[policy.DimDst].Lo.Lo,
+		meta: b[policy.DimFamily].Lo.Lo<<56 | b[policy.DimProto].Lo.Lo<<48 |
+			b[policy.DimSPort].Lo.Lo<<32 | b[policy.DimDPort].Lo.Lo<<16,
+		label: b[policy.DimLabel].Lo.Lo,
+	}
+}
+
+// mask returns the key mask of tuple t.
+func (t tuple) mask() key {
+	src := policy.PrefixMask(128, int(t[policy.DimSrc]))
+	dst := policy.PrefixMask(128, int(t[policy.DimDst]))
+	return key{
+		srcHi: src.Hi, srcLo: src.Lo, dstHi: dst.Hi, dstLo: dst.Lo,
+		meta: policy.PrefixMask(8, int(t[policy.DimFamily])).Lo<<56 |
+			policy.PrefixMask(8, int(t[policy.DimProto])).Lo<<48 |
+			policy.PrefixMask(16, int(t[policy.DimSPort])).Lo<<32 |
+			policy.PrefixMask(16, int(t[policy.DimDPort])).Lo<<16,
+		label: policy.PrefixMask(32, int(t[policy.DimLabel])).Lo,
+	}
+}
+
+func (k *key) and(m *key) key {
+	return key{k.srcHi & m.srcHi, k.srcLo & m.srcLo, k.dstHi & m.dstHi, k.dstLo & m.dstLo, k.meta & m.meta, k.label & m.label}
+}
+
+// hash mixes a masked key; a multiply-xorshift per word is enough for keys
+// that are masked prefixes of fairly random addresses.
+func (k *key) hash() uint64 {
+	const m1, m2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
+	h := (k.srcLo ^ k.srcHi*m2) * m1
+	h = (h ^ h>>29 ^ k.dstLo ^ k.dstHi*m2) * m1
+	h = (h ^ h>>31 ^ k.meta ^ k.label<<8) * m2
+	return h ^ h>>32
+}

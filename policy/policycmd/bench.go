@@ -1,0 +1,175 @@
+package policycmd
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/espy-dpi/espy/policy"
+	"github.com/espy-dpi/espy/policy/classbench"
+	"github.com/espy-dpi/espy/policy/classify"
+)
+
+// batch is the number of lookups timed together: one clock read per lookup
+// would cost more than the classifier's lookup itself.
+const batch = 32
+
+func bench(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", "--classbench RULES [--trace TRACE] [--max-entries N]", stderr)
+	rulesPath := fs.String("classbench", "", "ClassBench filter `file` (required)")
+	tracePath := fs.String("trace", "", "ClassBench header trace `file`; without it, packets are drawn from the rules and checked against the linear scan")
+	maxEntries := fs.Int("max-entries", policy.DefaultMaxEntries, "decorrelation bound; above it the classifier serves the ordered rules")
+	rounds := fs.Int("rounds", 3, "timing passes over the trace")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if *rulesPath == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	filters, err := classbench.LoadFilters(*rulesPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitInvalid
+	}
+	rules := classbench.Rules(filters)
+	var hs []classbench.Header
+	if *tracePath != "" {
+		if hs, err = classbench.LoadTrace(*tracePath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return ExitInvalid
+		}
+	} else {
+		hs = sampleHeaders(rules, 10)
+		fmt.Fprintf(stdout, "trace: none given; %d headers drawn from the rules, expected rule from the linear scan\n", len(hs))
+	}
+	pk := make([]policy.Packet, len(hs))
+	for i := range hs {
+		pk[i] = hs[i].Packet
+	}
+
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	t0 := time.Now()
+	set, err := classify.Build(rules, true, *maxEntries)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitInvalid
+	}
+	build := time.Since(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	mode := "decorrelated"
+	if set.Fallback != "" {
+		mode = "ordered (fallback)"
+		fmt.Fprintf(stdout, "decorrelation: %s\n", set.Fallback)
+		fmt.Fprintf(stdout, "classifier: serving the %d ordered rules with precedence (TupleMerge) instead\n", len(rules))
+	}
+	fmt.Fprintf(stdout, "classifier: %s, %d items in %d tuple tables, built in %.1f ms, heap %.1f MiB\n",
+		mode, set.Len(), set.Classifier().Tables(), ms(build), float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/(1<<20))
+
+	t0 = time.Now()
+	ordered, err := classify.Build(rules, false, 0)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitInvalid
+	}
+	fmt.Fprintf(stdout, "ordered: %d rules in %d tuple tables, built in %.1f ms\n", ordered.Len(), ordered.Classifier().Tables(), ms(time.Since(t0)))
+
+	mismatches := 0
+	report := func(kind string, i int, got int) {
+		if mismatches < 10 {
+			fmt.Fprintf(stdout, "mismatch: %s: header %d (%s): rule %d, want %d\n", kind, i+1, hs[i].Packet, got, hs[i].Match)
+		}
+		mismatches++
+	}
+	for i := range hs {
+		want := hs[i].Match
+		if got := line(policy.LinearLookup(rules, &pk[i])); got != want {
+			report("linear", i, got)
+		}
+		if got := line(set.Lookup(&pk[i])); got != want {
+			report("classifier", i, got)
+		}
+		if got := line(ordered.Lookup(&pk[i])); got != want {
+			report("ordered", i, got)
+		}
+	}
+
+	linNS := timeLookups(pk, *rounds, func(p *policy.Packet) { policy.LinearLookup(rules, p) })
+	clsNS := timeLookups(pk, *rounds, func(p *policy.Packet) { set.Lookup(p) })
+	ordNS := timeLookups(pk, *rounds, func(p *policy.Packet) { ordered.Lookup(p) })
+	cache := classify.NewCache(set, 1<<16)
+	cacheNS := timeLookups(pk, *rounds, func(p *policy.Packet) { cache.Lookup(p) })
+	fmt.Fprintf(stdout, "lookup ns (median/p99 of %d-lookup batch means): linear %.0f/%.0f classifier %.0f/%.0f ordered %.0f/%.0f cached %.0f/%.0f (hit rate %.2f)\n",
+		batch, linNS.med, linNS.p99, clsNS.med, clsNS.p99, ordNS.med, ordNS.p99, cacheNS.med, cacheNS.p99,
+		float64(cache.Hits)/float64(max(1, cache.Hits+cache.Misses)))
+	speedup := linNS.med / max(clsNS.med, 0.001)
+	fmt.Fprintf(stdout, "bench: rules=%d entries=%d build_ms=%.1f linear_ns=%.0f classifier_ns=%.0f speedup=%.1f mismatches=%d bpf_ns=-\n",
+		len(rules), set.Len(), ms(build), linNS.med, clsNS.med, speedup, mismatches)
+	if mismatches > 0 {
+		return ExitInvalid
+	}
+	return ExitOK
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// line returns the ClassBench line number of the rule a verdict names.
+func line(v policy.Verdict) int {
+	if v.Rule < 0 || len(v.Name) < 2 {
+		return -1
+	}
+	n, err := strconv.Atoi(v.Name[1:])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+type stats struct{ med, p99 float64 }
+
+// timeLookups times fn over pk in batches and returns the median and 99th
+// percentile of the per-lookup mean of each batch.
+func timeLookups(pk []policy.Packet, rounds int, fn func(*policy.Packet)) stats {
+	n := len(pk) / batch
+	if n == 0 {
+		return stats{}
+	}
+	per := make([]float64, 0, n*rounds)
+	for r := 0; r < rounds; r++ {
+		for b := 0; b < n; b++ {
+			ps := pk[b*batch : (b+1)*batch]
+			t0 := time.Now()
+			for i := range ps {
+				fn(&ps[i])
+			}
+			per = append(per, float64(time.Since(t0).Nanoseconds())/batch)
+		}
+	}
+	slices.Sort(per)
+	return stats{per[len(per)/2], per[len(per)*99/100]}
+}
+
+// sampleHeaders draws k packets inside each rule (its low corner and random
+// interior points), shuffled, with the expected rule from the linear scan.
+func sampleHeaders(rules []policy.Rule, k int) []classbench.Header {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out []classbench.Header
+	for i := range rules {
+		for j := 0; j < k; j++ {
+			p, ok := policy.PointIn(&rules[i].Box, rng, j == 0)
+			if !ok {
+				continue
+			}
+			out = append(out, classbench.Header{Packet: p, Match: line(policy.LinearLookup(rules, &p))})
+		}
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
