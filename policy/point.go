@@ -54,9 +54,11 @@ func randIn(iv Interval, rng *rand.Rand) U128 {
 	var off U128
 	switch {
 	case w.Hi != 0:
-		off = U128{rng.Uint64N(w.Hi + 1), rng.Uint64()}
+		off = U128{Lo: rng.Uint64()}
 		if w.Hi == ^uint64(0) {
 			off.Hi = rng.Uint64()
+		} else {
+			off.Hi = rng.Uint64N(w.Hi + 1)
 		}
 		if off.Hi == w.Hi && off.Lo > w.Lo {
 			off.Lo = w.Lo

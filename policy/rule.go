@@ -72,7 +72,9 @@ type Rule struct {
 }
 
 // Verdict returns the verdict rule r, at index i, gives a matching packet.
-func (r *Rule) Verdict(i int) Verdict { return Verdict{Action: r.Action, SA: r.SA, Rule: i, Name: r.Name} }
+func (r *Rule) Verdict(i int) Verdict {
+	return Verdict{Action: r.Action, SA: r.SA, Rule: i, Name: r.Name}
+}
 
 // Packet is the lookup key: the selector fields of one packet. For ICMP and
 // ICMPv6 the source port holds type<<8|code and the destination port is 0,
@@ -101,4 +103,10 @@ func (p Packet) String() string {
 		s += fmt.Sprintf(" label %d", p.Label)
 	}
 	return s
+}
+
+// NewPacketFromStrings is NewPacket with textual addresses; it panics on a
+// malformed address and is meant for tests and examples.
+func NewPacketFromStrings(src, dst string, proto uint8, sport, dport uint16) Packet {
+	return NewPacket(netip.MustParseAddr(src), netip.MustParseAddr(dst), proto, sport, dport)
 }

@@ -3,78 +3,98 @@ package classify
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/espy-dpi/espy/policy"
 )
 
-// Set is an SPD ready for fast lookups: the decorrelated entries in a
-// disjoint classifier or, when decorrelation is not wanted or exceeds its
-// bound, the ordered rules in a precedence classifier. Both answer exactly as
-// the linear first-match scan over the ordered rules.
+// Set is an SPD ready for fast lookups. It answers exactly as the linear
+// first-match scan over the ordered rules.
+//
+// Lookups go to a precedence classifier over the rules themselves; the
+// decorrelated entries, when asked for, are kept alongside for the BPF
+// compiler, for IKE narrowing and for reports. Indexing rules rather than
+// entries is a measured choice: decorrelation cuts rules into pieces whose
+// ranges no longer share prefix shapes, so the pieces need 4-5 times as many
+// tuple tables as the rules do (143 against 34 on ClassBench acl1_10K) and a
+// disjoint lookup that misses must probe all of them, while the ordered
+// lookup stops early once no later table can beat its best hit. Both forms
+// are kept correct by the same property tests; see docs/policy.md.
 type Set struct {
 	c        *Classifier
-	d        *policy.Decorrelated // nil when serving ordered rules
+	d        *policy.Decorrelated // nil unless decorrelation was asked for and fit
+	rules    map[string]ruleRef
 	verdicts []policy.Verdict
-	byName   map[string]int32
 	gen      uint32
-	// Fallback explains why a decorrelated set is served as ordered rules;
-	// empty otherwise.
+	nextID   uint64
+	// Fallback explains why decorrelation was not kept; empty otherwise.
 	Fallback string
 }
 
-// Build prepares rules (in precedence order) for lookup. With decorrelate
-// set, it decorrelates them under limit entries and falls back to ordered
-// rules, recording why in Set.Fallback, when the bound is exceeded.
+type ruleRef struct {
+	id    uint64
+	prio  uint32
+	value int32
+}
+
+// ErrPrecedence is returned when two rules of a Set share a precedence: the
+// classifier orders by precedence alone.
+var ErrPrecedence = errors.New("classify: duplicate precedence")
+
+// Build prepares rules (in precedence order; precedences must be distinct)
+// for lookup. With decorrelate set it also decorrelates them under limit
+// entries; when the bound is exceeded the Set still serves every lookup and
+// records why in Fallback.
 func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
-	s := &Set{byName: make(map[string]int32, len(rules))}
+	s := &Set{c: New(false), rules: make(map[string]ruleRef, len(rules))}
 	for i := range rules {
-		s.value(&rules[i], i)
+		if i > 0 && rules[i].Precedence <= rules[i-1].Precedence {
+			return nil, fmt.Errorf("classify: rule %q: precedence %d not above %q's %d: %w",
+				rules[i].Name, rules[i].Precedence, rules[i-1].Name, rules[i-1].Precedence, ErrPrecedence)
+		}
+		if err := s.add(&rules[i], i); err != nil {
+			return nil, err
+		}
 	}
 	if decorrelate {
 		d, err := policy.Decorrelate(rules, limit)
 		switch {
 		case err == nil:
 			s.d = d
-			s.c = New(true)
-			for _, e := range d.Entries() {
-				if err := s.c.Insert(Item{ID: e.ID, Box: e.Box, Value: s.byName[e.Rule]}); err != nil {
-					return nil, err
-				}
-			}
-			return s, nil
 		case errors.Is(err, policy.ErrDecorrelationBound):
 			s.Fallback = err.Error()
 		default:
 			return nil, err
 		}
 	}
-	s.c = New(false)
-	for i := range rules {
-		if err := s.c.Insert(Item{ID: uint64(i + 1), Box: rules[i].Box, Priority: uint32(i), Value: int32(i)}); err != nil {
-			return nil, err
-		}
-	}
 	return s, nil
 }
 
-func (s *Set) value(r *policy.Rule, i int) int32 {
-	v, ok := s.byName[r.Name]
-	if !ok {
-		v = int32(len(s.verdicts))
-		s.verdicts = append(s.verdicts, r.Verdict(i))
-		s.byName[r.Name] = v
+func (s *Set) add(r *policy.Rule, index int) error {
+	if _, dup := s.rules[r.Name]; dup {
+		return fmt.Errorf("classify: rule %q: %w", r.Name, policy.ErrBadRule)
 	}
-	return v
+	if r.Precedence < 0 || r.Precedence > 1<<31 {
+		return fmt.Errorf("classify: rule %q: precedence %d out of range", r.Name, r.Precedence)
+	}
+	s.nextID++
+	ref := ruleRef{id: s.nextID, prio: uint32(r.Precedence), value: int32(len(s.verdicts))}
+	s.verdicts = append(s.verdicts, r.Verdict(index))
+	if err := s.c.Insert(Item{ID: ref.id, Box: r.Box, Priority: ref.prio, Value: ref.value}); err != nil {
+		return err
+	}
+	s.rules[r.Name] = ref
+	return nil
 }
 
-// Decorrelated returns the decorrelated set, or nil when the Set serves
-// ordered rules.
+// Decorrelated returns the decorrelated entries, or nil when decorrelation
+// was not asked for or exceeded its bound.
 func (s *Set) Decorrelated() *policy.Decorrelated { return s.d }
 
 // Classifier returns the underlying classifier.
 func (s *Set) Classifier() *Classifier { return s.c }
 
-// Len returns the number of classifier items: entries or rules.
+// Len returns the number of rules.
 func (s *Set) Len() int { return s.c.Len() }
 
 // Generation changes whenever the set is updated; caches key on it.
@@ -89,46 +109,68 @@ func (s *Set) Lookup(p *policy.Packet) policy.Verdict {
 	return s.verdicts[v]
 }
 
-// ErrNotDecorrelated is returned by updates on a Set serving ordered rules.
-var ErrNotDecorrelated = errors.New("classify: set is not decorrelated")
-
-// Insert adds a rule (the IKE stack installing narrowed selectors) without
-// rebuilding: only the entries the rule overlaps change.
+// Insert adds a rule (the IKE stack installing narrowed selectors) with one
+// classifier insert and, when decorrelated entries are kept, an incremental
+// update of only the entries the rule overlaps. Its precedence must differ
+// from every other rule's. The returned delta lists the entries changed.
 func (s *Set) Insert(r policy.Rule) (policy.Delta, error) {
-	if s.d == nil {
-		return policy.Delta{}, ErrNotDecorrelated
+	for _, ref := range s.rules {
+		if ref.prio == uint32(r.Precedence) {
+			return policy.Delta{}, fmt.Errorf("classify: insert %q: precedence %d in use: %w", r.Name, r.Precedence, ErrPrecedence)
+		}
 	}
-	delta, err := s.d.Insert(r)
-	if err != nil {
+	var delta policy.Delta
+	if s.d != nil {
+		var err error
+		if delta, err = s.d.Insert(r); err != nil {
+			return delta, err
+		}
+	}
+	if err := s.add(&r, -1); err != nil {
 		return delta, err
 	}
-	s.value(&r, -1)
-	return delta, s.apply(delta)
-}
-
-// Remove deletes the named rule without rebuilding.
-func (s *Set) Remove(name string) (policy.Delta, error) {
-	if s.d == nil {
-		return policy.Delta{}, ErrNotDecorrelated
-	}
-	delta, err := s.d.Remove(name)
-	if err != nil {
-		return delta, err
-	}
-	return delta, s.apply(delta)
-}
-
-func (s *Set) apply(delta policy.Delta) error {
 	s.gen++
-	for _, e := range delta.Removed {
-		if !s.c.Delete(e.ID) {
-			return fmt.Errorf("classify: update: entry %d of rule %q missing", e.ID, e.Rule)
+	return delta, nil
+}
+
+// Remove deletes the named rule.
+func (s *Set) Remove(name string) (policy.Delta, error) {
+	ref, ok := s.rules[name]
+	if !ok {
+		return policy.Delta{}, fmt.Errorf("classify: remove %q: %w", name, policy.ErrNoRule)
+	}
+	var delta policy.Delta
+	if s.d != nil {
+		var err error
+		if delta, err = s.d.Remove(name); err != nil {
+			return delta, err
 		}
 	}
-	for _, e := range delta.Added {
-		if err := s.c.Insert(Item{ID: e.ID, Box: e.Box, Value: s.byName[e.Rule]}); err != nil {
-			return err
+	s.c.Delete(ref.id)
+	delete(s.rules, name)
+	s.gen++
+	return delta, nil
+}
+
+// BuildDisjoint indexes decorrelated entries in a first-hit classifier. It
+// answers exactly as the Set it came from; it exists to measure the design
+// alternative and to check the entries (see Set).
+func BuildDisjoint(d *policy.Decorrelated) (*Classifier, []policy.Verdict, error) {
+	c := New(true)
+	var verdicts []policy.Verdict
+	vals := map[string]int32{}
+	for i, r := range d.Rules() {
+		vals[r.Name] = int32(len(verdicts))
+		verdicts = append(verdicts, r.Verdict(i))
+	}
+	es := d.Entries()
+	// Coarse items first: they open the broad tables that the finer pieces
+	// can then share, keeping the table count low.
+	slices.SortStableFunc(es, func(a, b policy.Entry) int { return natural(&a.Box).bits() - natural(&b.Box).bits() })
+	for _, e := range es {
+		if err := c.Insert(Item{ID: e.ID, Box: e.Box, Value: vals[e.Rule]}); err != nil {
+			return nil, nil, err
 		}
 	}
-	return nil
+	return c, verdicts, nil
 }
