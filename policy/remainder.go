@@ -68,7 +68,24 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 			break
 		}
 	}
+	for i := range pieces {
+		clipFamily(&pieces[i])
+	}
 	return append(dst, pieces...), true
+}
+
+// clipFamily trims the address ranges of an IPv4-only box to the IPv4
+// space: no IPv4 packet lies beyond it, and tight ranges keep the compiled
+// forms small.
+func clipFamily(b *Box) {
+	if b[DimFamily] != Span(4, 4) {
+		return
+	}
+	for _, d := range []int{DimSrc, DimDst} {
+		if v4 := lowOnes(32); v4.Less(b[d].Hi) && !v4.Less(b[d].Lo) {
+			b[d].Hi = v4
+		}
+	}
 }
 
 // splitOrder chooses the order in which a − s is cut. Cutting first along
@@ -76,6 +93,11 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 // whole; the small dimensions go last so that pieces stay prefix-friendly.
 func splitOrder(a, s *Box) [NumDims]int {
 	order := defaultOrder
+	if a[DimFamily] != s[DimFamily] && a[DimFamily].Covers(s[DimFamily]) {
+		// Split families apart first: the other family's piece is then
+		// untouched by s, and address ranges stay within one family.
+		return order
+	}
 	var frac [NumDims]float64
 	for d := 0; d < NumDims; d++ {
 		x, _ := a[d].Intersect(s[d])
