@@ -1,6 +1,9 @@
 package policy
 
-import "sort"
+import (
+	"fmt"
+	"sort"
+)
 
 // remainder computes a − ∪cover as disjoint boxes, appending them to dst. It
 // gives up once more than limit pieces are pending and reports ok=false.
@@ -105,4 +108,18 @@ func splitOrder(a, s *Box) [NumDims]int {
 	}
 	sort.SliceStable(order[:], func(i, j int) bool { return frac[order[i]] < frac[order[j]] })
 	return order
+}
+
+// Subtract returns a − ∪cover as disjoint boxes. It fails with
+// ErrDecorrelationBound once more than limit pieces are pending.
+func Subtract(a Box, cover []Box, limit int) ([]Box, error) {
+	ptrs := make([]*Box, len(cover))
+	for i := range cover {
+		ptrs[i] = &cover[i]
+	}
+	out, ok := remainder(nil, &a, ptrs, limit)
+	if !ok {
+		return nil, fmt.Errorf("policy: subtract: more than %d pieces: %w", limit, ErrDecorrelationBound)
+	}
+	return out, nil
 }
