@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -72,23 +73,30 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 		}
 	}
 	for i := range pieces {
-		clipFamily(&pieces[i])
+		if clipFamily(&pieces[i]) {
+			dst = append(dst, pieces[i])
+		}
 	}
-	return append(dst, pieces...), true
+	return dst, true
 }
 
 // clipFamily trims the address ranges of an IPv4-only box to the IPv4
 // space: no IPv4 packet lies beyond it, and tight ranges keep the compiled
-// forms small.
-func clipFamily(b *Box) {
+// forms small. It reports false for a box no packet can fall in: ICMP and
+// ICMPv6 packets have destination port 0 (see Packet).
+func clipFamily(b *Box) bool {
+	if p := b[DimProto]; p.Lo == p.Hi && (p.Lo == U64(ProtoICMP) || p.Lo == U64(ProtoICMPv6)) && !b[DimDPort].Contains(U128{}) {
+		return false
+	}
 	if b[DimFamily] != Span(4, 4) {
-		return
+		return true
 	}
 	for _, d := range []int{DimSrc, DimDst} {
 		if v4 := lowOnes(32); v4.Less(b[d].Hi) && !v4.Less(b[d].Lo) {
 			b[d].Hi = v4
 		}
 	}
+	return true
 }
 
 // splitOrder chooses the order in which a − s is cut. Cutting first along
@@ -107,6 +115,17 @@ func splitOrder(a, s *Box) [NumDims]int {
 		frac[d] = x.log2Width() - a[d].log2Width()
 	}
 	sort.SliceStable(order[:], func(i, j int) bool { return frac[order[i]] < frac[order[j]] })
+	// Cut the protocol before the ports: ports mean nothing without a
+	// protocol, and pieces with "any protocol, some ports" have no IKE
+	// traffic-selector form.
+	p := slices.Index(order[:], DimProto)
+	for i := 0; i < p; i++ {
+		if order[i] == DimSPort || order[i] == DimDPort {
+			copy(order[i+1:p+1], order[i:p])
+			order[i] = DimProto
+			break
+		}
+	}
 	return order
 }
 
