@@ -52,22 +52,27 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 		}
 	}
 	pieces := []Box{*a}
-	var next []Box
+	var added []Box
 	for _, s := range subs {
-		next = next[:0]
-		for i := range pieces {
+		// Pieces s misses stay where they are; the ones it hits are
+		// replaced by their remainders, gathered in added.
+		added = added[:0]
+		n := len(pieces)
+		for i := 0; i < n; {
 			p := &pieces[i]
 			if !p.Overlaps(s) {
-				next = append(next, *p)
+				i++
 				continue
 			}
 			order := splitOrder(p, s)
-			next = subtract(next, p, s, &order)
-			if len(next) > limit {
-				return dst, false
-			}
+			added = subtract(added, p, s, &order)
+			n--
+			pieces[i] = pieces[n]
 		}
-		pieces, next = next, pieces
+		pieces = append(pieces[:n], added...)
+		if len(pieces) > limit {
+			return dst, false
+		}
 		if len(pieces) == 0 {
 			break
 		}
