@@ -39,9 +39,19 @@ func (x *item) contains(p *policy.Packet) bool {
 // slot is one open-addressing cell: a masked key and the items under it,
 // sorted by priority.
 type slot struct {
-	key   key
+	key key
+	// first duplicates items[0] inline, so that the common case, a bucket
+	// of one, is decided without chasing the items pointer to another
+	// cache line.
+	first item
 	items []item
 	used  bool
+}
+
+func (s *slot) sync() {
+	if len(s.items) > 0 {
+		s.first = s.items[0]
+	}
 }
 
 // table is one tuple's hash table. tags mirrors slots with a 32-bit
@@ -109,6 +119,7 @@ func (tb *table) insert(x item, b *policy.Box) {
 		i--
 	}
 	s.items[i] = x
+	s.sync()
 	tb.n++
 	if x.prio < tb.minPrio {
 		tb.minPrio = x.prio
@@ -138,6 +149,7 @@ func (tb *table) remove(id uint64, b *policy.Box) bool {
 	for i := range s.items {
 		if s.items[i].id == id {
 			s.items = append(s.items[:i], s.items[i+1:]...)
+			s.sync()
 			tb.n--
 			// An emptied slot stays as a tombstone-free placeholder: it
 			// keeps its key so probe chains stay intact.
@@ -172,7 +184,15 @@ func (tb *table) lookup(p *policy.Packet, k *key, bound uint32) *item {
 			return nil
 		}
 		if s := &tb.slots[i&m]; t == tg && s.key == mk {
-			for j := range s.items {
+			if len(s.items) == 0 {
+				return nil
+			}
+			if x := &s.first; x.prio >= bound {
+				return nil
+			} else if x.contains(p) {
+				return x
+			}
+			for j := 1; j < len(s.items); j++ {
 				x := &s.items[j]
 				if x.prio >= bound {
 					return nil
