@@ -129,7 +129,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	linNS := timeLookups(pk, *rounds, func(p *policy.Packet) { policy.LinearLookup(rules, p) })
+	lin := policy.NewLinear(rules)
+	linNS := timeLookups(pk, *rounds, func(p *policy.Packet) { lin.Lookup(p) })
 	clsNS := timeLookups(pk, *rounds, func(p *policy.Packet) { set.Lookup(p) })
 	var disNS stats
 	if disjoint != nil {
