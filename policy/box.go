@@ -21,9 +21,6 @@ const (
 // Box is the set of packets a selector matches: one interval per dimension.
 type Box [NumDims]Interval
 
-// dimWidth is the bit width of each dimension.
-var dimWidth = [NumDims]int{8, 128, 128, 8, 16, 16, 32}
-
 // FullBox matches every packet of both families.
 func FullBox() Box {
 	var b Box
