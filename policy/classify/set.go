@@ -140,6 +140,12 @@ func (s *Set) verdict(v int32) policy.Verdict {
 // update of only the entries the rule overlaps. Its precedence must differ
 // from every other rule's. The returned delta lists the entries changed.
 func (s *Set) Insert(r policy.Rule) (policy.Delta, error) {
+	if _, dup := s.rules[r.Name]; dup {
+		return policy.Delta{}, fmt.Errorf("classify: insert %q: %w: name already used", r.Name, policy.ErrBadRule)
+	}
+	if r.Precedence < 0 || r.Precedence > 1<<31 {
+		return policy.Delta{}, fmt.Errorf("classify: insert %q: precedence %d out of range 0..2^31", r.Name, r.Precedence)
+	}
 	for _, ref := range s.rules {
 		if ref.prio == uint32(r.Precedence) {
 			return policy.Delta{}, fmt.Errorf("classify: insert %q: precedence %d in use: %w", r.Name, r.Precedence, ErrPrecedence)
