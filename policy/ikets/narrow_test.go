@@ -223,3 +223,29 @@ func TestCheckChildSA(t *testing.T) {
 	}
 	checkProtected(t, rules, rk.TSi, rk.TSr, "tunnel-dc")
 }
+
+func TestRuleRoundTrip(t *testing.T) {
+	p := load(t)
+	tsi := sel(ts(t, "203.0.113.0", "203.0.113.255", 0, 0, 65535))
+	tsr := sel(ts(t, "192.0.2.0", "192.0.3.255", 0, 0, 65535))
+	res, err := Narrow(p.Rules, p.LabelID, tsi, tsr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Rule("child-1", 5, p.LabelID, res.TSi, res.TSr, res.SA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The installed rule covers exactly what the web rule protects.
+	pk := policy.NewPacketFromStrings("192.0.3.7", "203.0.113.9", policy.ProtoTCP, 40000, 443)
+	if !r.Box.Contains(&pk) || r.SA != "tunnel-web" {
+		t.Errorf("rule %+v does not cover %v", r, pk)
+	}
+	pk.DPort = 80
+	if r.Box.Contains(&pk) {
+		t.Errorf("rule %+v covers %v, which the SPD does not protect", r, pk)
+	}
+	if _, err := Rule("x", 1, p.LabelID, sel(tsi.TS[0], tsi.TS[0]), tsr, "s"); !errors.Is(err, ErrBadTS) {
+		t.Errorf("two selectors: %v", err)
+	}
+}
