@@ -213,3 +213,11 @@ func (s *Set) bump() {
 		s.gen = 1
 	}
 }
+
+// FromPolicy builds the Set for a parsed policy: decorrelated entries are
+// kept in ModeDecorrelated (under p.MaxEntries; past it the Set records why
+// in Fallback and still serves every lookup), and in ModeForbid the rules
+// are already disjoint.
+func FromPolicy(p *policy.Policy) (*Set, error) {
+	return Build(p.Rules, p.Mode == policy.ModeDecorrelated, p.MaxEntries)
+}

@@ -45,3 +45,28 @@ func TestTestdataClassBench(t *testing.T) {
 		})
 	}
 }
+
+func TestFromPolicy(t *testing.T) {
+	p, err := policy.LoadFile("../testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := FromPolicy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Decorrelated() == nil || s.Fallback != "" {
+		t.Fatalf("decorrelated mode: entries %v, fallback %q", s.Decorrelated(), s.Fallback)
+	}
+	pk := policy.NewPacketFromStrings("192.0.2.5", "198.51.100.1", policy.ProtoTCP, 5000, 22)
+	if v := s.Lookup(&pk); v.Name != "dc" || v.SA != "tunnel-dc" || v.Action != policy.ActionProtect {
+		t.Errorf("verdict %+v", v)
+	}
+	p.MaxEntries = 3
+	if s, err = FromPolicy(p); err != nil || s.Fallback == "" || s.Decorrelated() != nil {
+		t.Fatalf("over the bound: %v, fallback %q", err, s.Fallback)
+	}
+	if v := s.Lookup(&pk); v.Name != "dc" {
+		t.Errorf("fallback verdict %+v", v)
+	}
+}
