@@ -113,6 +113,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+func TestParseAction(t *testing.T) {
+	for in, want := range map[string]Action{"protect": ActionProtect, "bypass": ActionBypass, "discard": ActionDiscard,
+		"allow": ActionAllow, "drop": ActionDrop, "log": ActionLog, "count": ActionLog} {
+		if got, err := ParseAction(in); err != nil || got != want {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"none", "", "PROTECT", "reject"} {
+		if _, err := ParseAction(bad); !errors.Is(err, ErrUnknownAction) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
 func TestForbidAcceptsDisjoint(t *testing.T) {
 	y := "policy:\n  mode: forbid\n  rules:\n    - name: a\n      src: 192.0.2.0/25\n      action: drop\n    - name: b\n      src: 192.0.2.128/25\n      action: allow\n"
 	if _, err := Parse("t.yaml", []byte(y)); err != nil {

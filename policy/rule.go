@@ -31,14 +31,17 @@ func (a Action) String() string {
 	return fmt.Sprintf("action(%d)", uint8(a))
 }
 
-// ParseAction returns the action named s.
+// ParseAction returns the action named s; "count" is an alias of "log".
 func ParseAction(s string) (Action, error) {
+	if s == "count" {
+		return ActionLog, nil
+	}
 	for i, n := range actionNames {
 		if i != int(ActionNone) && n == s {
 			return Action(i), nil
 		}
 	}
-	return ActionNone, fmt.Errorf("%w: %q (want protect, bypass, discard, allow, drop or log)", ErrUnknownAction, s)
+	return ActionNone, fmt.Errorf("%w: %q (want protect, bypass, discard, allow, drop, log or count)", ErrUnknownAction, s)
 }
 
 // Verdict is the result of a lookup: the action, the SA or tunnel reference
