@@ -21,9 +21,6 @@ const (
 // Box is the set of packets a selector matches: one interval per dimension.
 type Box [NumDims]Interval
 
-// dimWidth is the bit width of each dimension.
-var dimWidth = [NumDims]int{8, 128, 128, 8, 16, 16, 32}
-
 // FullBox matches every packet of both families.
 func FullBox() Box {
 	var b Box
@@ -50,12 +47,11 @@ func (b *Box) Contains(p *Packet) bool {
 
 // Overlaps reports whether b and o share a packet.
 func (b *Box) Overlaps(o *Box) bool {
-	for d := range b {
-		if !b[d].Overlaps(o[d]) {
-			return false
-		}
-	}
-	return true
+	// Addresses and ports first: they tell boxes apart most often.
+	return b[DimSrc].Overlaps(o[DimSrc]) && b[DimDst].Overlaps(o[DimDst]) &&
+		b[DimDPort].Overlaps(o[DimDPort]) && b[DimSPort].Overlaps(o[DimSPort]) &&
+		b[DimProto].Overlaps(o[DimProto]) && b[DimFamily].Overlaps(o[DimFamily]) &&
+		b[DimLabel].Overlaps(o[DimLabel])
 }
 
 // Covers reports whether every packet of o lies in b.

@@ -38,6 +38,7 @@ type ParseError struct {
 	Err  error
 }
 
+// Error formats the error as "policy: FILE:LINE: rule NAME: reason".
 func (e *ParseError) Error() string {
 	loc := e.File
 	if loc == "" {
@@ -52,4 +53,5 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("policy: %s: %v", loc, e.Err)
 }
 
+// Unwrap returns the underlying error, which wraps a sentinel.
 func (e *ParseError) Unwrap() error { return e.Err }

@@ -63,8 +63,8 @@ func Parse(file string, data []byte) (*Policy, error) {
 	if sec == nil {
 		return nil, perr(root, "", fmt.Errorf("%w: no top-level \"policy:\" section", ErrSyntax))
 	}
-	if err := noAliases(sec); err != nil {
-		return nil, perr(sec, "", err)
+	if a := findAlias(sec); a != nil {
+		return nil, perr(a, "", fmt.Errorf("%w: YAML aliases are not allowed in policy", ErrSyntax))
 	}
 	if sec.Kind != yaml.MappingNode {
 		return nil, perr(sec, "", fmt.Errorf("%w: \"policy\" is not a mapping", ErrSyntax))
@@ -153,15 +153,15 @@ func yamlErrLine(err error) int {
 	return 0
 }
 
-// noAliases rejects YAML aliases inside the policy section: they have no use
-// in a rule list and are the vehicle of expansion bombs.
-func noAliases(n *yaml.Node) error {
+// findAlias returns the first YAML alias inside the policy section: aliases
+// have no use in a rule list and are the vehicle of expansion bombs.
+func findAlias(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode {
-		return fmt.Errorf("%w: line %d: YAML aliases are not allowed in policy", ErrSyntax, n.Line)
+		return n
 	}
 	for _, c := range n.Content {
-		if err := noAliases(c); err != nil {
-			return err
+		if a := findAlias(c); a != nil {
+			return a
 		}
 	}
 	return nil

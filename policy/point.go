@@ -34,9 +34,27 @@ func PointIn(b *Box, rng *rand.Rand, corner bool) (Packet, bool) {
 				continue
 			}
 		}
-		return Packet{Family: fam, Src: pick(src), Dst: pick(dst),
+		p := Packet{Family: fam, Src: pick(src), Dst: pick(dst),
 			Proto: uint8(pick(b[DimProto]).Lo), SPort: uint16(pick(b[DimSPort]).Lo),
-			DPort: uint16(pick(b[DimDPort]).Lo), Label: uint32(pick(b[DimLabel]).Lo)}, true
+			DPort: uint16(pick(b[DimDPort]).Lo), Label: uint32(pick(b[DimLabel]).Lo)}
+		if isICMP(p.Proto) {
+			// ICMP packets carry destination port 0 (see Packet).
+			if b[DimDPort].Contains(U128{}) {
+				p.DPort = 0
+			} else {
+				p.Proto = 0
+				for v := b[DimProto].Lo.Lo; v <= b[DimProto].Hi.Lo; v++ {
+					if !isICMP(uint8(v)) {
+						p.Proto = uint8(v)
+						break
+					}
+				}
+				if isICMP(p.Proto) || !b[DimProto].Contains(U64(uint64(p.Proto))) {
+					continue
+				}
+			}
+		}
+		return p, true
 	}
 	return Packet{}, false
 }
@@ -80,3 +98,5 @@ func addCarry(a, b uint64) (uint64, uint64) {
 	}
 	return s, 0
 }
+
+func isICMP(proto uint8) bool { return proto == ProtoICMP || proto == ProtoICMPv6 }

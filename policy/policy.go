@@ -40,7 +40,7 @@ func ParseMode(s string) (Mode, error) {
 }
 
 // DefaultMaxEntries bounds decorrelation when the configuration sets no limit.
-const DefaultMaxEntries = 1 << 20
+const DefaultMaxEntries = 1 << 18
 
 // MaxLabelLen is the longest security label espy accepts, in octets. RFC 9478
 // leaves the length to the label format; 256 octets holds any SELinux

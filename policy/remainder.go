@@ -1,6 +1,10 @@
 package policy
 
-import "sort"
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
 
 // remainder computes a − ∪cover as disjoint boxes, appending them to dst. It
 // gives up once more than limit pieces are pending and reports ok=false.
@@ -48,27 +52,56 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 		}
 	}
 	pieces := []Box{*a}
-	var next []Box
+	var added []Box
 	for _, s := range subs {
-		next = next[:0]
-		for i := range pieces {
+		// Pieces s misses stay where they are; the ones it hits are
+		// replaced by their remainders, gathered in added.
+		added = added[:0]
+		n := len(pieces)
+		for i := 0; i < n; {
 			p := &pieces[i]
 			if !p.Overlaps(s) {
-				next = append(next, *p)
+				i++
 				continue
 			}
 			order := splitOrder(p, s)
-			next = subtract(next, p, s, &order)
-			if len(next) > limit {
-				return dst, false
-			}
+			added = subtract(added, p, s, &order)
+			n--
+			pieces[i] = pieces[n]
 		}
-		pieces, next = next, pieces
+		pieces = append(pieces[:n], added...)
+		if len(pieces) > limit {
+			return dst, false
+		}
 		if len(pieces) == 0 {
 			break
 		}
 	}
-	return append(dst, pieces...), true
+	for i := range pieces {
+		if clipFamily(&pieces[i]) {
+			dst = append(dst, pieces[i])
+		}
+	}
+	return dst, true
+}
+
+// clipFamily trims the address ranges of an IPv4-only box to the IPv4
+// space: no IPv4 packet lies beyond it, and tight ranges keep the compiled
+// forms small. It reports false for a box no packet can fall in: ICMP and
+// ICMPv6 packets have destination port 0 (see Packet).
+func clipFamily(b *Box) bool {
+	if p := b[DimProto]; p.Lo == p.Hi && (p.Lo == U64(ProtoICMP) || p.Lo == U64(ProtoICMPv6)) && !b[DimDPort].Contains(U128{}) {
+		return false
+	}
+	if b[DimFamily] != Span(4, 4) {
+		return true
+	}
+	for _, d := range []int{DimSrc, DimDst} {
+		if v4 := lowOnes(32); v4.Less(b[d].Hi) && !v4.Less(b[d].Lo) {
+			b[d].Hi = v4
+		}
+	}
+	return true
 }
 
 // splitOrder chooses the order in which a − s is cut. Cutting first along
@@ -76,11 +109,41 @@ func remainder(dst []Box, a *Box, cover []*Box, limit int) (_ []Box, ok bool) {
 // whole; the small dimensions go last so that pieces stay prefix-friendly.
 func splitOrder(a, s *Box) [NumDims]int {
 	order := defaultOrder
+	if a[DimFamily] != s[DimFamily] && a[DimFamily].Covers(s[DimFamily]) {
+		// Split families apart first: the other family's piece is then
+		// untouched by s, and address ranges stay within one family.
+		return order
+	}
 	var frac [NumDims]float64
 	for d := 0; d < NumDims; d++ {
 		x, _ := a[d].Intersect(s[d])
 		frac[d] = x.log2Width() - a[d].log2Width()
 	}
 	sort.SliceStable(order[:], func(i, j int) bool { return frac[order[i]] < frac[order[j]] })
+	// Cut the protocol before the ports: ports mean nothing without a
+	// protocol, and pieces with "any protocol, some ports" have no IKE
+	// traffic-selector form.
+	p := slices.Index(order[:], DimProto)
+	for i := 0; i < p; i++ {
+		if order[i] == DimSPort || order[i] == DimDPort {
+			copy(order[i+1:p+1], order[i:p])
+			order[i] = DimProto
+			break
+		}
+	}
 	return order
+}
+
+// Subtract returns a − ∪cover as disjoint boxes. It fails with
+// ErrDecorrelationBound once more than limit pieces are pending.
+func Subtract(a Box, cover []Box, limit int) ([]Box, error) {
+	ptrs := make([]*Box, len(cover))
+	for i := range cover {
+		ptrs[i] = &cover[i]
+	}
+	out, ok := remainder(nil, &a, ptrs, limit)
+	if !ok {
+		return nil, fmt.Errorf("policy: subtract: more than %d pieces: %w", limit, ErrDecorrelationBound)
+	}
+	return out, nil
 }

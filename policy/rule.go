@@ -31,14 +31,17 @@ func (a Action) String() string {
 	return fmt.Sprintf("action(%d)", uint8(a))
 }
 
-// ParseAction returns the action named s.
+// ParseAction returns the action named s; "count" is an alias of "log".
 func ParseAction(s string) (Action, error) {
+	if s == "count" {
+		return ActionLog, nil
+	}
 	for i, n := range actionNames {
 		if i != int(ActionNone) && n == s {
 			return Action(i), nil
 		}
 	}
-	return ActionNone, fmt.Errorf("%w: %q (want protect, bypass, discard, allow, drop or log)", ErrUnknownAction, s)
+	return ActionNone, fmt.Errorf("%w: %q (want protect, bypass, discard, allow, drop, log or count)", ErrUnknownAction, s)
 }
 
 // Verdict is the result of a lookup: the action, the SA or tunnel reference
@@ -77,8 +80,10 @@ func (r *Rule) Verdict(i int) Verdict {
 }
 
 // Packet is the lookup key: the selector fields of one packet. For ICMP and
-// ICMPv6 the source port holds type<<8|code and the destination port is 0,
-// as IKEv2 encodes ICMP in traffic selectors (RFC 7296 section 3.13.1).
+// ICMPv6 the source port must hold type<<8|code and the destination port 0
+// (IKEv2 encodes ICMP in the port fields, RFC 7296 section 3.13.1);
+// decorrelation drops ICMP pieces that a packet built this way cannot hit.
+// Protocols without ports carry ports 0.
 type Packet struct {
 	Src, Dst     U128
 	Label        uint32
@@ -87,11 +92,15 @@ type Packet struct {
 	Proto        uint8
 }
 
-// NewPacket builds a lookup key from addresses of one family.
+// NewPacket builds a lookup key from addresses of one family; for ICMP and
+// ICMPv6, sport is type<<8|code and dport is ignored.
 func NewPacket(src, dst netip.Addr, proto uint8, sport, dport uint16) Packet {
 	fam := uint8(6)
 	if src.Is4() {
 		fam = 4
+	}
+	if isICMP(proto) {
+		dport = 0
 	}
 	return Packet{Family: fam, Src: AddrU128(src), Dst: AddrU128(dst), Proto: proto, SPort: sport, DPort: dport}
 }

@@ -14,11 +14,12 @@ type Cache struct {
 	Hits, Misses uint64
 }
 
+// cacheSlot is kept small (48 bytes) so that a useful number of flows stays
+// in the CPU caches: it holds the verdict's index, not the verdict.
 type cacheSlot struct {
 	pkt   policy.Packet
 	gen   uint32
-	valid bool
-	v     policy.Verdict
+	value int32 // index into Set.verdicts; -1: no rule matched
 }
 
 // NewCache returns a cache of at least size slots (rounded up to a power of
@@ -36,12 +37,16 @@ func NewCache(s *Set, size int) *Cache {
 func (c *Cache) Lookup(p *policy.Packet) policy.Verdict {
 	k := packetKey(p)
 	sl := &c.slots[k.hash()&c.mask]
-	if sl.valid && sl.gen == c.set.gen && sl.pkt == *p {
+	// Generation 0 marks an empty slot; the set's generations start at 1.
+	if sl.gen == c.set.gen && sl.pkt == *p {
 		c.Hits++
-		return sl.v
+		return c.set.verdict(sl.value)
 	}
 	c.Misses++
-	v := c.set.Lookup(p)
-	*sl = cacheSlot{pkt: *p, gen: c.set.gen, valid: true, v: v}
-	return v
+	v, ok := c.set.c.Lookup(p)
+	if !ok {
+		v = -1
+	}
+	*sl = cacheSlot{pkt: *p, gen: c.set.gen, value: v}
+	return c.set.verdict(v)
 }

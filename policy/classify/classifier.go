@@ -18,7 +18,7 @@ type Item struct {
 
 // DefaultCollisionLimit is how many items may share one hash bucket before
 // an insert opens a table with a longer tuple.
-const DefaultCollisionLimit = 8
+const DefaultCollisionLimit = 7
 
 // Classifier is a set of tuple tables.
 type Classifier struct {

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -156,8 +157,7 @@ func TestCacheInvalidation(t *testing.T) {
 	c := NewCache(s, 64)
 	p := policy.NewPacketFromStrings("192.0.2.1", "198.51.100.1", policy.ProtoTCP, 1234, 80)
 	before := c.Lookup(&p)
-	top := policy.Rule{Name: "top", Precedence: -0, Box: policy.FullBox(), Action: policy.ActionDiscard}
-	top.Precedence = 0
+	top := policy.Rule{Name: "top", Box: policy.FullBox(), Action: policy.ActionDiscard}
 	for _, r := range rules {
 		if r.Precedence == 0 {
 			s.Remove(r.Name)
@@ -176,5 +176,28 @@ func TestCacheInvalidation(t *testing.T) {
 	c.Lookup(&p)
 	if c.Hits != 1 {
 		t.Errorf("cache hits %d, want 1", c.Hits)
+	}
+}
+
+func TestSetUpdateErrors(t *testing.T) {
+	rules := policytest.Rules(rand.New(rand.NewPCG(9, 9)), 5, false)
+	s, err := Build(rules, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := rules[1]
+	dup.Precedence = 12345
+	if _, err := s.Insert(dup); !errors.Is(err, policy.ErrBadRule) {
+		t.Errorf("duplicate name: %v", err)
+	}
+	clash := policy.Rule{Name: "new", Precedence: rules[2].Precedence, Box: policy.FullBox(), Action: policy.ActionDrop}
+	if _, err := s.Insert(clash); !errors.Is(err, ErrPrecedence) {
+		t.Errorf("duplicate precedence: %v", err)
+	}
+	if _, err := s.Remove("nope"); !errors.Is(err, policy.ErrNoRule) {
+		t.Errorf("remove unknown: %v", err)
+	}
+	if s.Decorrelated().Len() == 0 || s.Len() != 5 {
+		t.Errorf("set changed by failed updates: %d rules", s.Len())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 
 	"github.com/espy-dpi/espy/policy"
 )
@@ -46,12 +47,24 @@ var ErrPrecedence = errors.New("classify: duplicate precedence")
 // entries; when the bound is exceeded the Set still serves every lookup and
 // records why in Fallback.
 func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
-	s := &Set{c: New(false), rules: make(map[string]ruleRef, len(rules))}
+	s := &Set{c: New(false), rules: make(map[string]ruleRef, len(rules)), gen: 1}
 	for i := range rules {
 		if i > 0 && rules[i].Precedence <= rules[i-1].Precedence {
 			return nil, fmt.Errorf("classify: rule %q: precedence %d not above %q's %d: %w",
 				rules[i].Name, rules[i].Precedence, rules[i-1].Name, rules[i-1].Precedence, ErrPrecedence)
 		}
+	}
+	// Coarse rules first: they open the broad tables that finer rules can
+	// then share, which keeps the table count, and so the probes, low.
+	order := make([]int, len(rules))
+	bits := make([]int, len(rules))
+	for i := range order {
+		order[i] = i
+		bits[i] = natural(&rules[i].Box).bits()
+	}
+	sort.SliceStable(order, func(a, b int) bool { return bits[order[a]] < bits[order[b]] })
+	s.verdicts = make([]policy.Verdict, len(rules))
+	for _, i := range order {
 		if err := s.add(&rules[i], i); err != nil {
 			return nil, err
 		}
@@ -78,8 +91,14 @@ func (s *Set) add(r *policy.Rule, index int) error {
 		return fmt.Errorf("classify: rule %q: precedence %d out of range", r.Name, r.Precedence)
 	}
 	s.nextID++
-	ref := ruleRef{id: s.nextID, prio: uint32(r.Precedence), value: int32(len(s.verdicts))}
-	s.verdicts = append(s.verdicts, r.Verdict(index))
+	ref := ruleRef{id: s.nextID, prio: uint32(r.Precedence)}
+	if index >= 0 && index < len(s.verdicts) {
+		ref.value = int32(index)
+		s.verdicts[index] = r.Verdict(index)
+	} else {
+		ref.value = int32(len(s.verdicts))
+		s.verdicts = append(s.verdicts, r.Verdict(index))
+	}
 	if err := s.c.Insert(Item{ID: ref.id, Box: r.Box, Priority: ref.prio, Value: ref.value}); err != nil {
 		return err
 	}
@@ -109,11 +128,24 @@ func (s *Set) Lookup(p *policy.Packet) policy.Verdict {
 	return s.verdicts[v]
 }
 
+func (s *Set) verdict(v int32) policy.Verdict {
+	if v < 0 {
+		return policy.NoMatch
+	}
+	return s.verdicts[v]
+}
+
 // Insert adds a rule (the IKE stack installing narrowed selectors) with one
 // classifier insert and, when decorrelated entries are kept, an incremental
 // update of only the entries the rule overlaps. Its precedence must differ
 // from every other rule's. The returned delta lists the entries changed.
 func (s *Set) Insert(r policy.Rule) (policy.Delta, error) {
+	if _, dup := s.rules[r.Name]; dup {
+		return policy.Delta{}, fmt.Errorf("classify: insert %q: %w: name already used", r.Name, policy.ErrBadRule)
+	}
+	if r.Precedence < 0 || r.Precedence > 1<<31 {
+		return policy.Delta{}, fmt.Errorf("classify: insert %q: precedence %d out of range 0..2^31", r.Name, r.Precedence)
+	}
 	for _, ref := range s.rules {
 		if ref.prio == uint32(r.Precedence) {
 			return policy.Delta{}, fmt.Errorf("classify: insert %q: precedence %d in use: %w", r.Name, r.Precedence, ErrPrecedence)
@@ -129,7 +161,7 @@ func (s *Set) Insert(r policy.Rule) (policy.Delta, error) {
 	if err := s.add(&r, -1); err != nil {
 		return delta, err
 	}
-	s.gen++
+	s.bump()
 	return delta, nil
 }
 
@@ -148,7 +180,7 @@ func (s *Set) Remove(name string) (policy.Delta, error) {
 	}
 	s.c.Delete(ref.id)
 	delete(s.rules, name)
-	s.gen++
+	s.bump()
 	return delta, nil
 }
 
@@ -173,4 +205,19 @@ func BuildDisjoint(d *policy.Decorrelated) (*Classifier, []policy.Verdict, error
 		}
 	}
 	return c, verdicts, nil
+}
+
+// bump advances the generation, skipping 0, which marks empty cache slots.
+func (s *Set) bump() {
+	if s.gen++; s.gen == 0 {
+		s.gen = 1
+	}
+}
+
+// FromPolicy builds the Set for a parsed policy: decorrelated entries are
+// kept in ModeDecorrelated (under p.MaxEntries; past it the Set records why
+// in Fallback and still serves every lookup), and in ModeForbid the rules
+// are already disjoint.
+func FromPolicy(p *policy.Policy) (*Set, error) {
+	return Build(p.Rules, p.Mode == policy.ModeDecorrelated, p.MaxEntries)
 }

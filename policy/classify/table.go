@@ -39,18 +39,31 @@ func (x *item) contains(p *policy.Packet) bool {
 // slot is one open-addressing cell: a masked key and the items under it,
 // sorted by priority.
 type slot struct {
-	key   key
+	// hash identifies the bucket: two masked keys with one 64-bit hash share
+	// a bucket, which is harmless because every item's exact ranges are
+	// checked; the bucket limit still bounds the scan.
+	hash uint64
+	// first duplicates items[0] inline, so that the common case, a bucket
+	// of one, is decided without chasing the items pointer to another
+	// cache line.
+	first item
 	items []item
 	used  bool
 }
 
-// table is one tuple's hash table. tags mirrors slots with a 32-bit
-// fingerprint of each used slot's hash (never zero), so a probe that misses,
-// the common case, touches four bytes rather than a whole slot.
+func (s *slot) sync() {
+	if len(s.items) > 0 {
+		s.first = s.items[0]
+	}
+}
+
+// table is one tuple's hash table. tags mirrors slots with each used slot's
+// hash (never zero), so a probe that misses, the common case, touches eight
+// bytes rather than a whole slot.
 type table struct {
 	t       tuple
 	mask    key
-	tags    []uint32
+	tags    []uint64
 	slots   []slot
 	shift   uint // 64 - log2(len(slots))
 	used    int  // occupied slots
@@ -59,33 +72,32 @@ type table struct {
 }
 
 func newTable(t tuple) *table {
-	tb := &table{t: t, mask: t.mask(), tags: make([]uint32, 8), slots: make([]slot, 8), shift: 61, minPrio: ^uint32(0)}
+	tb := &table{t: t, mask: t.mask(), tags: make([]uint64, 8), slots: make([]slot, 8), shift: 61, minPrio: ^uint32(0)}
 	return tb
 }
 
 // find returns the slot index holding masked key k, or the empty slot where
 // it would go.
-func (tb *table) find(k *key, h uint64) int {
-	m := len(tb.slots) - 1
+func (tb *table) find(h uint64) int {
+	m := len(tb.tags) - 1
+	t := tag(h)
 	i := int(h >> tb.shift)
 	for {
-		s := &tb.slots[i]
-		if !s.used || s.key == *k {
+		if x := tb.tags[i]; x == 0 || x == t {
 			return i
 		}
 		i = (i + 1) & m
 	}
 }
 
-// tag is the fingerprint stored in tags: the low hash bits, never zero.
-func tag(h uint64) uint32 { return uint32(h) | 1 }
+// tag is the hash as stored in tags: never zero, which marks a free slot.
+func tag(h uint64) uint64 { return h | 1 }
 
 // bucketLen returns how many items share the bucket a box would land in.
 func (tb *table) bucketLen(b *policy.Box) int {
 	k := boxKey(b)
 	k = k.and(&tb.mask)
-	s := &tb.slots[tb.find(&k, k.hash())]
-	return len(s.items)
+	return len(tb.slots[tb.find(k.hash())].items)
 }
 
 func (tb *table) insert(x item, b *policy.Box) {
@@ -95,10 +107,10 @@ func (tb *table) insert(x item, b *policy.Box) {
 	k := boxKey(b)
 	k = k.and(&tb.mask)
 	h := k.hash()
-	j := tb.find(&k, h)
+	j := tb.find(h)
 	s := &tb.slots[j]
 	if !s.used {
-		s.used, s.key = true, k
+		s.used, s.hash = true, tag(h)
 		tb.tags[j] = tag(h)
 		tb.used++
 	}
@@ -109,6 +121,7 @@ func (tb *table) insert(x item, b *policy.Box) {
 		i--
 	}
 	s.items[i] = x
+	s.sync()
 	tb.n++
 	if x.prio < tb.minPrio {
 		tb.minPrio = x.prio
@@ -118,14 +131,14 @@ func (tb *table) insert(x item, b *policy.Box) {
 func (tb *table) grow() {
 	old := tb.slots
 	tb.slots = make([]slot, 2*len(old))
-	tb.tags = make([]uint32, 2*len(old))
+	tb.tags = make([]uint64, 2*len(old))
 	tb.shift--
 	for i := range old {
 		if old[i].used {
-			h := old[i].key.hash()
-			j := tb.find(&old[i].key, h)
+			h := old[i].hash
+			j := tb.find(h)
 			tb.slots[j] = old[i]
-			tb.tags[j] = tag(h)
+			tb.tags[j] = h
 		}
 	}
 }
@@ -134,10 +147,11 @@ func (tb *table) grow() {
 func (tb *table) remove(id uint64, b *policy.Box) bool {
 	k := boxKey(b)
 	k = k.and(&tb.mask)
-	s := &tb.slots[tb.find(&k, k.hash())]
+	s := &tb.slots[tb.find(k.hash())]
 	for i := range s.items {
 		if s.items[i].id == id {
 			s.items = append(s.items[:i], s.items[i+1:]...)
+			s.sync()
 			tb.n--
 			// An emptied slot stays as a tombstone-free placeholder: it
 			// keeps its key so probe chains stay intact.
@@ -171,8 +185,17 @@ func (tb *table) lookup(p *policy.Packet, k *key, bound uint32) *item {
 		if t == 0 {
 			return nil
 		}
-		if s := &tb.slots[i&m]; t == tg && s.key == mk {
-			for j := range s.items {
+		if t == tg {
+			s := &tb.slots[i&m]
+			if len(s.items) == 0 {
+				return nil
+			}
+			if x := &s.first; x.prio >= bound {
+				return nil
+			} else if x.contains(p) {
+				return x
+			}
+			for j := 1; j < len(s.items); j++ {
 				x := &s.items[j]
 				if x.prio >= bound {
 					return nil
