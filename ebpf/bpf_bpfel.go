@@ -86,6 +86,11 @@ type bpfEspyInnerRule struct {
 	Hits   uint64
 }
 
+type bpfEspyPolicyBloom struct {
+	_ structs.HostLayout
+	W [1024]uint64
+}
+
 type bpfEspyPolicyBucket struct {
 	_     structs.HostLayout
 	Count uint32
@@ -162,6 +167,8 @@ type bpfEspyVerdict struct {
 const (
 	bpfMapBridgePorts       = "bridge_ports"
 	bpfMapConfig            = "config"
+	bpfMapEspyPolicyBloom0  = "espy_policy_bloom0"
+	bpfMapEspyPolicyBloom1  = "espy_policy_bloom1"
 	bpfMapEspyPolicyCtl     = "espy_policy_ctl"
 	bpfMapEspyPolicyKeys0   = "espy_policy_keys0"
 	bpfMapEspyPolicyKeys1   = "espy_policy_keys1"
@@ -233,6 +240,8 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	BridgePorts       *ebpf.MapSpec `ebpf:"bridge_ports"`
 	Config            *ebpf.MapSpec `ebpf:"config"`
+	EspyPolicyBloom0  *ebpf.MapSpec `ebpf:"espy_policy_bloom0"`
+	EspyPolicyBloom1  *ebpf.MapSpec `ebpf:"espy_policy_bloom1"`
 	EspyPolicyCtl     *ebpf.MapSpec `ebpf:"espy_policy_ctl"`
 	EspyPolicyKeys0   *ebpf.MapSpec `ebpf:"espy_policy_keys0"`
 	EspyPolicyKeys1   *ebpf.MapSpec `ebpf:"espy_policy_keys1"`
@@ -280,6 +289,8 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	BridgePorts       *ebpf.Map `ebpf:"bridge_ports"`
 	Config            *ebpf.Map `ebpf:"config"`
+	EspyPolicyBloom0  *ebpf.Map `ebpf:"espy_policy_bloom0"`
+	EspyPolicyBloom1  *ebpf.Map `ebpf:"espy_policy_bloom1"`
 	EspyPolicyCtl     *ebpf.Map `ebpf:"espy_policy_ctl"`
 	EspyPolicyKeys0   *ebpf.Map `ebpf:"espy_policy_keys0"`
 	EspyPolicyKeys1   *ebpf.Map `ebpf:"espy_policy_keys1"`
@@ -303,6 +314,8 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.BridgePorts,
 		m.Config,
+		m.EspyPolicyBloom0,
+		m.EspyPolicyBloom1,
 		m.EspyPolicyCtl,
 		m.EspyPolicyKeys0,
 		m.EspyPolicyKeys1,

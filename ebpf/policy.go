@@ -49,14 +49,34 @@ type PolicyState struct {
 var policyMu sync.Mutex
 
 type policySet struct {
-	meta, tables, ranges, keys *ebpf.Map
+	meta, tables, ranges, keys, bloom *ebpf.Map
 }
 
 func (p *Program) policySet(i uint64) policySet {
 	if i == 0 {
-		return policySet{p.objs.EspyPolicyMeta0, p.objs.EspyPolicyTables0, p.objs.EspyPolicyRanges0, p.objs.EspyPolicyKeys0}
+		return policySet{p.objs.EspyPolicyMeta0, p.objs.EspyPolicyTables0, p.objs.EspyPolicyRanges0, p.objs.EspyPolicyKeys0, p.objs.EspyPolicyBloom0}
 	}
-	return policySet{p.objs.EspyPolicyMeta1, p.objs.EspyPolicyTables1, p.objs.EspyPolicyRanges1, p.objs.EspyPolicyKeys1}
+	return policySet{p.objs.EspyPolicyMeta1, p.objs.EspyPolicyTables1, p.objs.EspyPolicyRanges1, p.objs.EspyPolicyKeys1, p.objs.EspyPolicyBloom1}
+}
+
+// Per-table Bloom filters over the masked keys (policy_maps.h).
+const (
+	bloomWords = 1024
+	bloomBits  = bloomWords * 64
+)
+
+// bloomHash is espy_policy_bloom_hash in policy_maps.h; the table index is
+// not hashed (each table has its own filter).
+func bloomHash(k *pbpf.Key) uint64 {
+	h := k.Meta ^ uint64(k.Label)<<7
+	h ^= k.Src[0] * 0x9e3779b97f4a7c15
+	h ^= k.Src[1] * 0xc2b2ae3d27d4eb4f
+	h ^= k.Dst[0] * 0x165667b19e3779f9
+	h ^= k.Dst[1] * 0xd6e8feb86659fd93
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return h
 }
 
 func (p *Program) policyCtl() (uint64, error) {
@@ -274,6 +294,14 @@ func (p *Program) writePolicySet(s policySet, c *pbpf.Compiled) error {
 	}
 	if err := batchPut(s.tables, tidx, ts); err != nil {
 		return fmt.Errorf("ebpf: load policy: tables: %w", err)
+	}
+	blooms := make([]bpfEspyPolicyBloom, len(c.Tables))
+	for k := range c.Keys {
+		h := bloomHash(&k) % bloomBits
+		blooms[k.Table].W[h>>6] |= 1 << (h & 63)
+	}
+	if err := batchPut(s.bloom, tidx, blooms); err != nil {
+		return fmt.Errorf("ebpf: load policy: bloom filters: %w", err)
 	}
 	m := bpfEspyPolicyMeta{Ntables: c.Meta.NTables, Flags: c.Meta.Flags, Keys: c.Meta.Keys, Ranges: c.Meta.Ranges, MissAction: c.Meta.MissAction}
 	if err := s.meta.Put(uint32(0), &m); err != nil {

@@ -148,7 +148,13 @@ struct {
 		__uint(map_flags, ESPY_BPF_F_NO_PREALLOC);                        \
 		__type(key, struct espy_policy_key);                              \
 		__type(value, struct espy_policy_bucket);                         \
-	} espy_policy_keys##n SEC(".maps");
+	} espy_policy_keys##n SEC(".maps");                                       \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                 \
+		__uint(max_entries, ESPY_POLICY_MAX_TABLES);                      \
+		__type(key, __u32);                                               \
+		__type(value, struct espy_policy_bloom);                          \
+	} espy_policy_bloom##n SEC(".maps");
 
 ESPY_POLICY_SET(0)
 ESPY_POLICY_SET(1)
@@ -459,10 +465,12 @@ static __always_inline int range_matches(const struct espy_policy_range *r,
 	static long policy_table##n(__u64 index, void *arg)                       \
 	{                                                                         \
 		const struct espy_policy_bucket *b;                               \
+		const struct espy_policy_bloom *bl;                               \
 		const struct espy_policy_table *t;                                \
 		struct policy_walk *w = arg;                                      \
 		struct espy_policy_key mk;                                        \
 		__u32 i = index, j;                                               \
+		__u64 h;                                                          \
                                                                                   \
 		t = bpf_map_lookup_elem(&espy_policy_tables##n, &i);              \
 		if (!t)                                                           \
@@ -476,6 +484,12 @@ static __always_inline int range_matches(const struct espy_policy_range *r,
 		mk.src[1] = w->k.src[1] & t->mask.src[1];                         \
 		mk.dst[0] = w->k.dst[0] & t->mask.dst[0];                         \
 		mk.dst[1] = w->k.dst[1] & t->mask.dst[1];                         \
+		bl = bpf_map_lookup_elem(&espy_policy_bloom##n, &i);              \
+		if (!bl)                                                          \
+			return 1;                                                 \
+		h = espy_policy_bloom_hash(&mk);                                  \
+		if (!(bl->w[(h >> 6) & (ESPY_POLICY_BLOOM_WORDS - 1)] & (1ULL << (h & 63)))) \
+			return 0; /* no key of this table: skip the probe */      \
 		b = bpf_map_lookup_elem(&espy_policy_keys##n, &mk);               \
 		if (!b)                                                           \
 			return 0;                                                 \
