@@ -100,11 +100,12 @@ func TestMeasurePolicyLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pk := []policy.Packet{policy.NewPacketFromStrings("192.0.2.10", "198.51.100.1", 6, 1000, 80)}
-	ns, err := measurePolicy(c, pk, 10, 10)
+	m, err := measurePolicy(c, pk, 10, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ns <= 0 || ns > 1e6 {
-		t.Errorf("%.1f ns/packet", ns)
+	t.Logf("%+v", m)
+	if m.Total <= 0 || m.Total > 1e6 || m.Baseline <= 0 || m.Packets != 1 {
+		t.Errorf("%+v", m)
 	}
 }
