@@ -455,3 +455,45 @@ func TestPolicyFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyPuntSamples: a punted packet is copied to userspace beyond the
+// per-flow sample count (which belongs to unknown flows) and gets the fail
+// mode.
+func TestPolicyPuntSamples(t *testing.T) {
+	requireBPF(t)
+	pinCPU(t)
+	prog := loadTest(t, smallMaps(Config{SampleCount: 1, NoRateLimit: true, FailClosed: true}))
+	r := sampleReader(t, prog)
+	k := key4(t, policySPI, EncapNone, 0, 0)
+	mustVerdict(t, prog, k, Verdict{Kind: VerdictNull, IcvLen: 12, Mode: ModeTunnel})
+	c, err := pbpf.CompileRules(atomicPolicy(7, policy.ActionDrop)[:5], pbpf.Options{MissAction: pbpf.ActionPunt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.LoadPolicy(c); err != nil {
+		t.Fatal(err)
+	}
+	p := policy.NewPacketFromStrings("203.0.113.1", "203.0.113.2", 17, 1, 2)
+	if refAction(c, &p) != pbpf.ActionPunt {
+		t.Fatalf("%v is not punted by the test policy", p)
+	}
+	frame := packetFrame(&p)
+	var s Sample
+	for i := range 3 {
+		ret, _, d := run(t, prog, frame)
+		if got := onlyReason(t, d); got != ExitPendingSampled || ret != xdpDrop {
+			t.Fatalf("punt %d: %v/%d, want pending-sampled/drop", i, got, ret)
+		}
+		readSample(t, r, &s)
+		if s.Key != k || len(s.Frame) != len(frame) {
+			t.Fatalf("punt %d: sample key %v, %d bytes", i, s.Key, len(s.Frame))
+		}
+	}
+	st, err := prog.PolicyStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[PolicyPunt] != 3 || st[PolicyMiss] != 3 {
+		t.Errorf("stats %v, want 3 punts after 3 misses", st)
+	}
+}
