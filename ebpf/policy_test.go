@@ -285,6 +285,16 @@ func TestPolicyProperty(t *testing.T) {
 	}
 }
 
+// varyActions gives ClassBench rules (all protect) rotating actions, so that
+// the XDP outcome (pass, drop, count) tells rules apart.
+func varyActions(rules []policy.Rule) []policy.Rule {
+	acts := []policy.Action{policy.ActionDrop, policy.ActionAllow, policy.ActionLog, policy.ActionDiscard, policy.ActionProtect}
+	for i := range rules {
+		rules[i].Action = acts[i%len(acts)]
+	}
+	return rules
+}
+
 // TestPolicyClassBench runs the shipped ClassBench subsets' traces through
 // the program, ordered and decorrelated.
 func TestPolicyClassBench(t *testing.T) {
@@ -299,16 +309,16 @@ func TestPolicyClassBench(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rules := classbench.Rules(fs)
+		rules := varyActions(classbench.Rules(fs))
 		d, err := policy.Decorrelate(rules, 200000)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ord, err := pbpf.CompileRules(rules, pbpf.Options{})
+		ord, err := pbpf.CompileRules(rules, pbpf.Options{MissAction: pbpf.ActionPunt})
 		if err != nil {
 			t.Fatal(err)
 		}
-		dis, err := pbpf.CompileDecorrelated(d, pbpf.Options{})
+		dis, err := pbpf.CompileDecorrelated(d, pbpf.Options{MissAction: pbpf.ActionPunt})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +333,7 @@ func TestPolicyClassBench(t *testing.T) {
 					continue
 				}
 				ref := refAction(c, &p)
-				if lin := policy.LinearLookup(rules, &p); lin.Action != ref {
+				if lin := policy.LinearLookup(rules, &p); lin.Action != ref && !(lin.Action == policy.ActionNone && ref == pbpf.ActionPunt) {
 					t.Fatalf("%s header %d: reference %v, linear %v", name, i+1, ref, lin.Action)
 				}
 				checkPacket(t, prog, &p, ref, name)
@@ -495,5 +505,47 @@ func TestPolicyPuntSamples(t *testing.T) {
 	}
 	if st[PolicyPunt] != 3 || st[PolicyMiss] != 3 {
 		t.Errorf("stats %v, want 3 punts after 3 misses", st)
+	}
+}
+
+// TestPolicySharedClassBench checks the 1K and 10K ClassBench sets (ordered)
+// on a sample of their trace headers, when the shared data is present.
+func TestPolicySharedClassBench(t *testing.T) {
+	requireBPF(t)
+	for _, name := range []string{"acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc1_10K"} {
+		t.Run(name, func(t *testing.T) {
+			rp := filepath.Join(sharedClassBench, "rules", name)
+			fs, err := classbench.LoadFilters(rp)
+			if err != nil {
+				t.Skipf("shared ClassBench data not available (%v); it lives in ../shared/classbench from the repo root", err)
+			}
+			hs, err := classbench.LoadTrace(filepath.Join(sharedClassBench, "traces", name+"_trace"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules := varyActions(classbench.Rules(fs))
+			c, err := pbpf.CompileRules(rules, pbpf.Options{MissAction: pbpf.ActionPunt})
+			if err != nil {
+				t.Skipf("%v (flows would be punted)", err)
+			}
+			prog := policyProgram(t, Config{})
+			if err := prog.LoadPolicy(c); err != nil {
+				t.Fatal(err)
+			}
+			lin := policy.NewLinear(rules)
+			n := 0
+			for i := 0; i < len(hs) && n < 300; i += 1 + len(hs)/300 {
+				p := hs[i].Packet
+				if !wireable(&p) {
+					continue
+				}
+				ref := refAction(c, &p)
+				if l := lin.Lookup(&p); l.Action != ref && !(l.Action == policy.ActionNone && ref == pbpf.ActionPunt) {
+					t.Fatalf("header %d: reference %v, linear %v", i+1, ref, l.Action)
+				}
+				checkPacket(t, prog, &p, ref, name)
+				n++
+			}
+		})
 	}
 }
