@@ -207,13 +207,32 @@ func TestPolicyBasic(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPacket(t, prog, &dns, policy.ActionDrop, "reloaded")
+	// An empty policy: every packet takes the miss action.
+	empty, err := pbpf.CompileRules(nil, pbpf.Options{MissAction: policy.ActionDrop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.LoadPolicy(empty); err != nil {
+		t.Fatal(err)
+	}
+	checkPacket(t, prog, &other, policy.ActionDrop, "empty policy")
+	if err := prog.LoadPolicy(c); err != nil {
+		t.Fatal(err)
+	}
 	s, err := prog.PolicyStats()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("stats %v", s)
-	if s[PolicyExact] != 1 || s[PolicyPunt] != 2 || s[PolicyDefault] != 2 || s[PolicyHit] != 5 || s[PolicyMiss] != 1 {
+	if s[PolicyExact] != 1 || s[PolicyPunt] != 2 || s[PolicyDefault] != 2 || s[PolicyHit] != 5 || s[PolicyMiss] != 2 {
 		t.Errorf("stats %v", s)
+	}
+	if st, err := prog.PolicyState(); err != nil || !st.Loaded || st.Punt || st.Generation != 6 {
+		t.Errorf("state %+v %v, want loaded, generation 6", st, err)
+	}
+	prog.Close()
+	if err := prog.LoadPolicy(c); !errors.Is(err, ErrClosed) {
+		t.Errorf("LoadPolicy after Close: %v, want ErrClosed", err)
 	}
 }
 
