@@ -86,6 +86,67 @@ type bpfEspyInnerRule struct {
 	Hits   uint64
 }
 
+type bpfEspyPolicyBloom struct {
+	_ structs.HostLayout
+	W [1024]uint64
+}
+
+type bpfEspyPolicyBucket struct {
+	_     structs.HostLayout
+	Count uint32
+	Idx   [7]uint32
+}
+
+type bpfEspyPolicyKey struct {
+	_     structs.HostLayout
+	Table uint32
+	Label uint32
+	Meta  uint64
+	Src   [2]uint64
+	Dst   [2]uint64
+}
+
+type bpfEspyPolicyMeta struct {
+	_          structs.HostLayout
+	Ntables    uint32
+	Flags      uint32
+	Keys       uint32
+	Ranges     uint32
+	MissAction uint8
+	Pad        [7]uint8
+}
+
+type bpfEspyPolicyRange struct {
+	_        structs.HostLayout
+	SrcLo    [2]uint64
+	SrcHi    [2]uint64
+	DstLo    [2]uint64
+	DstHi    [2]uint64
+	LabelLo  uint32
+	LabelHi  uint32
+	SportLo  uint16
+	SportHi  uint16
+	DportLo  uint16
+	DportHi  uint16
+	FamilyLo uint8
+	FamilyHi uint8
+	ProtoLo  uint8
+	ProtoHi  uint8
+	Action   uint8
+	Pad      [3]uint8
+	Prio     uint32
+	Rule     uint32
+	Sa       uint32
+	Pad2     uint32
+}
+
+type bpfEspyPolicyTable struct {
+	_       structs.HostLayout
+	Mask    bpfEspyPolicyKey
+	MinPrio uint32
+	Keys    uint32
+}
+
 type bpfEspyVerdict struct {
 	_               structs.HostLayout
 	Kind            uint8
@@ -104,16 +165,28 @@ type bpfEspyVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapBridgePorts  = "bridge_ports"
-	bpfMapConfig       = "config"
-	bpfMapExitCounters = "exit_counters"
-	bpfMapFlowStats    = "flow_stats"
-	bpfMapInnerRules   = "inner_rules"
-	bpfMapPending      = "pending"
-	bpfMapSampleBucket = "sample_bucket"
-	bpfMapSamples      = "samples"
-	bpfMapVerdicts     = "verdicts"
-	bpfProgEspyXdp     = "espy_xdp"
+	bpfMapBridgePorts       = "bridge_ports"
+	bpfMapConfig            = "config"
+	bpfMapEspyPolicyBloom0  = "espy_policy_bloom0"
+	bpfMapEspyPolicyBloom1  = "espy_policy_bloom1"
+	bpfMapEspyPolicyCtl     = "espy_policy_ctl"
+	bpfMapEspyPolicyKeys0   = "espy_policy_keys0"
+	bpfMapEspyPolicyKeys1   = "espy_policy_keys1"
+	bpfMapEspyPolicyMeta0   = "espy_policy_meta0"
+	bpfMapEspyPolicyMeta1   = "espy_policy_meta1"
+	bpfMapEspyPolicyRanges0 = "espy_policy_ranges0"
+	bpfMapEspyPolicyRanges1 = "espy_policy_ranges1"
+	bpfMapEspyPolicyStats   = "espy_policy_stats"
+	bpfMapEspyPolicyTables0 = "espy_policy_tables0"
+	bpfMapEspyPolicyTables1 = "espy_policy_tables1"
+	bpfMapExitCounters      = "exit_counters"
+	bpfMapFlowStats         = "flow_stats"
+	bpfMapInnerRules        = "inner_rules"
+	bpfMapPending           = "pending"
+	bpfMapSampleBucket      = "sample_bucket"
+	bpfMapSamples           = "samples"
+	bpfMapVerdicts          = "verdicts"
+	bpfProgEspyXdp          = "espy_xdp"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -165,15 +238,27 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	BridgePorts  *ebpf.MapSpec `ebpf:"bridge_ports"`
-	Config       *ebpf.MapSpec `ebpf:"config"`
-	ExitCounters *ebpf.MapSpec `ebpf:"exit_counters"`
-	FlowStats    *ebpf.MapSpec `ebpf:"flow_stats"`
-	InnerRules   *ebpf.MapSpec `ebpf:"inner_rules"`
-	Pending      *ebpf.MapSpec `ebpf:"pending"`
-	SampleBucket *ebpf.MapSpec `ebpf:"sample_bucket"`
-	Samples      *ebpf.MapSpec `ebpf:"samples"`
-	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
+	BridgePorts       *ebpf.MapSpec `ebpf:"bridge_ports"`
+	Config            *ebpf.MapSpec `ebpf:"config"`
+	EspyPolicyBloom0  *ebpf.MapSpec `ebpf:"espy_policy_bloom0"`
+	EspyPolicyBloom1  *ebpf.MapSpec `ebpf:"espy_policy_bloom1"`
+	EspyPolicyCtl     *ebpf.MapSpec `ebpf:"espy_policy_ctl"`
+	EspyPolicyKeys0   *ebpf.MapSpec `ebpf:"espy_policy_keys0"`
+	EspyPolicyKeys1   *ebpf.MapSpec `ebpf:"espy_policy_keys1"`
+	EspyPolicyMeta0   *ebpf.MapSpec `ebpf:"espy_policy_meta0"`
+	EspyPolicyMeta1   *ebpf.MapSpec `ebpf:"espy_policy_meta1"`
+	EspyPolicyRanges0 *ebpf.MapSpec `ebpf:"espy_policy_ranges0"`
+	EspyPolicyRanges1 *ebpf.MapSpec `ebpf:"espy_policy_ranges1"`
+	EspyPolicyStats   *ebpf.MapSpec `ebpf:"espy_policy_stats"`
+	EspyPolicyTables0 *ebpf.MapSpec `ebpf:"espy_policy_tables0"`
+	EspyPolicyTables1 *ebpf.MapSpec `ebpf:"espy_policy_tables1"`
+	ExitCounters      *ebpf.MapSpec `ebpf:"exit_counters"`
+	FlowStats         *ebpf.MapSpec `ebpf:"flow_stats"`
+	InnerRules        *ebpf.MapSpec `ebpf:"inner_rules"`
+	Pending           *ebpf.MapSpec `ebpf:"pending"`
+	SampleBucket      *ebpf.MapSpec `ebpf:"sample_bucket"`
+	Samples           *ebpf.MapSpec `ebpf:"samples"`
+	Verdicts          *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -202,21 +287,45 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	BridgePorts  *ebpf.Map `ebpf:"bridge_ports"`
-	Config       *ebpf.Map `ebpf:"config"`
-	ExitCounters *ebpf.Map `ebpf:"exit_counters"`
-	FlowStats    *ebpf.Map `ebpf:"flow_stats"`
-	InnerRules   *ebpf.Map `ebpf:"inner_rules"`
-	Pending      *ebpf.Map `ebpf:"pending"`
-	SampleBucket *ebpf.Map `ebpf:"sample_bucket"`
-	Samples      *ebpf.Map `ebpf:"samples"`
-	Verdicts     *ebpf.Map `ebpf:"verdicts"`
+	BridgePorts       *ebpf.Map `ebpf:"bridge_ports"`
+	Config            *ebpf.Map `ebpf:"config"`
+	EspyPolicyBloom0  *ebpf.Map `ebpf:"espy_policy_bloom0"`
+	EspyPolicyBloom1  *ebpf.Map `ebpf:"espy_policy_bloom1"`
+	EspyPolicyCtl     *ebpf.Map `ebpf:"espy_policy_ctl"`
+	EspyPolicyKeys0   *ebpf.Map `ebpf:"espy_policy_keys0"`
+	EspyPolicyKeys1   *ebpf.Map `ebpf:"espy_policy_keys1"`
+	EspyPolicyMeta0   *ebpf.Map `ebpf:"espy_policy_meta0"`
+	EspyPolicyMeta1   *ebpf.Map `ebpf:"espy_policy_meta1"`
+	EspyPolicyRanges0 *ebpf.Map `ebpf:"espy_policy_ranges0"`
+	EspyPolicyRanges1 *ebpf.Map `ebpf:"espy_policy_ranges1"`
+	EspyPolicyStats   *ebpf.Map `ebpf:"espy_policy_stats"`
+	EspyPolicyTables0 *ebpf.Map `ebpf:"espy_policy_tables0"`
+	EspyPolicyTables1 *ebpf.Map `ebpf:"espy_policy_tables1"`
+	ExitCounters      *ebpf.Map `ebpf:"exit_counters"`
+	FlowStats         *ebpf.Map `ebpf:"flow_stats"`
+	InnerRules        *ebpf.Map `ebpf:"inner_rules"`
+	Pending           *ebpf.Map `ebpf:"pending"`
+	SampleBucket      *ebpf.Map `ebpf:"sample_bucket"`
+	Samples           *ebpf.Map `ebpf:"samples"`
+	Verdicts          *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.BridgePorts,
 		m.Config,
+		m.EspyPolicyBloom0,
+		m.EspyPolicyBloom1,
+		m.EspyPolicyCtl,
+		m.EspyPolicyKeys0,
+		m.EspyPolicyKeys1,
+		m.EspyPolicyMeta0,
+		m.EspyPolicyMeta1,
+		m.EspyPolicyRanges0,
+		m.EspyPolicyRanges1,
+		m.EspyPolicyStats,
+		m.EspyPolicyTables0,
+		m.EspyPolicyTables1,
 		m.ExitCounters,
 		m.FlowStats,
 		m.InnerRules,

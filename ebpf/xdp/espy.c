@@ -5,7 +5,8 @@
  * Every frame is parsed down to its ESP (or WESP) header. Frames that are
  * not IPsec pass. IPsec frames are looked up by SA in the verdict map that
  * userspace fills: ESP-NULL flows are opened (trailer, then inner header) and
- * checked against the inner-policy map, encrypted flows get the configured
+ * checked against the inner policy (an exact 5-tuple map, then the compiled
+ * SPD of policy_maps.h), encrypted flows get the configured
  * action, and the first frames of an unknown flow are copied whole to
  * userspace, where the RFC 5879 heuristics decide.
  *
@@ -13,6 +14,7 @@
  */
 #include "abi.h"
 #include "espy.h"
+#include "policy_maps.h"
 
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -33,6 +35,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_QINQ1 0x9100
 
 #define IPPROTO_HOPOPTS 0
+#define IPPROTO_ICMP 1
 #define IPPROTO_IPIP 4
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
@@ -42,6 +45,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define IPPROTO_FRAGMENT 44
 #define IPPROTO_ESP 50
 #define IPPROTO_NONE 59
+#define IPPROTO_ICMPV6 58
 #define IPPROTO_DSTOPTS 60
 #define IPPROTO_SCTP 132
 #define IPPROTO_UDPLITE 136
@@ -116,6 +120,58 @@ struct {
 	__type(key, __u32);
 	__type(value, struct espy_config);
 } config SEC(".maps");
+
+/* The compiled SPD (policy/bpf/policy.h): two complete sets, the active one
+ * named by espy_policy_ctl (policy_maps.h). */
+#define ESPY_POLICY_SET(n)                                                        \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                 \
+		__uint(max_entries, 1);                                           \
+		__type(key, __u32);                                               \
+		__type(value, struct espy_policy_meta);                           \
+	} espy_policy_meta##n SEC(".maps");                                       \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                 \
+		__uint(max_entries, ESPY_POLICY_MAX_TABLES);                      \
+		__type(key, __u32);                                               \
+		__type(value, struct espy_policy_table);                          \
+	} espy_policy_tables##n SEC(".maps");                                     \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                 \
+		__uint(max_entries, ESPY_POLICY_MAX_RANGES);                      \
+		__type(key, __u32);                                               \
+		__type(value, struct espy_policy_range);                          \
+	} espy_policy_ranges##n SEC(".maps");                                     \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_HASH);                                  \
+		__uint(max_entries, ESPY_POLICY_MAX_KEYS);                        \
+		__uint(map_flags, ESPY_BPF_F_NO_PREALLOC);                        \
+		__type(key, struct espy_policy_key);                              \
+		__type(value, struct espy_policy_bucket);                         \
+	} espy_policy_keys##n SEC(".maps");                                       \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                 \
+		__uint(max_entries, ESPY_POLICY_MAX_TABLES);                      \
+		__type(key, __u32);                                               \
+		__type(value, struct espy_policy_bloom);                          \
+	} espy_policy_bloom##n SEC(".maps");
+
+ESPY_POLICY_SET(0)
+ESPY_POLICY_SET(1)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} espy_policy_ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ESPY_PSTAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} espy_policy_stats SEC(".maps");
 
 /* Per-CPU GCRA state of the sample rate limiter: theoretical arrival time. */
 struct {
@@ -247,31 +303,19 @@ struct pkt {
 };
 
 /*
- * unknown handles a flow without a verdict: sample it, then fail open or
- * closed. It and null_flow are global functions: the verifier checks each
- * once on its own instead of once per call site and parser path, which
- * keeps verification time and the instruction count far from the limits.
+ * send_sample copies the frame to userspace through the perf array, within
+ * the per-CPU rate limit, and returns the exit reason that tells how it went.
  */
-__attribute__((noinline)) int unknown(struct xdp_md *ctx, const struct pkt *pk)
+static __always_inline enum espy_exit_reason send_sample(struct xdp_md *ctx,
+							 const struct espy_config *cfg,
+							 const struct pkt *pk)
 {
-	const struct espy_flow_key *key;
-	const struct espy_config *cfg;
 	struct espy_sample s = {};
-	__u32 zero = 0, *cnt, seen;
 	__u64 cap;
 
-	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!ctx || !pk || !cfg)
-		return XDP_ABORTED;
-	key = &pk->key;
-	cnt = bpf_map_lookup_elem(&pending, key);
-	seen = cnt ? *cnt : 0;
-	if (seen >= cfg->sample_count)
-		return finish(ctx, cfg, ESPY_EXIT_PENDING_OVER_LIMIT, cfg->fail_closed);
 	if (!sample_allowed(cfg))
-		return finish(ctx, cfg, ESPY_EXIT_SAMPLE_RATELIMITED, cfg->fail_closed);
-
-	s.key = *key;
+		return ESPY_EXIT_SAMPLE_RATELIMITED;
+	s.key = pk->key;
 	s.ifindex = ctx->ingress_ifindex;
 	s.orig_len = pk->frame_len;
 	cap = pk->frame_len < cfg->snaplen ? pk->frame_len : cfg->snaplen;
@@ -281,7 +325,34 @@ __attribute__((noinline)) int unknown(struct xdp_md *ctx, const struct pkt *pk)
 	/* The upper 32 bits of flags make the kernel append cap bytes of the
 	 * frame to the record itself: no copy through the BPF stack. */
 	if (bpf_perf_event_output(ctx, &samples, BPF_F_CURRENT_CPU | (cap << 32), &s, sizeof(s)))
-		return finish(ctx, cfg, ESPY_EXIT_SAMPLE_LOST, cfg->fail_closed);
+		return ESPY_EXIT_SAMPLE_LOST;
+	return ESPY_EXIT_PENDING_SAMPLED;
+}
+
+/*
+ * unknown handles a flow without a verdict: sample it, then fail open or
+ * closed. It and null_flow are global functions: the verifier checks each
+ * once on its own instead of once per call site and parser path, which
+ * keeps verification time and the instruction count far from the limits.
+ */
+__attribute__((noinline)) int unknown(struct xdp_md *ctx, const struct pkt *pk)
+{
+	const struct espy_flow_key *key;
+	const struct espy_config *cfg;
+	enum espy_exit_reason why;
+	__u32 zero = 0, *cnt, seen;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ctx || !pk || !cfg)
+		return XDP_ABORTED;
+	key = &pk->key;
+	cnt = bpf_map_lookup_elem(&pending, key);
+	seen = cnt ? *cnt : 0;
+	if (seen >= cfg->sample_count)
+		return finish(ctx, cfg, ESPY_EXIT_PENDING_OVER_LIMIT, cfg->fail_closed);
+	why = send_sample(ctx, cfg, pk);
+	if (why != ESPY_EXIT_PENDING_SAMPLED)
+		return finish(ctx, cfg, why, cfg->fail_closed);
 
 	if (cnt) {
 		__sync_fetch_and_add(cnt, 1);
@@ -290,6 +361,26 @@ __attribute__((noinline)) int unknown(struct xdp_md *ctx, const struct pkt *pk)
 		bpf_map_update_elem(&pending, key, &one, BPF_NOEXIST);
 	}
 	return finish(ctx, cfg, ESPY_EXIT_PENDING_SAMPLED, cfg->fail_closed);
+}
+
+/*
+ * punt handles an ESP-NULL packet of a decided flow that the kernel's inner
+ * policy cannot decide (ESPY_POLICY_PUNT, or a policy too large for the
+ * maps): a copy goes to userspace within the sample rate limit but beyond
+ * the per-flow sample count, and the frame gets the fail mode. The exit
+ * reasons are the sampling ones; espy_policy_stats counts punts apart.
+ */
+__attribute__((noinline)) int punt(struct xdp_md *ctx, const struct pkt *pk)
+{
+	const struct espy_config *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!ctx || !pk || !cfg)
+		return XDP_ABORTED;
+	if (!cfg->sample_count)
+		return finish(ctx, cfg, ESPY_EXIT_PENDING_OVER_LIMIT, cfg->fail_closed);
+	return finish(ctx, cfg, send_sample(ctx, cfg, pk), cfg->fail_closed);
 }
 
 static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame_len)
@@ -318,20 +409,249 @@ static __always_inline int encrypted(struct xdp_md *ctx, const struct espy_confi
 	return finish(ctx, cfg, ESPY_EXIT_ENCRYPTED_PASS, 0);
 }
 
+/* Internal action: the kernel cannot decide, punt to userspace. */
+#define ESPY_ACTION_PUNT 0xff
+
+static __always_inline void policy_stat(__u32 i)
+{
+	__u64 *c = bpf_map_lookup_elem(&espy_policy_stats, &i);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int is_icmp(__u8 proto)
+{
+	return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
+}
+
+/* The state of one compiled-policy lookup: the packet's key, its fields
+ * decoded once, and the best range so far. */
+struct policy_walk {
+	struct espy_policy_key k;
+	__u32 best_prio;
+	__u32 flags;
+	__u16 sport, dport;
+	__u8 family, proto;
+	__u8 found;
+	__u8 action;
+};
+
+/* le128 is a <= b for 128-bit numbers as two words, high word first. */
+static __always_inline int le128(const __u64 *a, const __u64 *b)
+{
+	return a[0] < b[0] || (a[0] == b[0] && a[1] <= b[1]);
+}
+
+static __always_inline int range_matches(const struct espy_policy_range *r,
+					 const struct policy_walk *w)
+{
+	return w->family >= r->family_lo && w->family <= r->family_hi &&
+	       w->proto >= r->proto_lo && w->proto <= r->proto_hi &&
+	       w->sport >= r->sport_lo && w->sport <= r->sport_hi &&
+	       w->dport >= r->dport_lo && w->dport <= r->dport_hi &&
+	       w->k.label >= r->label_lo && w->k.label <= r->label_hi &&
+	       le128(r->src_lo, w->k.src) && le128(w->k.src, r->src_hi) &&
+	       le128(r->dst_lo, w->k.dst) && le128(w->k.dst, r->dst_hi);
+}
+
 /*
- * inner_policy is the one place the inner 5-tuple is classified, so the
- * exact-match table can be swapped for the SPD classifier later.
+ * ESPY_POLICY_WALK(n) defines the lookup of policy.h over map set n: a
+ * bpf_loop callback for one table (the outer loop's body, with the bucket
+ * loop inside) and the global function policy_walk<n>, verified once each.
+ * It returns the deciding range's action, or 0x100 | the miss action.
  */
-static __always_inline __u8 inner_policy(const struct espy_inner_key *ik,
+#define ESPY_POLICY_WALK(n)                                                       \
+	static long policy_table##n(__u64 index, void *arg)                       \
+	{                                                                         \
+		const struct espy_policy_bucket *b;                               \
+		const struct espy_policy_bloom *bl;                               \
+		const struct espy_policy_table *t;                                \
+		struct policy_walk *w = arg;                                      \
+		struct espy_policy_key mk;                                        \
+		__u32 i = index, j;                                               \
+		__u64 h;                                                          \
+                                                                                  \
+		t = bpf_map_lookup_elem(&espy_policy_tables##n, &i);              \
+		if (!t)                                                           \
+			return 1;                                                 \
+		if (w->found && t->min_prio >= w->best_prio)                      \
+			return 1; /* nothing better left */                       \
+		mk.table = i;                                                     \
+		mk.label = w->k.label & t->mask.label;                            \
+		mk.meta = w->k.meta & t->mask.meta;                               \
+		mk.src[0] = w->k.src[0] & t->mask.src[0];                         \
+		mk.src[1] = w->k.src[1] & t->mask.src[1];                         \
+		mk.dst[0] = w->k.dst[0] & t->mask.dst[0];                         \
+		mk.dst[1] = w->k.dst[1] & t->mask.dst[1];                         \
+		bl = bpf_map_lookup_elem(&espy_policy_bloom##n, &i);              \
+		if (!bl)                                                          \
+			return 1;                                                 \
+		h = espy_policy_bloom_hash(&mk);                                  \
+		if (!(bl->w[(h >> 6) & (ESPY_POLICY_BLOOM_WORDS - 1)] & (1ULL << (h & 63)))) \
+			return 0; /* no key of this table: skip the probe */      \
+		b = bpf_map_lookup_elem(&espy_policy_keys##n, &mk);               \
+		if (!b)                                                           \
+			return 0;                                                 \
+		for (j = 0; j < ESPY_POLICY_BUCKET; j++) {                        \
+			const struct espy_policy_range *r;                        \
+			__u32 ri;                                                 \
+                                                                                  \
+			if (j >= b->count)                                        \
+				break;                                            \
+			ri = b->idx[j];                                           \
+			r = bpf_map_lookup_elem(&espy_policy_ranges##n, &ri);     \
+			if (!r)                                                   \
+				break;                                            \
+			if (w->found && r->prio >= w->best_prio)                  \
+				break; /* the bucket is sorted */                 \
+			if (range_matches(r, w)) {                                \
+				w->found = 1;                                     \
+				w->best_prio = r->prio;                           \
+				w->action = r->action;                            \
+				break;                                            \
+			}                                                         \
+		}                                                                 \
+		/* Disjoint ranges: the first hit is the answer. */               \
+		return w->found && (w->flags & ESPY_POLICY_F_DISJOINT);           \
+	}                                                                         \
+                                                                                  \
+	__attribute__((noinline)) int policy_walk##n(const struct espy_policy_key *k) \
+	{                                                                         \
+		const struct espy_policy_meta *m;                                 \
+		struct policy_walk w = {};                                        \
+		__u32 zero = 0, nt;                                               \
+                                                                                  \
+		m = bpf_map_lookup_elem(&espy_policy_meta##n, &zero);             \
+		if (!k || !m)                                                     \
+			return 0x100 | ESPY_POLICY_PUNT;                          \
+		w.k = *k;                                                         \
+		w.flags = m->flags;                                               \
+		w.family = k->meta >> 56;                                         \
+		w.proto = k->meta >> 48;                                          \
+		w.sport = k->meta >> 32;                                          \
+		w.dport = k->meta >> 16;                                          \
+		nt = m->ntables;                                                  \
+		if (nt > ESPY_POLICY_MAX_TABLES)                                  \
+			nt = ESPY_POLICY_MAX_TABLES;                              \
+		bpf_loop(nt, policy_table##n, &w, 0);                             \
+		if (w.found)                                                      \
+			return w.action;                                          \
+		return 0x100 | m->miss_action;                                    \
+	}
+
+ESPY_POLICY_WALK(0)
+ESPY_POLICY_WALK(1)
+
+/* addr_words stores an inner key's address as policy.h's two words. */
+static __always_inline void addr_words(__u64 *w, const __u8 *a, __u8 family)
+{
+	__u64 hi, lo;
+	__u32 v4;
+
+	if (family == 4) {
+		__builtin_memcpy(&v4, a, 4);
+		w[0] = 0;
+		w[1] = bpf_ntohl(v4);
+		return;
+	}
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	w[0] = bpf_be64_to_cpu(hi);
+	w[1] = bpf_be64_to_cpu(lo);
+}
+
+/*
+ * policy_classify looks the inner 5-tuple up in the published compiled SPD
+ * and returns an espy_action, ESPY_ACTION_DEFAULT for "no policy or the
+ * policy says nothing" or ESPY_ACTION_PUNT. icmp is type << 8 | code for
+ * ICMP and ICMPv6, which the exact stage keys with ports 0.
+ *
+ * The control word is read before and after the walk: if a publication
+ * flipped the sets in between, the set walked may have been rewritten while
+ * it was read, so the walk is repeated (twice at most, then punted).
+ */
+__attribute__((noinline)) int policy_classify(const struct espy_inner_key *ik, __u32 icmp)
+{
+	struct espy_policy_key k = {};
+	__u32 zero = 0, sport, dport;
+	__u64 *ctl, c1, c2;
+	int i, r;
+
+	ctl = bpf_map_lookup_elem(&espy_policy_ctl, &zero);
+	if (!ik || !ctl)
+		return ESPY_ACTION_DEFAULT;
+	sport = ik->sport;
+	dport = ik->dport;
+	if (is_icmp(ik->proto)) {
+		sport = icmp & 0xffff;
+		dport = 0;
+	}
+	k.meta = (__u64)ik->family << 56 | (__u64)ik->proto << 48 | (__u64)sport << 32 |
+		 (__u64)dport << 16;
+	addr_words(k.src, ik->src, ik->family);
+	addr_words(k.dst, ik->dst, ik->family);
+
+	for (i = 0; i < 3; i++) {
+		c1 = *(volatile __u64 *)ctl;
+		if (c1 & ESPY_POLICY_CTL_PUNT) {
+			policy_stat(ESPY_PSTAT_PUNT);
+			return ESPY_ACTION_PUNT;
+		}
+		if (!(c1 & ESPY_POLICY_CTL_LOADED)) {
+			policy_stat(ESPY_PSTAT_DEFAULT);
+			return ESPY_ACTION_DEFAULT;
+		}
+		if (c1 & ESPY_POLICY_CTL_SET1)
+			r = policy_walk1(&k);
+		else
+			r = policy_walk0(&k);
+		c2 = *(volatile __u64 *)ctl;
+		if (c1 == c2)
+			break;
+		policy_stat(ESPY_PSTAT_RETRY);
+		r = 0x100 | ESPY_POLICY_PUNT;
+	}
+	policy_stat(r & 0x100 ? ESPY_PSTAT_MISS : ESPY_PSTAT_HIT);
+	switch (r & 0xff) {
+	case ESPY_POLICY_NONE:
+		return ESPY_ACTION_DEFAULT;
+	case ESPY_POLICY_PROTECT:
+	case ESPY_POLICY_BYPASS:
+	case ESPY_POLICY_ALLOW:
+		return ESPY_ACTION_PASS;
+	case ESPY_POLICY_DISCARD:
+	case ESPY_POLICY_DROP:
+		return ESPY_ACTION_DROP;
+	case ESPY_POLICY_LOG:
+		return ESPY_ACTION_COUNT;
+	}
+	policy_stat(ESPY_PSTAT_PUNT);
+	return ESPY_ACTION_PUNT;
+}
+
+/*
+ * inner_policy is the one place the inner 5-tuple is classified: first the
+ * exact 5-tuple map (SetInnerRule: operator pinholes and userspace's
+ * answers for punted tuples), then the compiled SPD, then the configured
+ * default.
+ */
+static __always_inline __u8 inner_policy(const struct espy_inner_key *ik, __u32 icmp,
 					 const struct espy_config *cfg)
 {
 	struct espy_inner_rule *r = bpf_map_lookup_elem(&inner_rules, ik);
+	int a;
 
 	if (r) {
 		__sync_fetch_and_add(&r->hits, 1);
-		if (r->action)
+		if (r->action) {
+			policy_stat(ESPY_PSTAT_EXACT);
 			return r->action;
+		}
 	}
+	a = policy_classify(ik, icmp);
+	if (a != ESPY_ACTION_DEFAULT)
+		return a;
 	return cfg->inner_default ? cfg->inner_default : ESPY_ACTION_PASS;
 }
 
@@ -347,9 +667,29 @@ static __always_inline int load_ports(struct xdp_md *ctx, __u32 off, __u32 pend,
 	return 0;
 }
 
+/*
+ * load_l4 reads what the policy keys on past the inner IP header: the ports
+ * into ik, or for ICMP and ICMPv6 type << 8 | code into *icmp (the exact
+ * stage keys ICMP with ports 0, the SPD with IKE's ICMP encoding).
+ */
+static __always_inline int load_l4(struct xdp_md *ctx, __u32 off, __u32 pend,
+				   struct espy_inner_key *ik, __u32 *icmp)
+{
+	__u8 *p;
+
+	if (has_ports(ik->proto))
+		return load_ports(ctx, off, pend, ik);
+	if (!is_icmp(ik->proto))
+		return 0;
+	if (off + 2 > pend || !(p = pkt_ptr(ctx, off, 2)))
+		return -1;
+	*icmp = (__u32)p[0] << 8 | p[1];
+	return 0;
+}
+
 /* inner_ip reads the inner header of a tunnel-mode payload at off..pend. */
 static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, __u8 nh,
-				    struct espy_inner_key *ik)
+				    struct espy_inner_key *ik, __u32 *icmp)
 {
 	if (nh == IPPROTO_IPIP) {
 		__u32 ihl;
@@ -365,9 +705,9 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
 		__builtin_memcpy(ik->src, &h[12], 4);
 		__builtin_memcpy(ik->dst, &h[16], 4);
 		/* Non-first inner fragments carry no ports: looked up with 0. */
-		if ((((__u16)h[6] << 8 | h[7]) & 0x1fff) || !has_ports(ik->proto))
+		if (((__u16)h[6] << 8 | h[7]) & 0x1fff)
 			return 0;
-		return load_ports(ctx, off + ihl, pend, ik);
+		return load_l4(ctx, off + ihl, pend, ik, icmp);
 	}
 	if (nh == IPPROTO_IPV6) {
 		__u8 proto, *h;
@@ -404,9 +744,7 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
 		if (is_ext_hdr(proto))
 			return -1;
 		ik->proto = proto;
-		if (!has_ports(proto))
-			return 0;
-		return load_ports(ctx, off, pend, ik);
+		return load_l4(ctx, off, pend, ik, icmp);
 	}
 	return -1;
 }
@@ -418,7 +756,7 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
  */
 __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk)
 {
-	__u32 zero = 0, toff, pend, payload_off, end, icv_len;
+	__u32 zero = 0, toff, pend, payload_off, end, icv_len, icmp = 0;
 	struct espy_inner_key ik = {};
 	const struct espy_config *cfg;
 	__u8 *tr, nh, a;
@@ -447,18 +785,20 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 	tunnel = pk->mode == ESPY_MODE_TUNNEL ||
 		 (pk->mode == ESPY_MODE_UNKNOWN && (nh == IPPROTO_IPIP || nh == IPPROTO_IPV6));
 	if (tunnel) {
-		if (inner_ip(ctx, payload_off, pend, nh, &ik))
+		if (inner_ip(ctx, payload_off, pend, nh, &ik, &icmp))
 			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	} else {
 		ik.family = pk->key.family;
 		ik.proto = nh;
 		__builtin_memcpy(ik.src, pk->key.src, 16);
 		__builtin_memcpy(ik.dst, pk->key.dst, 16);
-		if (has_ports(nh) && load_ports(ctx, payload_off, pend, &ik))
+		if (load_l4(ctx, payload_off, pend, &ik, &icmp))
 			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 	}
 
-	a = inner_policy(&ik, cfg);
+	a = inner_policy(&ik, icmp, cfg);
+	if (a == ESPY_ACTION_PUNT)
+		return punt(ctx, pk);
 	if (a == ESPY_ACTION_DROP)
 		return finish(ctx, cfg, ESPY_EXIT_NULL_DROP, 1);
 	if (a == ESPY_ACTION_COUNT)

@@ -1,0 +1,111 @@
+package ebpf
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/espy-dpi/espy/policy"
+	pbpf "github.com/espy-dpi/espy/policy/bpf"
+	"github.com/espy-dpi/espy/policy/classbench"
+)
+
+// sharedClassBench is the shared ClassBench data, from the ebpf directory of
+// a worktree next to ../shared.
+const sharedClassBench = "../../shared/classbench/hypersplit"
+
+// benchTracePackets is how many trace headers a benchmark cycles over.
+const benchTracePackets = 4096
+
+func loadClassBench(b *testing.B, name string) ([]policy.Rule, []policy.Packet) {
+	b.Helper()
+	rp := filepath.Join(sharedClassBench, "rules", name)
+	if _, err := os.Stat(rp); err != nil {
+		b.Skipf("shared ClassBench data not available (%v); it lives in ../shared/classbench from the repo root", err)
+	}
+	fs, err := classbench.LoadFilters(rp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs, err := classbench.LoadTrace(filepath.Join(sharedClassBench, "traces", name+"_trace"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pk []policy.Packet
+	for i := 0; i < len(hs) && len(pk) < benchTracePackets; i++ {
+		p := hs[i].Packet
+		if wireable(&p) {
+			pk = append(pk, p)
+		}
+	}
+	return classbench.Rules(fs), pk
+}
+
+// BenchmarkPolicyLookup runs ClassBench traces through the XDP program with
+// the compiled rules published, inside the kernel (BPF_PROG_TEST_RUN, 1000
+// repeats a frame: each run syscall costs about a millisecond of XDP
+// dispatcher update), and reports the kernel-measured ns per packet of the
+// whole program. The "none" variant runs the same frames with no policy
+// published: the difference is the compiled-SPD lookup.
+func BenchmarkPolicyLookup(b *testing.B) {
+	for _, name := range []string{"acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc1_10K"} {
+		b.Run(name, func(b *testing.B) {
+			rules, pk := loadClassBench(b, name)
+			c, err := pbpf.CompileRules(rules, pbpf.Options{})
+			if err != nil {
+				b.Skipf("%s: %v", name, err)
+			}
+			benchPolicyFrames(b, c, pk)
+			b.ReportMetric(float64(len(c.Tables)), "tables")
+		})
+	}
+	b.Run("none", func(b *testing.B) {
+		_, pk := loadClassBench(b, "acl1_10K")
+		benchPolicyFrames(b, nil, pk)
+	})
+}
+
+func benchPolicyFrames(b *testing.B, c *pbpf.Compiled, pk []policy.Packet) {
+	requireBPF(b)
+	prog := policyProgram(b, Config{})
+	if c != nil {
+		if err := prog.LoadPolicy(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	frames := make([][]byte, len(pk))
+	for i := range pk {
+		frames[i] = PolicyFrame(&pk[i], policySPI, 12)
+	}
+	const repeat = 1000
+	var total float64
+	var n int
+	for i := 0; b.Loop(); i++ {
+		_, d, err := prog.XDP().Benchmark(frames[i%len(frames)], repeat, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += float64(d.Nanoseconds())
+		n++
+	}
+	b.ReportMetric(total/float64(n), "ns/packet")
+}
+
+// TestMeasurePolicyLookup checks that the function policycmd calls works.
+func TestMeasurePolicyLookup(t *testing.T) {
+	requireBPF(t)
+	rules := atomicPolicy(6, policy.ActionAllow)
+	c, err := pbpf.CompileRules(rules, pbpf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := []policy.Packet{policy.NewPacketFromStrings("192.0.2.10", "198.51.100.1", 6, 1000, 80)}
+	m, err := measurePolicy(c, pk, 10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", m)
+	if m.Total <= 0 || m.Total > 1e6 || m.Baseline <= 0 || m.Packets != 1 {
+		t.Errorf("%+v", m)
+	}
+}
