@@ -15,6 +15,7 @@ import (
 	"github.com/espy-dpi/espy/flowcache"
 	"github.com/espy-dpi/espy/heuristics"
 	"github.com/espy-dpi/espy/packet"
+	"github.com/espy-dpi/espy/policy/classify"
 	"github.com/espy-dpi/espy/verdictlog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -40,6 +41,7 @@ type Daemon struct {
 	dec     packet.Decoder
 	pkt     packet.Packet
 	gen     uint32
+	set     *classify.Set // the SPD's Go classifier, for punted packets
 	idleTO  time.Duration
 	sweepTO time.Duration
 	closeMu sync.Mutex
@@ -113,6 +115,11 @@ func Start(cfg *config.Config, out *Output, log zerolog.Logger, reg prometheus.R
 		}
 		if err := d.prog.SetInnerRule(k, innerAction(r.Action), uint32(i+1)); err != nil {
 			return d, fmt.Errorf("inline: inner rule %d: %w", i, err)
+		}
+	}
+	if cfg.Policy.Kind != 0 {
+		if err := d.loadPolicy(); err != nil {
+			return d, err
 		}
 	}
 	now := time.Now().UnixNano()
@@ -263,6 +270,10 @@ func (d *Daemon) handle(s *ebpf.Sample) {
 		if err := d.prog.SetVerdict(s.Key, d.bpfVerdict(v)); err != nil {
 			d.log.Error().Err(err).Stringer("flow", s.Key).Msg("write verdict to the fast path")
 			return
+		}
+		if v.Class == heuristics.Null && res.Event == flowcache.EventNone {
+			// A sample of a decided null flow: the fast path punted it.
+			d.punted(v, p)
 		}
 		if res.Event == flowcache.EventDecided {
 			if f, ok := d.cache.Lookup(flowcache.KeyOf(p)); ok {

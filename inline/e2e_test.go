@@ -32,6 +32,12 @@ const (
 	dropSPI   = 2236517083
 	dropRule  = "{proto: tcp, src: 198.51.100.144, dst: 192.0.2.55, sport: 47011, dport: 80, action: drop}"
 	dropTotal = 57
+	// A null transport-mode flow of mixed traffic whose 7 DNS packets (UDP
+	// to port 53) the SPD in the policy section drops (a prefix and port
+	// rule, compiled into the fast path); its TCP, ICMP and other UDP pass.
+	spdDropSPI   = 3962708999
+	spdDropTotal = 21
+	spdDropDNS   = 7
 )
 
 func need(t *testing.T, tools ...string) {
@@ -230,6 +236,18 @@ attach: driver
 sampling: {rate: 100000, burst: 4096}
 inner_rules:
   - %s
+policy:
+  rules:
+    - name: no-dns-to-208
+      src: any
+      dst: 198.51.100.208
+      protocol: udp
+      dst_port: 53
+      action: drop
+    - name: rest
+      src: any
+      dst: any
+      action: allow
 `, pin, dropRule)), 0o644)
 
 	// Capture at B.
@@ -259,12 +277,17 @@ inner_rules:
 	if got[dropSPI] >= sent[dropSPI]/2 || sent[dropSPI] != dropTotal {
 		t.Errorf("dropped flow: %d of %d packets reached B, want only those before its verdict", got[dropSPI], sent[dropSPI])
 	}
+	if n := got[spdDropSPI]; sent[spdDropSPI] != spdDropTotal || n < spdDropTotal-spdDropDNS || n > spdDropTotal-spdDropDNS+2 {
+		t.Errorf("flow partly dropped by the SPD: %d of %d packets reached B, want all but its %d DNS packets (those before the verdict, at most 2, may pass)",
+			n, sent[spdDropSPI], spdDropDNS)
+	}
 	for spi, n := range sent {
-		if spi != dropSPI && got[spi] != n {
+		if spi != dropSPI && spi != spdDropSPI && got[spi] != n {
 			t.Errorf("flow spi %#x: %d of %d packets reached B", spi, got[spi], n)
 		}
 	}
-	t.Logf("B received %d frames (%d sent); dropped flow: %d of %d", gotTotal, sentTotal, got[dropSPI], sent[dropSPI])
+	t.Logf("B received %d frames (%d sent); dropped by an exact rule: %d of %d; by the SPD: %d of %d",
+		gotTotal, sentTotal, got[dropSPI], sent[dropSPI], got[spdDropSPI], sent[spdDropSPI])
 
 	// Verdicts: score the appliance's log against the labels the way
 	// replay is scored.
