@@ -555,9 +555,12 @@ func TestNewFlowRate(t *testing.T) {
 			if p := d.log.problems(); len(p) > 0 {
 				t.Errorf("daemon diagnostics: %v", p)
 			}
-			// Every frame reached the program; every sample that
-			// reached userspace became a verdict in the map.
-			if r.seen+r.vethDrops != uint64(flows) {
+			// Every frame reached the program unless the veth dropped
+			// it (the veth's drop counter also counts frames it drops
+			// after XDP passed them, so it may exceed the frames XDP
+			// missed); every sample that reached userspace became a
+			// verdict in the map.
+			if r.seen > uint64(flows) || r.seen+r.vethDrops < uint64(flows) {
 				t.Errorf("the program saw %d of %d frames, the veth dropped %d", r.seen, flows, r.vethDrops)
 			}
 			if r.sampled+r.limited+r.lost != r.seen {
