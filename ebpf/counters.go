@@ -11,6 +11,10 @@ import (
 type FlowStats struct {
 	Packets uint64
 	Bytes   uint64 // whole frames, Ethernet header included
+	// Unparsed counts the packets of a flow decided null that failed the
+	// null parse in XDP (exit reason ExitNullUnparsed): the evidence of
+	// inline revocation.
+	Unparsed uint64
 }
 
 // ExitCounters returns the exit-reason counters summed over CPUs.
@@ -49,6 +53,7 @@ func (p *Program) slotStats(slot uint32, per []bpfEspyFlowStats) (FlowStats, err
 	for _, c := range per {
 		s.Packets += c.Packets
 		s.Bytes += c.Bytes
+		s.Unparsed += c.Unparsed
 	}
 	return s, nil
 }
@@ -101,6 +106,7 @@ func (p *Program) allSlotStats() ([]FlowStats, error) {
 			for c := range p.ncpu {
 				s.Packets += vals[i*p.ncpu+c].Packets
 				s.Bytes += vals[i*p.ncpu+c].Bytes
+				s.Unparsed += vals[i*p.ncpu+c].Unparsed
 			}
 			if int(keys[i]) < n {
 				out[keys[i]] = s
