@@ -53,12 +53,16 @@ func newRevoker(cfg heuristics.Revocation) *revoker {
 	return &revoker{cfg: cfg, flows: make(map[flowcache.Key]*revWindow), nb: nb}
 }
 
-// revokeLoop looks at the null flows' counters every FastWindow until ctx is
-// done.
+// revokeLoop looks at the null flows' counters at start and every FastWindow
+// until ctx is done.
 func (d *Daemon) revokeLoop(ctx context.Context) {
 	rv := newRevoker(d.cache.Engine().Config().Revocation)
 	tick := time.NewTicker(max(rv.cfg.FastWindow, 10*time.Millisecond))
 	defer tick.Stop()
+	// The first look only records (after a restart with pinned maps the
+	// counters hold the flows' whole lives): take it now, so that what
+	// flows do from the start on counts.
+	d.revokeTick(rv, time.Now())
 	for {
 		select {
 		case <-ctx.Done():
@@ -97,8 +101,7 @@ func (d *Daemon) revokeTick(rv *revoker, now time.Time) []flowcache.Key {
 		old, ok := rv.prev[k]
 		switch {
 		case first:
-			// A first look (after a restart with pinned maps the
-			// counters hold the flows' whole lives): only record.
+			// The first look only records.
 		case ok && st.Packets >= old.Packets && st.Unparsed >= old.Unparsed:
 			c.delta.total += st.Packets - old.Packets
 			c.delta.bad += st.Unparsed - old.Unparsed
