@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	cebpf "github.com/cilium/ebpf"
 	"github.com/espy-dpi/espy/ebpf"
 	"github.com/espy-dpi/espy/flowcache"
 	"github.com/espy-dpi/espy/heuristics"
@@ -43,6 +44,7 @@ type revoker struct {
 	prev    ebpf.Snapshot // counters at the last look, by fast-path key
 	flows   map[flowcache.Key]*revWindow
 	nb      int // buckets in the slow window
+	failed  int // consecutive looks that could not read the counters
 }
 
 func newRevoker(cfg heuristics.Revocation) *revoker {
@@ -79,9 +81,16 @@ func (d *Daemon) revokeLoop(ctx context.Context) {
 func (d *Daemon) revokeTick(rv *revoker, now time.Time) []flowcache.Key {
 	_, snap, err := d.prog.IdleFlows(nil)
 	if err != nil {
-		d.log.Warn().Err(err).Msg("read flow counters for revocation")
+		// A walk of a verdict map that LRU evictions churn aborts
+		// (docs/inline-perf.md). The next look's moves then span two
+		// periods; only a run of failures is worth a warning.
+		rv.failed++
+		if !errors.Is(err, cebpf.ErrIterationAborted) || rv.failed%10 == 0 {
+			d.log.Warn().Err(err).Int("consecutive", rv.failed).Msg("read flow counters for revocation")
+		}
 		return nil
 	}
+	rv.failed = 0
 	first := !rv.started
 	rv.started = true
 	rv.tick++
