@@ -62,4 +62,11 @@ func TestFlowUnparsedCounter(t *testing.T) {
 	if snap[n].Unparsed != 3 || snap[w].Unparsed != 1 || snap[e].Unparsed != 0 {
 		t.Fatalf("snapshot: %v", snap)
 	}
+	nulls, err := p.NullFlows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nulls) != 2 || nulls[n] != snap[n] || nulls[w] != snap[w] {
+		t.Fatalf("NullFlows: %v, want flows %v and %v of %v", nulls, n, w, snap)
+	}
 }

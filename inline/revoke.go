@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	cebpf "github.com/cilium/ebpf"
 	"github.com/espy-dpi/espy/ebpf"
 	"github.com/espy-dpi/espy/flowcache"
 	"github.com/espy-dpi/espy/heuristics"
@@ -75,17 +74,16 @@ func (d *Daemon) revokeLoop(ctx context.Context) {
 	}
 }
 
-// revokeTick reads every flow's counters, adds their moves since the last
+// revokeTick reads the counters of the flows null in the fast path, adds their moves since the last
 // look to the windows of the null flows and withdraws the verdicts whose
 // windows hold too much garbage. It returns the flows withdrawn.
 func (d *Daemon) revokeTick(rv *revoker, now time.Time) []flowcache.Key {
-	_, snap, err := d.prog.IdleFlows(nil)
+	snap, err := d.prog.NullFlows()
 	if err != nil {
-		// A walk of a verdict map that LRU evictions churn aborts
-		// (docs/inline-perf.md). The next look's moves then span two
-		// periods; only a run of failures is worth a warning.
+		// The next look's moves then span two periods; a warning a
+		// second would drown the log.
 		rv.failed++
-		if !errors.Is(err, cebpf.ErrIterationAborted) || rv.failed%10 == 0 {
+		if rv.failed%10 == 1 {
 			d.log.Warn().Err(err).Int("consecutive", rv.failed).Msg("read flow counters for revocation")
 		}
 		return nil
