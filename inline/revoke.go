@@ -74,9 +74,10 @@ func (d *Daemon) revokeLoop(ctx context.Context) {
 	}
 }
 
-// revokeTick reads the counters of the flows null in the fast path, adds their moves since the last
-// look to the windows of the null flows and withdraws the verdicts whose
-// windows hold too much garbage. It returns the flows withdrawn.
+// revokeTick reads the counters of the flows null in the fast path, adds
+// their moves since the last look to their windows and withdraws the
+// verdicts whose windows hold too much garbage. It returns the flows
+// withdrawn.
 func (d *Daemon) revokeTick(rv *revoker, now time.Time) []flowcache.Key {
 	snap, err := d.prog.NullFlows()
 	if err != nil {
@@ -122,31 +123,12 @@ func (d *Daemon) revokeTick(rv *revoker, now time.Time) []flowcache.Key {
 	rv.prev = snap
 
 	var revoked []flowcache.Key
-	minBad := uint64(max(rv.cfg.MinBad, 1))
 	for fk, c := range byFlow {
 		f, ok := d.cache.Lookup(fk)
 		if !ok || f.Verdict.Class != heuristics.Null || f.Verdict.Source == heuristics.SourceKnown {
 			continue
 		}
-		w := rv.flows[fk]
-		if w == nil {
-			w = &revWindow{buckets: make([]revCount, rv.nb)}
-			rv.flows[fk] = w
-		}
-		// Buckets of ticks the flow missed are empty.
-		for t := w.seen + 1; t < rv.tick && t <= w.seen+uint64(rv.nb); t++ {
-			w.buckets[t%uint64(rv.nb)] = revCount{}
-		}
-		w.seen = rv.tick
-		w.buckets[rv.tick%uint64(rv.nb)] = c.delta
-		var slow revCount
-		for _, b := range w.buckets {
-			slow.total += b.total
-			slow.bad += b.bad
-		}
-		fast := c.delta
-		garbage := (fast.bad >= minBad && float64(fast.bad) >= rv.cfg.FastRate*float64(fast.total)) ||
-			(slow.bad >= minBad && float64(slow.bad) > rv.cfg.SlowRate*float64(slow.total))
+		garbage, fast, slow := rv.judge(fk, c.delta)
 		if !garbage {
 			continue
 		}
@@ -167,11 +149,39 @@ func (d *Daemon) revokeTick(rv *revoker, now time.Time) []flowcache.Key {
 		d.log.Info().Stringer("flow", c.keys[0]).Uint64("bad", fast.bad).Uint64("packets", fast.total).
 			Uint64("bad_slow", slow.bad).Uint64("packets_slow", slow.total).Msg("null verdict revoked: garbage")
 	}
-	// Forget flows that left the fast path or are no longer null.
+	rv.forget()
+	return revoked
+}
+
+// judge adds delta, the moves of null flow fk since the last look, to its
+// window and reports whether the flow's verdict is to be withdrawn, with
+// the sums of the fast and the slow window.
+func (rv *revoker) judge(fk flowcache.Key, delta revCount) (garbage bool, fast, slow revCount) {
+	w := rv.flows[fk]
+	if w == nil {
+		w = &revWindow{buckets: make([]revCount, rv.nb)}
+		rv.flows[fk] = w
+	}
+	w.seen = rv.tick
+	w.buckets[rv.tick%uint64(rv.nb)] = delta
+	for _, b := range w.buckets {
+		slow.total += b.total
+		slow.bad += b.bad
+	}
+	fast = delta
+	minBad := uint64(max(rv.cfg.MinBad, 1))
+	garbage = (fast.bad >= minBad && float64(fast.bad) >= rv.cfg.FastRate*float64(fast.total)) ||
+		(slow.bad >= minBad && float64(slow.bad) > rv.cfg.SlowRate*float64(slow.total))
+	return garbage, fast, slow
+}
+
+// forget drops the windows of flows not judged at this look: they left the
+// fast path, or are no longer null. A flow judged at every look has no
+// stale buckets.
+func (rv *revoker) forget() {
 	for fk, w := range rv.flows {
 		if w.seen != rv.tick {
 			delete(rv.flows, fk)
 		}
 	}
-	return revoked
 }
