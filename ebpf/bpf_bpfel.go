@@ -62,9 +62,10 @@ type bpfEspyFlowKey struct {
 }
 
 type bpfEspyFlowStats struct {
-	_       structs.HostLayout
-	Packets uint64
-	Bytes   uint64
+	_        structs.HostLayout
+	Packets  uint64
+	Bytes    uint64
+	Unparsed uint64
 }
 
 type bpfEspyInnerKey struct {

@@ -159,15 +159,7 @@ func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
 		}
 		// Withdrawn: the flow starts over as undecided, keeping its
 		// counters, and this packet is its first evidence.
-		f := *fp
-		s.decided.remove(&k, h)
-		c.decided.Add(-1)
-		s.stats.Revocations++
-		c.emit(Event{Type: EventRevoked, Key: k, Flow: f, Time: now, Reason: w})
-		pe := s.pending.insert(k, c, s, now)
-		pe.flow = f
-		pe.flow.Verdict = heuristics.Verdict{}
-		pe.flow.Monitor = heuristics.Monitor{}
+		pe := c.withdraw(s, k, h, fp, w, now)
 		return c.observe(s, pe, h, p, now, EventRevoked)
 	}
 	pe := s.pending.lookup(k)
@@ -176,6 +168,38 @@ func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
 	}
 	pe.flow.account(p, length, now)
 	return c.observe(s, pe, h, p, now, EventNone)
+}
+
+// withdraw moves the decided flow fp of k back to the pending pool as
+// undecided, keeping its counters, and emits EventRevoked. s is locked.
+func (c *Cache) withdraw(s *shard, k Key, h uint32, fp *Flow, w heuristics.Withdrawal, now int64) *pendingEntry {
+	f := *fp
+	s.decided.remove(&k, h)
+	c.decided.Add(-1)
+	s.stats.Revocations++
+	c.emit(Event{Type: EventRevoked, Key: k, Flow: f, Time: now, Reason: w})
+	pe := s.pending.insert(k, c, s, now)
+	pe.flow = f
+	pe.flow.Verdict = heuristics.Verdict{}
+	pe.flow.Monitor = heuristics.Monitor{}
+	return pe
+}
+
+// Revoke withdraws the verdict of a decided flow for reason w, on evidence
+// gathered elsewhere (the inline fast path's per-flow counters): the flow
+// starts over as undecided, keeping its counters, and EventRevoked is
+// emitted as when Process withdraws. Verdicts of known SAs (SourceKnown) are
+// never withdrawn. It reports whether a verdict was withdrawn.
+func (c *Cache) Revoke(k Key, w heuristics.Withdrawal, now int64) bool {
+	s, h := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fp := s.decided.get(&k, h)
+	if fp == nil || fp.Verdict.Source == heuristics.SourceKnown {
+		return false
+	}
+	c.withdraw(s, k, h, fp, w, now)
+	return true
 }
 
 func (c *Cache) observe(s *shard, pe *pendingEntry, h uint32, p *packet.Packet, now int64, ev EventType) Result {

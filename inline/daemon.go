@@ -210,15 +210,14 @@ func (d *Daemon) Program() *ebpf.Program { return d.prog }
 // Cache returns the flow table.
 func (d *Daemon) Cache() *flowcache.Cache { return d.cache }
 
-// Run reads samples and sweeps idle flows until ctx is done.
+// Run reads samples, sweeps idle flows and withdraws null verdicts whose
+// packets stop parsing (revoke.go) until ctx is done.
 func (d *Daemon) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.sweepLoop(ctx)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { d.sweepLoop(ctx) })
+	wg.Go(func() { d.revokeLoop(ctx) })
 	err := d.sampleLoop(ctx)
-	<-done
+	wg.Wait()
 	return err
 }
 

@@ -300,6 +300,7 @@ struct pkt {
 	__u32 icv_len;
 	__s32 want_nh;     /* next header announced by WESP, or -1 */
 	__u32 mode;        /* enum espy_mode */
+	__u32 slot;        /* flow_stats slot of the flow's verdict, or 0 */
 };
 
 /*
@@ -395,6 +396,25 @@ static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame
 		return;
 	st->packets += 1;
 	st->bytes += frame_len;
+}
+
+/*
+ * unparsed ends a packet of an ESP-NULL flow that fails the null parse:
+ * pad length beyond the payload, WESP next header mismatch, inner header
+ * unreadable. A flow decided null also counts it in its slot, which is what
+ * userspace's inline revocation watches (RFC 5879 section 4.3 rates).
+ */
+static __always_inline int unparsed(struct xdp_md *ctx, const struct espy_config *cfg,
+				    __u32 slot)
+{
+	struct espy_flow_stats *st;
+
+	if (slot) {
+		st = bpf_map_lookup_elem(&flow_stats, &slot);
+		if (st)
+			st->unparsed += 1;
+	}
+	return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
 }
 
 static __always_inline int encrypted(struct xdp_md *ctx, const struct espy_config *cfg,
@@ -769,13 +789,13 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 	end = pk->end;
 	icv_len = pk->icv_len;
 	if (end < icv_len + 2)
-		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+		return unparsed(ctx, cfg, pk->slot);
 	toff = end - icv_len - 2;
 	if (toff < payload_off || !(tr = pkt_ptr(ctx, toff, 2)))
-		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+		return unparsed(ctx, cfg, pk->slot);
 	nh = tr[1];
 	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != nh))
-		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+		return unparsed(ctx, cfg, pk->slot);
 	pend = toff - tr[0];
 
 	/* RFC 4303 dummy packet (traffic flow confidentiality): nothing inside. */
@@ -786,14 +806,14 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 		 (pk->mode == ESPY_MODE_UNKNOWN && (nh == IPPROTO_IPIP || nh == IPPROTO_IPV6));
 	if (tunnel) {
 		if (inner_ip(ctx, payload_off, pend, nh, &ik, &icmp))
-			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+			return unparsed(ctx, cfg, pk->slot);
 	} else {
 		ik.family = pk->key.family;
 		ik.proto = nh;
 		__builtin_memcpy(ik.src, pk->key.src, 16);
 		__builtin_memcpy(ik.dst, pk->key.dst, 16);
 		if (load_l4(ctx, payload_off, pend, &ik, &icmp))
-			return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+			return unparsed(ctx, cfg, pk->slot);
 	}
 
 	a = inner_policy(&ik, icmp, cfg);
@@ -820,6 +840,7 @@ static __always_inline int esp(struct xdp_md *ctx, const struct espy_config *cfg
 	pk->icv_len = v->icv_len;
 	pk->want_nh = -1;
 	pk->mode = v->mode;
+	pk->slot = v->slot;
 	return null_flow(ctx, pk);
 }
 
@@ -861,12 +882,14 @@ static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cf
 		count_flow(v, pk->frame_len);
 		if (v->kind == ESPY_VERDICT_NULL || v->kind == ESPY_VERDICT_ENCRYPTED)
 			kind = v->kind;
+		if (v->kind == ESPY_VERDICT_NULL)
+			pk->slot = v->slot;
 		pk->mode = v->mode;
 	}
 	if (kind == ESPY_VERDICT_ENCRYPTED)
 		return encrypted(ctx, cfg, v);
 	if (hdr_len < skip + 8)
-		return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+		return unparsed(ctx, cfg, pk->slot);
 	pk->payload_off = woff + hdr_len;
 	pk->icv_len = trl_len;
 	pk->want_nh = nh;

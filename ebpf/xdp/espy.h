@@ -73,7 +73,9 @@ struct espy_verdict {
 /* Per-CPU per-flow counters, one slot per decided flow. */
 struct espy_flow_stats {
 	__u64 packets;
-	__u64 bytes; /* whole frames, Ethernet header included */
+	__u64 bytes;    /* whole frames, Ethernet header included */
+	__u64 unparsed; /* null verdict: packets that failed its parse (exit
+			 * ESPY_EXIT_NULL_UNPARSED); userspace revokes on their rate */
 };
 
 /* Key of the inner-policy map: the cleartext 5-tuple inside ESP-NULL. */
