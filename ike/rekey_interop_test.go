@@ -1,0 +1,155 @@
+package ike
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rekeyConn is a second charon-initiated connection whose Child SA uses
+// PFS (the ESP proposal names a group: charon sends a KE when rekeying).
+const rekeyConn = `  toespypfs {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      tonetpfs {
+        local_ts = 203.0.113.1/32
+        remote_ts = 198.51.100.1/32
+        esp_proposals = aes128gcm16-ecp256
+      }
+    }
+  }
+`
+
+// waitSAs polls swanctl --list-sas until cond holds for its output.
+func (l *lab) waitSAs(t *testing.T, what string, cond func(string) bool) string {
+	t.Helper()
+	var out string
+	for i := 0; i < 100; i++ {
+		if out = l.listSAs(t); cond(out) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("swanctl --list-sas: %s not reached in 10 s:\n%s", what, out)
+	return ""
+}
+
+// spisListed reports whether charon lists c with its inbound and outbound
+// SPIs (charon's "in" is our OutSPI).
+func spisListed(out string, c *ChildSA) (in, outb bool) {
+	return strings.Contains(out, fmt.Sprintf("in  %08x", c.OutSPI)), strings.Contains(out, fmt.Sprintf("out %08x", c.InSPI))
+}
+
+// TestInteropRekey rekeys a Child SA between espy and charon 5.9.8 in both
+// directions, with and without PFS: charon rekeys (swanctl --rekey) a
+// Child SA espy answered, and espy rekeys (RekeyChild) a Child SA it
+// initiated. Afterwards charon lists the new SPIs and not the old ones, and
+// espy's registrar holds exactly the new SA.
+func TestInteropRekey(t *testing.T) {
+	l := newLab(t)
+	l.extraConns = rekeyConn
+	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16-x25519,null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
+	e := l.listenIn(t)
+	reg := &eventRecorder{}
+	rcfg := interopConfig("aes128gcm16-prfsha256-x25519", "null-sha256", reg)
+	rcfg.ESP = []Proposal{MustParseProposal("null-sha256", false), MustParseProposal("aes128gcm16-ecp256", false)}
+	if err := e.Respond(rcfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		byCharon bool
+		child    string // charon's child (charon initiates) or espy's ESP proposal
+		pfs      uint16
+		ike      string // charon's IKE connection name
+	}{
+		{name: "charon", byCharon: true, child: "tonet", ike: "toespy"},
+		{name: "charon-pfs", byCharon: true, child: "tonetpfs", ike: "toespypfs", pfs: 19},
+		{name: "espy", child: "null-sha256"},
+		{name: "espy-pfs", child: "aes128gcm16-x25519", pfs: 31},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var sa *IKESA
+			if tc.byCharon {
+				run(t, "swanctl", "--initiate", "--child", tc.child, "--timeout", "20", "--uri", l.uri)
+				sas := e.IKESAs()
+				if len(sas) != 1 {
+					t.Fatalf("espy has %d IKE SAs", len(sas))
+				}
+				sa = sas[0]
+			} else {
+				var err error
+				sa, err = e.Initiate(ctx, interopConfig("aes128gcm16-prfsha256-x25519", tc.child, reg), netip.AddrPortFrom(charonAddr, DefaultPort))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer func() {
+				sa.Delete(ctx)
+				waitFor(t, func() bool { return reg.len() == 0 })
+			}()
+			old := sa.Children()[0]
+			l.waitSAs(t, "the Child SA", func(out string) bool { a, b := spisListed(out, old); return a && b })
+			reg.emu.Lock()
+			reg.events = nil
+			reg.emu.Unlock()
+
+			var nc *ChildSA
+			if tc.byCharon {
+				run(t, "swanctl", "--rekey", "--child", tc.child, "--uri", l.uri)
+				waitFor(t, func() bool { c := sa.Children(); return len(c) == 1 && c[0] != old })
+				nc = sa.Children()[0]
+			} else {
+				var err error
+				if nc, err = sa.RekeyChild(ctx, old); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if nc.Suite.DH != tc.pfs {
+				t.Fatalf("new Child SA has PFS group %d, want %d", nc.Suite.DH, tc.pfs)
+			}
+			if nc.Initiated == tc.byCharon {
+				t.Fatalf("Initiated = %v for a rekey by charon = %v", nc.Initiated, tc.byCharon)
+			}
+			if fmt.Sprint(nc.LocalTS, nc.RemoteTS) != fmt.Sprint(old.LocalTS, old.RemoteTS) {
+				t.Fatalf("selectors changed: %v/%v -> %v/%v", old.LocalTS, old.RemoteTS, nc.LocalTS, nc.RemoteTS)
+			}
+			out := l.waitSAs(t, "new SPIs listed, old ones gone", func(out string) bool {
+				ni, no := spisListed(out, nc)
+				oi, oo := spisListed(out, old)
+				return ni && no && !oi && !oo && strings.Count(out, "INSTALLED") == 1
+			})
+			if tc.pfs != 0 && !strings.Contains(out, map[uint16]string{19: "ECP_256", 31: "CURVE_25519"}[tc.pfs]) {
+				t.Fatalf("charon lists no PFS group for the Child SA:\n%s", out)
+			}
+			waitFor(t, func() bool { return reg.len() == 2 })
+			if _, ok := reg.get(nc.InSPI); !ok {
+				t.Fatal("new inbound SA not registered")
+			}
+			if _, ok := reg.get(nc.OutSPI); !ok {
+				t.Fatal("new outbound SA not registered")
+			}
+			ev := reg.log()
+			want := []string{fmt.Sprintf("+%08x", nc.OutSPI), fmt.Sprintf("+%08x", nc.InSPI), fmt.Sprintf("-%08x", old.OutSPI), fmt.Sprintf("-%08x", old.InSPI)}
+			if fmt.Sprint(ev) != fmt.Sprint(want) {
+				t.Fatalf("registrar events %v, want %v", ev, want)
+			}
+		})
+	}
+}
