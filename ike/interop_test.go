@@ -105,10 +105,11 @@ const strongswanConf = `charon {
   filelog {
     log {
       path = %[1]s/charon.log
+      flush_line = yes
       default = 1
       ike = 2
       cfg = 3
-      chd = 2
+      chd = 4
       knl = 1
     }
   }

@@ -1,9 +1,15 @@
 package ike
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +58,63 @@ func (l *lab) waitSAs(t *testing.T, what string, cond func(string) bool) string 
 // SPIs (charon's "in" is our OutSPI).
 func spisListed(out string, c *ChildSA) (in, outb bool) {
 	return strings.Contains(out, fmt.Sprintf("in  %08x", c.OutSPI)), strings.Contains(out, fmt.Sprintf("out %08x", c.InSPI))
+}
+
+var (
+	charonKeyLine  = regexp.MustCompile(`\[CHD\] (encryption|integrity) (initiator|responder) key => (\d+) bytes`)
+	charonDumpLine = regexp.MustCompile(`\[CHD\]\s+\d+: (.*)$`)
+)
+
+// charonChildKeys returns the keys charon logged (chd = 4) for the Child
+// SA it installed with SPIs in (its inbound, our OutSPI) and out, keyed
+// "encryption initiator" and so on.
+func charonChildKeys(t *testing.T, l *lab, in, out uint32) map[string][]byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	ours := fmt.Sprintf("established with SPIs %08x_i %08x_o", in, out)
+	end := -1
+	for i, ln := range lines {
+		if strings.Contains(ln, ours) {
+			end = i
+		}
+	}
+	if end < 0 {
+		t.Fatalf("charon's log has no Child SA %08x_i %08x_o", in, out)
+	}
+	keys := map[string][]byte{}
+	for i := end - 1; i >= 0 && len(keys) < 4; i-- {
+		if strings.Contains(lines[i], "established with SPIs") && !strings.Contains(lines[i], ours) {
+			break // the previous Child SA
+		}
+		m := charonKeyLine.FindStringSubmatch(lines[i])
+		if m == nil || keys[m[1]+" "+m[2]] != nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[3])
+		var k []byte
+		for j := i + 1; j < len(lines) && len(k) < n; j++ {
+			d := charonDumpLine.FindStringSubmatch(lines[j])
+			if d == nil {
+				break
+			}
+			// Each dump line holds 16 bytes (fewer on the last), then
+			// their ASCII rendering.
+			toks := strings.Fields(d[1])
+			for want := min(16, n-len(k)); want > 0 && len(toks) > 0; want-- {
+				b, err := hex.DecodeString(toks[0])
+				if err != nil || len(b) != 1 {
+					t.Fatalf("charon key dump %q", lines[j])
+				}
+				k, toks = append(k, b[0]), toks[1:]
+			}
+		}
+		keys[m[1]+" "+m[2]] = k
+	}
+	return keys
 }
 
 // TestInteropRekey rekeys a Child SA between espy and charon 5.9.8 in both
@@ -137,6 +200,15 @@ func TestInteropRekey(t *testing.T) {
 			})
 			if tc.pfs != 0 && !strings.Contains(out, map[uint16]string{19: "ECP_256", 31: "CURVE_25519"}[tc.pfs]) {
 				t.Fatalf("charon lists no PFS group for the Child SA:\n%s", out)
+			}
+			// charon derived the same KEYMAT (with the new DH secret under
+			// PFS) as espy.
+			ck := charonChildKeys(t, l, nc.OutSPI, nc.InSPI)
+			for name, k := range map[string][]byte{"encryption initiator": nc.Keys.EncrI, "encryption responder": nc.Keys.EncrR,
+				"integrity initiator": nc.Keys.IntegI, "integrity responder": nc.Keys.IntegR} {
+				if len(k) > 0 && !bytes.Equal(ck[name], k) {
+					t.Fatalf("%s key: charon %x, espy %x", name, ck[name], k)
+				}
 			}
 			waitFor(t, func() bool { return reg.len() == 2 })
 			if _, ok := reg.get(nc.InSPI); !ok {
