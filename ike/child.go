@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
@@ -25,8 +26,9 @@ type ChildSA struct {
 	// protect outbound traffic.
 	Initiated bool
 
-	rk         rekeyState // guarded by the IKE SA's mu
-	infos      [2]SAInfo  // outbound, inbound
+	rk         rekeyState  // guarded by the IKE SA's mu
+	rekeyTimer *time.Timer // ChildRekeyTime; guarded by the IKE SA's mu
+	infos      [2]SAInfo   // outbound, inbound
 	registered bool
 	ep         *Endpoint
 }
@@ -130,6 +132,9 @@ func (c *ChildSA) register(r SARegistrar) error {
 }
 
 func (c *ChildSA) unregister(r SARegistrar) {
+	if c.rekeyTimer != nil {
+		c.rekeyTimer.Stop()
+	}
 	if !c.registered {
 		return
 	}

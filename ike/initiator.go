@@ -330,7 +330,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	if err := child.register(c.Registrar); err != nil {
 		return err
 	}
-	sa.children = append(sa.children, child)
+	sa.addChildLocked(child)
 	sa.refusedChildSPI = nil
 	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
@@ -165,7 +166,7 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 	if err := child.register(c.Registrar); err != nil {
 		return refuse(message.TEMPORARY_FAILURE, nil, err.Error())
 	}
-	sa.children = append(sa.children, child)
+	sa.addChildLocked(child)
 	old.rk.replacedBy, old.rk.peerNi, old.rk.peerNr = child, ni, nr
 	sa.log.Info("ike: Child SA rekeyed by the peer", "old_in", fmt.Sprintf("%08x", old.InSPI), "in", fmt.Sprintf("%08x", child.InSPI),
 		"out", fmt.Sprintf("%08x", child.OutSPI), "pfs", suite.DH, "collision", old.rk.rekeying)
@@ -402,8 +403,56 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 	if err := child.register(c.Registrar); err != nil {
 		return nil, fmt.Errorf("%w: %w", errRefusedNew, err)
 	}
-	sa.children = append(sa.children, child)
+	sa.addChildLocked(child)
 	sa.log.Info("ike: Child SA rekeyed", "old_in", fmt.Sprintf("%08x", old.InSPI), "in", fmt.Sprintf("%08x", child.InSPI),
 		"out", fmt.Sprintf("%08x", child.OutSPI), "pfs", suite.DH)
 	return child, nil
+}
+
+// addChildLocked adds an installed Child SA to the IKE SA and schedules its
+// rekeying (Config.ChildRekeyTime).
+func (sa *IKESA) addChildLocked(c *ChildSA) {
+	sa.children = append(sa.children, c)
+	d := sa.cfg.ChildRekeyTime
+	if d <= 0 {
+		return
+	}
+	if b, err := sa.randomBytes(2); err == nil {
+		d -= d / 10 * time.Duration(binary.BigEndian.Uint16(b)) / 65535
+	}
+	sa.scheduleRekeyLocked(c, d)
+}
+
+func (sa *IKESA) scheduleRekeyLocked(c *ChildSA, d time.Duration) {
+	c.rekeyTimer = time.AfterFunc(d, func() { sa.autoRekey(c) })
+}
+
+// autoRekey runs when a Child SA's rekey time has come.
+func (sa *IKESA) autoRekey(c *ChildSA) {
+	sa.mu.Lock()
+	ok := sa.state == stateEstablished && sa.hasChildLocked(c) && !c.rk.rekeying && !c.rk.done && c.rk.replacedBy == nil
+	sa.mu.Unlock()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sa.dead:
+		case <-sa.ep.closed:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	_, err := sa.RekeyChild(ctx, c)
+	if err == nil || errors.Is(err, ErrNoChild) || errors.Is(err, ErrRekeying) || errors.Is(err, ErrDeleted) || errors.Is(err, ErrClosed) {
+		return
+	}
+	sa.log.Info("ike: Child SA rekey failed, retrying", "in", fmt.Sprintf("%08x", c.InSPI), "err", err)
+	sa.mu.Lock()
+	if sa.hasChildLocked(c) && c.rk.replacedBy == nil && !c.rk.done {
+		sa.scheduleRekeyLocked(c, max(sa.cfg.ChildRekeyTime/10, time.Second))
+	}
+	sa.mu.Unlock()
 }

@@ -369,3 +369,29 @@ func TestRekeyMalformed(t *testing.T) {
 	}
 	checkRekeyed(t, rp, isa, ic, rc, message.DH_CURVE25519)
 }
+
+// TestChildRekeyTime lets the initiator rekey its Child SA on its own
+// (Config.ChildRekeyTime) a few times; each new SA must match on both
+// sides, and deleting the IKE SA leaves nothing registered.
+func TestChildRekeyTime(t *testing.T) {
+	rp := newRekeyPair(t, "aes128gcm16-x25519", "aes128gcm16-x25519")
+	rp.iniCfg.ChildRekeyTime = 200 * time.Millisecond
+	isa, rsa, ic, _ := rp.establish(t)
+	seen := map[uint32]bool{ic.InSPI: true}
+	waitFor(t, func() bool {
+		if c := isa.Children(); len(c) == 1 {
+			seen[c[0].InSPI] = true
+		}
+		return len(seen) >= 4
+	})
+	// Between rekeys both ends agree on the current SA.
+	waitFor(t, func() bool {
+		a, b := isa.Children(), rsa.Children()
+		return len(a) == 1 && len(b) == 1 && a[0].InSPI == b[0].OutSPI && a[0].OutSPI == b[0].InSPI &&
+			string(a[0].Keys.EncrI) == string(b[0].Keys.EncrI) && string(a[0].Keys.EncrR) == string(b[0].Keys.EncrR) && a[0].Suite.DH == message.DH_CURVE25519
+	})
+	if err := isa.Delete(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return rp.iniEv.len() == 0 && rp.respEv.len() == 0 })
+}

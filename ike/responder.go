@@ -351,7 +351,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 		// carry traffic espy cannot see.
 		return nil, fmt.Errorf("%w: %w", &NotifyError{Type: message.TEMPORARY_FAILURE}, err)
 	}
-	sa.children = append(sa.children, child)
+	sa.addChildLocked(child)
 	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
 	var out []message.Payload
 	if mode == ModeTransport {
