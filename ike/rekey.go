@@ -68,6 +68,10 @@ func (sa *IKESA) dropChildLocked(c *ChildSA) {
 // of an existing ESP Child SA (RFC 7296 1.3.3) is accepted; new Child SAs
 // and IKE SA rekeying are refused with NO_ADDITIONAL_SAS.
 func (sa *IKESA) createChildLocked(in inbound, ps []message.Payload) {
+	if saP, _ := message.Get(ps, message.PayloadSA).(*message.SA); saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == message.ProtoIKE && !sa.retired {
+		sa.ikeRekeyLocked(in, ps, saP)
+		return
+	}
 	sa.respondLocked(in, sa.rekeyAnswerLocked(ps))
 }
 
@@ -81,7 +85,7 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 	c := sa.cfg
 	saP, _ := message.Get(ps, message.PayloadSA).(*message.SA)
 	if saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == message.ProtoIKE {
-		return refuse(message.NO_ADDITIONAL_SAS, nil, "IKE SA rekeying is not supported")
+		return refuse(message.NO_ADDITIONAL_SAS, nil, "IKE SA rekeying on retired keys")
 	}
 	var rekey *message.Notify
 	for _, n := range message.Notifies(ps) {

@@ -225,3 +225,62 @@ func TestInteropRekey(t *testing.T) {
 		})
 	}
 }
+
+// TestInteropIKERekey has charon rekey the IKE SA espy answered (swanctl
+// --rekey --ike): espy takes the new SPIs and keys, keeps the Child SA
+// registered, answers liveness checks on the new SA, and drops the old
+// keys when charon deletes the old SA.
+func TestInteropIKERekey(t *testing.T) {
+	l := newLab(t)
+	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
+	e := l.listenIn(t)
+	reg := &recorder{}
+	if err := e.Respond(interopConfig("aes128gcm16-prfsha256-x25519", "null-sha256", reg)); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "swanctl", "--initiate", "--child", "tonet", "--timeout", "20", "--uri", l.uri)
+	sas := e.IKESAs()
+	if len(sas) != 1 {
+		t.Fatalf("espy has %d IKE SAs", len(sas))
+	}
+	sa := sas[0]
+	oldI, oldR := sa.SPIs()
+	child := sa.Children()[0]
+	run(t, "swanctl", "--rekey", "--ike", "toespy", "--uri", l.uri)
+	waitFor(t, func() bool { a, _ := sa.SPIs(); return a != oldI })
+	newI, newR := sa.SPIs()
+	if newR == oldR {
+		t.Fatal("our SPI did not change")
+	}
+	out := l.waitSAs(t, "the new IKE SPIs and the old ones gone", func(out string) bool {
+		return strings.Contains(out, fmt.Sprintf("%016x_i* %016x_r", newI, newR)) && !strings.Contains(out, fmt.Sprintf("%016x_i", oldI))
+	})
+	if a, b := spisListed(out, child); !a || !b {
+		t.Fatalf("charon lost the Child SA:\n%s", out)
+	}
+	if c := sa.Children(); len(c) != 1 || c[0] != child || reg.len() != 2 {
+		t.Fatalf("espy's Child SA after the IKE rekey: %d, %d registered", len(c), reg.len())
+	}
+	// The retired keys go with charon's Delete of the old IKE SA.
+	waitFor(t, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.sas) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sa.Ping(ctx); err != nil {
+		t.Fatalf("liveness check on the rekeyed IKE SA: %v", err)
+	}
+	// A Child SA rekey on the new IKE SA (KEYMAT from the new SK_d).
+	nc, err := sa.RekeyChild(ctx, child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := charonChildKeys(t, l, nc.OutSPI, nc.InSPI)
+	if !bytes.Equal(ck["integrity initiator"], nc.Keys.IntegI) || !bytes.Equal(ck["integrity responder"], nc.Keys.IntegR) {
+		t.Fatalf("Child SA keys after the IKE rekey differ from charon's: %x / %x", ck, *nc.Keys)
+	}
+	run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", l.uri)
+	waitFor(t, func() bool { return reg.len() == 0 && len(e.IKESAs()) == 0 })
+}

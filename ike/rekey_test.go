@@ -345,7 +345,10 @@ func TestRekeyMalformed(t *testing.T) {
 		{"foreign selectors", []message.Payload{rekeySA(spi(ic.InSPI)), esp("aes128gcm16-x25519"), nonce, x25519,
 			&message.TS{Initiator: true, Selectors: []message.Selector{PrefixSelector(netip.MustParsePrefix("192.0.2.0/24"))}}, ts[1]}, message.TS_UNACCEPTABLE, nil},
 		{"new Child SA", append([]message.Payload{esp("aes128gcm16-x25519"), nonce, x25519}, ts...), message.NO_ADDITIONAL_SAS, nil},
-		{"IKE rekey", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, make([]byte, 8)), nonce, x25519}, message.NO_ADDITIONAL_SAS, nil},
+		{"IKE rekey zero SPI", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, make([]byte, 8)), nonce, x25519}, message.INVALID_SYNTAX, nil},
+		{"IKE rekey no KE", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, spi(1)), nonce}, message.INVALID_SYNTAX, nil},
+		{"IKE rekey wrong group", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, append(spi(1), spi(2)...)), nonce,
+			&message.KE{Group: message.DH_ECP256, Data: make([]byte, 64)}}, message.INVALID_KE_PAYLOAD, []byte{0, 31}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

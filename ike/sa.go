@@ -67,6 +67,9 @@ type IKESA struct {
 	peerID     Identity
 	children   []*ChildSA
 	deleteSent bool
+	// retired marks the old keys of a rekeyed IKE SA, kept under the old
+	// SPI until the peer deletes them; not listed by IKESAs.
+	retired bool
 	// refusedChildSPI is our inbound SPI of a Child SA the responder
 	// installed but we refused, to be deleted.
 	refusedChildSPI []byte
