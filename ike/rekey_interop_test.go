@@ -229,7 +229,8 @@ func TestInteropRekey(t *testing.T) {
 // TestInteropIKERekey has charon rekey the IKE SA espy answered (swanctl
 // --rekey --ike): espy takes the new SPIs and keys, keeps the Child SA
 // registered, answers liveness checks on the new SA, and drops the old
-// keys when charon deletes the old SA.
+// keys when charon deletes the old SA. Then espy rekeys the IKE SA
+// (RekeyIKE) and a Child SA on it.
 func TestInteropIKERekey(t *testing.T) {
 	l := newLab(t)
 	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
@@ -271,6 +272,18 @@ func TestInteropIKERekey(t *testing.T) {
 	defer cancel()
 	if err := sa.Ping(ctx); err != nil {
 		t.Fatalf("liveness check on the rekeyed IKE SA: %v", err)
+	}
+	// espy rekeys the IKE SA in turn and becomes the new SA's initiator.
+	prevI, _ := sa.SPIs()
+	if err := sa.RekeyIKE(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newI, newR = sa.SPIs()
+	l.waitSAs(t, "espy's new IKE SPIs and the old ones gone", func(out string) bool {
+		return strings.Contains(out, fmt.Sprintf("%016x_i %016x_r*", newI, newR)) && !strings.Contains(out, fmt.Sprintf("%016x_i", prevI))
+	})
+	if err := sa.Ping(ctx); err != nil {
+		t.Fatalf("liveness check after espy's IKE rekey: %v", err)
 	}
 	// A Child SA rekey on the new IKE SA (KEYMAT from the new SK_d).
 	nc, err := sa.RekeyChild(ctx, child)

@@ -398,3 +398,56 @@ func TestChildRekeyTime(t *testing.T) {
 	}
 	waitFor(t, func() bool { return rp.iniEv.len() == 0 && rp.respEv.len() == 0 })
 }
+
+// TestRekeyIKE rekeys the IKE SA from either end: both see the same new
+// SPIs and keys, the Child SA stays registered, the old SA's retired keys
+// go with its Delete, and the new SA carries liveness checks and a Child
+// SA rekey (KEYMAT from the new SK_d).
+func TestRekeyIKE(t *testing.T) {
+	for _, byResponder := range []bool{false, true} {
+		t.Run(fmt.Sprintf("by-responder=%v", byResponder), func(t *testing.T) {
+			rp := newRekeyPair(t, "null-sha256", "null-sha256")
+			isa, rsa, ic, rc := rp.establish(t)
+			for round := range 2 {
+				oldI, oldR := isa.SPIs()
+				oldKeys := isa.Keys()
+				rekeyer := isa
+				if byResponder {
+					rekeyer = rsa
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				if err := rekeyer.RekeyIKE(ctx); err != nil {
+					cancel()
+					t.Fatalf("round %d: %v", round, err)
+				}
+				newI, newR := isa.SPIs()
+				if newI == oldI || newR == oldR || string(isa.Keys().SKd) == string(oldKeys.SKd) {
+					t.Fatal("SPIs or keys unchanged")
+				}
+				waitFor(t, func() bool { a, b := rsa.SPIs(); return a == newI && b == newR })
+				checkEstablished(t, rp.pair, isa)
+				if c := isa.Children(); len(c) != 1 || c[0] != ic {
+					t.Fatal("initiator's Child SA changed")
+				}
+				// The retired SAs are gone once the old SA is deleted.
+				for _, e := range []*Endpoint{rp.ini, rp.resp} {
+					waitFor(t, func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.sas) == 1 })
+				}
+				for _, sa := range []*IKESA{isa, rsa} {
+					if err := sa.Ping(ctx); err != nil {
+						t.Fatalf("round %d: liveness check: %v", round, err)
+					}
+				}
+				cancel()
+			}
+			if _, err := isa.RekeyChild(t.Context(), ic); err != nil {
+				t.Fatal(err)
+			}
+			checkRekeyed(t, rp, isa, ic, rc, 0)
+			if err := rsa.Delete(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, func() bool { return rp.iniEv.len() == 0 && rp.respEv.len() == 0 && len(rp.ini.IKESAs()) == 0 })
+		})
+	}
+}

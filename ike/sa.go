@@ -315,6 +315,11 @@ func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.Exchange
 func (sa *IKESA) request(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
 	sa.reqMu.Lock()
 	defer sa.reqMu.Unlock()
+	return sa.requestHeld(ctx, exch, ps)
+}
+
+// requestHeld is request with sa.reqMu held by the caller.
+func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
 	sa.mu.Lock()
 	if sa.state == stateDead {
 		sa.mu.Unlock()
