@@ -374,7 +374,8 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 		return nil, fmt.Errorf("%w: nonce of %d bytes: %w", errRefusedNew, len(nr.Data), ErrProtocol)
 	}
 	var gir []byte
-	if suite.DH != 0 || st.kex != nil {
+	if suite.DH != 0 {
+		// Without PFS in the chosen proposal our KE goes unanswered.
 		ke, _ := message.Get(resp, message.PayloadKE).(*message.KE)
 		if st.kex == nil || ke == nil || suite.DH != st.kex.Group() || ke.Group != suite.DH {
 			return nil, fmt.Errorf("%w: PFS group %d does not match our KE: %w", errRefusedNew, suite.DH, ErrProposal)

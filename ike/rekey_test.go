@@ -150,7 +150,10 @@ func TestRekeyChild(t *testing.T) {
 		byResponder      bool
 		pfs              uint16
 		transport, encap bool
+		iniExtra         string // a second ESP proposal of the initiator
 	}{
+		// The rekeyer offers PFS first; the peer takes the proposal without.
+		{name: "pfs-declined", iniESP: "aes128gcm16-x25519", iniExtra: "aes256gcm16", respESP: "aes256gcm16"},
 		{name: "initiator", iniESP: "null-sha256", respESP: "null-sha256"},
 		{name: "responder", iniESP: "null-sha256", respESP: "null-sha256", byResponder: true},
 		{name: "initiator-pfs", iniESP: "aes128gcm16-x25519", respESP: "aes128gcm16-x25519", pfs: message.DH_CURVE25519},
@@ -162,6 +165,9 @@ func TestRekeyChild(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rp := newRekeyPair(t, tc.iniESP, tc.respESP)
+			if tc.iniExtra != "" {
+				rp.iniCfg.ESP = append(rp.iniCfg.ESP, MustParseProposal(tc.iniExtra, false))
+			}
 			if tc.transport || tc.encap {
 				rp.iniCfg.ForceEncap = tc.encap
 				if tc.transport {
