@@ -68,6 +68,11 @@ func (sa *IKESA) dropChildLocked(c *ChildSA) {
 // of an existing ESP Child SA (RFC 7296 1.3.3) is accepted; new Child SAs
 // and IKE SA rekeying are refused with NO_ADDITIONAL_SAS.
 func (sa *IKESA) createChildLocked(in inbound, ps []message.Payload) {
+	if sa.state != stateEstablished {
+		// Before IKE_AUTH completed there is nothing to rekey.
+		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.TEMPORARY_FAILURE}})
+		return
+	}
 	if saP, _ := message.Get(ps, message.PayloadSA).(*message.SA); saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == message.ProtoIKE && !sa.retired {
 		sa.ikeRekeyLocked(in, ps, saP)
 		return
