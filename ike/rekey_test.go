@@ -3,6 +3,7 @@ package ike
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -455,5 +456,49 @@ func TestRekeyIKE(t *testing.T) {
 			}
 			waitFor(t, func() bool { return rp.iniEv.len() == 0 && rp.respEv.len() == 0 && len(rp.ini.IKESAs()) == 0 })
 		})
+	}
+}
+
+// TestRekeyIKESimultaneous has both ends rekey the IKE SA at once. Either
+// one rekey wins or both are refused with TEMPORARY_FAILURE; in every case
+// both ends agree afterwards and the SA and its Child SA keep working.
+func TestRekeyIKESimultaneous(t *testing.T) {
+	rp := newRekeyPair(t, "null-sha256", "null-sha256")
+	isa, rsa, ic, _ := rp.establish(t)
+	for round := range 3 {
+		var wg sync.WaitGroup
+		var errs [2]error
+		for k, sa := range []*IKESA{isa, rsa} {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				errs[k] = sa.RekeyIKE(ctx)
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			var ne *NotifyError
+			if err != nil && !(errors.As(err, &ne) && ne.Type == message.TEMPORARY_FAILURE) {
+				t.Fatalf("round %d: %v / %v", round, errs[0], errs[1])
+			}
+		}
+		t.Logf("round %d: %v / %v", round, errs[0], errs[1])
+		waitFor(t, func() bool {
+			a, b := isa.SPIs()
+			c, d := rsa.SPIs()
+			return a == c && b == d
+		})
+		checkEstablished(t, rp.pair, isa)
+		if c := isa.Children(); len(c) != 1 || c[0] != ic {
+			t.Fatal("Child SA changed")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		for _, sa := range []*IKESA{isa, rsa} {
+			if err := sa.Ping(ctx); err != nil {
+				cancel()
+				t.Fatalf("round %d: liveness check: %v", round, err)
+			}
+		}
+		cancel()
 	}
 }
