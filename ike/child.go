@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
@@ -20,8 +21,14 @@ type ChildSA struct {
 	Keys              *ikecrypto.ChildKeys
 	LocalTS, RemoteTS []message.Selector
 	Encap             Encapsulation
+	// Initiated is true when this host initiated the exchange that
+	// created the SA (IKE_AUTH or CREATE_CHILD_SA): then EncrI/IntegI
+	// protect outbound traffic.
+	Initiated bool
 
-	infos      [2]SAInfo // outbound, inbound
+	rk         rekeyState  // guarded by the IKE SA's mu
+	rekeyTimer *time.Timer // ChildRekeyTime; guarded by the IKE SA's mu
+	infos      [2]SAInfo   // outbound, inbound
 	registered bool
 	ep         *Endpoint
 }
@@ -51,9 +58,10 @@ func (sa *IKESA) newESPSPI() ([]byte, error) {
 // registrar.
 func (c *ChildSA) Infos() (out, in SAInfo) { return c.infos[0], c.infos[1] }
 
-// newChild derives the keys of a negotiated Child SA and describes its two
-// directions; call with sa.mu held.
-func (sa *IKESA) newChild(s Suite, mode Mode, inSPI, outSPI uint32, localTS, remoteTS []message.Selector) (*ChildSA, error) {
+// newChild derives the keys of a negotiated Child SA, KEYMAT = prf+(SK_d,
+// [g^ir (new) |] Ni | Nr) with the nonces of the exchange that created it,
+// and describes its two directions; call with sa.mu held.
+func (sa *IKESA) newChild(s Suite, mode Mode, inSPI, outSPI uint32, localTS, remoteTS []message.Selector, gir, ni, nr []byte, initiated bool) (*ChildSA, error) {
 	e, err := ikecrypto.LookupEncr(s.Encr.ID)
 	if err != nil {
 		return nil, err
@@ -70,11 +78,11 @@ func (sa *IKESA) newChild(s Suite, mode Mode, inSPI, outSPI uint32, localTS, rem
 		}
 		integLen, icv = in.KeyLen, in.ICVLen
 	}
-	keys, err := ikecrypto.DeriveChildKeys(sa.prf, sa.keys.SKd, nil, sa.ni, sa.nr, e.KeyLen(bits), integLen)
+	keys, err := ikecrypto.DeriveChildKeys(sa.prf, sa.keys.SKd, gir, ni, nr, e.KeyLen(bits), integLen)
 	if err != nil {
 		return nil, err
 	}
-	c := &ChildSA{Suite: s, Mode: mode, InSPI: inSPI, OutSPI: outSPI, Keys: keys, LocalTS: localTS, RemoteTS: remoteTS, ep: sa.ep}
+	c := &ChildSA{Suite: s, Mode: mode, InSPI: inSPI, OutSPI: outSPI, Keys: keys, LocalTS: localTS, RemoteTS: remoteTS, Initiated: initiated, ep: sa.ep}
 	if sa.natLocal || sa.natRemote {
 		c.Encap = EncapUDP
 	}
@@ -124,6 +132,9 @@ func (c *ChildSA) register(r SARegistrar) error {
 }
 
 func (c *ChildSA) unregister(r SARegistrar) {
+	if c.rekeyTimer != nil {
+		c.rekeyTimer.Stop()
+	}
 	if !c.registered {
 		return
 	}

@@ -157,6 +157,13 @@ type Config struct {
 	// peer stops answering within the retransmission schedule.
 	DPDInterval time.Duration
 
+	// ChildRekeyTime, when positive, makes this host rekey each Child SA
+	// it holds under this configuration (RekeyChild) that long after the
+	// SA was set up, less a random 0-10 % so that both ends rarely start
+	// at once. A failed rekey is retried after a tenth of the interval.
+	// Zero leaves rekeying to the peer (strongSwan: rekey_time, 1 h).
+	ChildRekeyTime time.Duration
+
 	// Registrar is told about every Child SA established under this
 	// configuration. Nil: nobody is told.
 	Registrar SARegistrar

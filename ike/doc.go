@@ -3,8 +3,9 @@
 // establishing one IKE SA and one ESP Child SA over UDP, with cookies,
 // INVALID_KE_PAYLOAD recovery, NAT detection and the switch to the NAT-T
 // port (RFC 3948 non-ESP marker), retransmission with exponential back-off,
-// and a hook (SARegistrar) that reports every Child SA, NULL-encrypted or
-// not, with its exact algorithms to espy's flow cache.
+// Child SA (optionally with PFS) and IKE SA rekeying with CREATE_CHILD_SA
+// in either direction, and a hook (SARegistrar) that reports every Child SA,
+// NULL-encrypted or not, with its exact algorithms to espy's flow cache.
 //
 // Message encoding lives in package ike/message and the cryptography in
 // ike/ikecrypto. docs/ike.md describes the state machine and its limits.

@@ -178,7 +178,10 @@ func (e *Endpoint) IKESAs() []*IKESA {
 	e.mu.Unlock()
 	var out []*IKESA
 	for _, sa := range all {
-		if sa.isEstablished() {
+		sa.mu.Lock()
+		ok := sa.state == stateEstablished && !sa.retired
+		sa.mu.Unlock()
+		if ok {
 			out = append(out, sa)
 		}
 	}

@@ -52,8 +52,7 @@ func (sa *IKESA) handleRequest(in inbound) {
 	case message.INFORMATIONAL:
 		sa.informationalLocked(in, ps)
 	case message.CREATE_CHILD_SA:
-		// Rekeying and additional Child SAs are not implemented yet.
-		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.NO_ADDITIONAL_SAS}})
+		sa.createChildLocked(in, ps)
 	default:
 		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.INVALID_SYNTAX}})
 	}

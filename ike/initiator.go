@@ -256,7 +256,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 		ps = append(ps, &message.Notify{Kind: message.USE_TRANSPORT_MODE})
 	}
 	ps = append(ps,
-		saPayload(c.ESP, message.ProtoESP, espSPI),
+		saPayload(withoutDH(c.ESP), message.ProtoESP, espSPI),
 		&message.TS{Initiator: true, Selectors: tsi},
 		&message.TS{Selectors: tsr},
 	)
@@ -302,7 +302,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	if espSA == nil || rtsi == nil || rtsr == nil {
 		return fmt.Errorf("ike: IKE_AUTH response lacks SA or TS: %w", ErrProtocol)
 	}
-	suite, prop, err := accepted(c.ESP, espSA, message.ProtoESP)
+	suite, prop, err := accepted(withoutDH(c.ESP), espSA, message.ProtoESP)
 	if err != nil {
 		return fmt.Errorf("ike: Child SA: %w", err)
 	}
@@ -323,14 +323,14 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	if mode != c.Mode {
 		return fmt.Errorf("%w: responder chose %v mode, we want %v", ErrProposal, mode, c.Mode)
 	}
-	child, err := sa.newChild(suite, mode, binary.BigEndian.Uint32(espSPI), binary.BigEndian.Uint32(prop.SPI), rtsi.Selectors, rtsr.Selectors)
+	child, err := sa.newChild(suite, mode, binary.BigEndian.Uint32(espSPI), binary.BigEndian.Uint32(prop.SPI), rtsi.Selectors, rtsr.Selectors, nil, sa.ni, sa.nr, true)
 	if err != nil {
 		return err
 	}
 	if err := child.register(c.Registrar); err != nil {
 		return err
 	}
-	sa.children = append(sa.children, child)
+	sa.addChildLocked(child)
 	sa.refusedChildSPI = nil
 	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
 	return nil

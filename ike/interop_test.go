@@ -95,6 +95,8 @@ const strongswanConf = `charon {
   load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
   retransmit_timeout = 1.0
   retransmit_tries = 2
+  # keep the inbound SA of a rekeyed Child SA 1 s, not 5 (rekey tests)
+  delete_rekeyed_delay = 1
   plugins {
     vici {
       socket = unix://%[1]s/charon.vici
@@ -103,10 +105,11 @@ const strongswanConf = `charon {
   filelog {
     log {
       path = %[1]s/charon.log
+      flush_line = yes
       default = 1
       ike = 2
       cfg = 3
-      chd = 2
+      chd = 4
       knl = 1
     }
   }

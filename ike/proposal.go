@@ -20,7 +20,7 @@ type Proposal struct {
 	Encr  []Algorithm
 	PRF   []uint16 // IKE only
 	Integ []uint16 // empty for AEAD-only proposals
-	DH    []uint16 // IKE: the first group is the one a KE is sent for; ESP: PFS (unsupported yet, must be empty)
+	DH    []uint16 // the first group is the one a KE is sent for; ESP: PFS groups for CREATE_CHILD_SA (not used in IKE_AUTH)
 	ESN   []uint16 // ESP only; empty means ESN_NO
 }
 
@@ -185,11 +185,38 @@ func (p *Proposal) validate(ike, allowWeak bool) error {
 		if len(p.PRF) > 0 {
 			return fmt.Errorf("%w: PRF in an ESP proposal", ErrConfig)
 		}
-		if len(p.DH) > 0 {
-			return fmt.Errorf("%w: PFS groups in ESP proposals are not supported yet", ErrConfig)
+		for _, id := range p.DH {
+			if ikecrypto.Weak(message.TransformDH, id) && !allowWeak {
+				return fmt.Errorf("%w: PFS group %d: %w", ErrConfig, id, ikecrypto.ErrWeak)
+			}
+			if !supportedGroup(id) {
+				return fmt.Errorf("%w: PFS group %d: %w", ErrConfig, id, ikecrypto.ErrUnsupported)
+			}
 		}
 	}
 	return nil
+}
+
+// withoutDH returns ESP proposals without their PFS groups, as used in
+// IKE_AUTH, where the Child SA's keys come from the IKE SA's exchange
+// (RFC 7296 1.2).
+func withoutDH(ps []Proposal) []Proposal {
+	out := make([]Proposal, len(ps))
+	for i, p := range ps {
+		p.DH = nil
+		out[i] = p
+	}
+	return out
+}
+
+// pfsGroup returns the group of the first ESP proposal with PFS, or 0.
+func pfsGroup(ps []Proposal) uint16 {
+	for _, p := range ps {
+		if len(p.DH) > 0 {
+			return p.DH[0]
+		}
+	}
+	return 0
 }
 
 func supportedGroup(id uint16) bool {
@@ -238,7 +265,7 @@ type Suite struct {
 	Encr  Algorithm
 	PRF   uint16 // IKE only
 	Integ uint16 // AUTH_NONE for AEAD
-	DH    uint16 // IKE: the group; ESP: DH_NONE
+	DH    uint16 // IKE: the group; ESP: the PFS group of a CREATE_CHILD_SA, else DH_NONE
 	ESN   bool
 }
 
@@ -351,11 +378,23 @@ func match(p *Proposal, tp *message.Proposal, ike bool) (Suite, bool) {
 		}
 		return s, !has[message.TransformESN]
 	}
-	// ESP: no PFS supported; a DH transform other than NONE cannot match.
+	// ESP: with PFS groups one of them must be proposed; without, a DH
+	// transform other than NONE cannot match.
 	for _, t := range tp.Transforms {
-		if t.Type == message.TransformDH && t.ID != message.DH_NONE || t.Type == message.TransformPRF {
+		if t.Type == message.TransformPRF || len(p.DH) == 0 && t.Type == message.TransformDH && t.ID != message.DH_NONE {
 			return s, false
 		}
+	}
+	if len(p.DH) > 0 && !pick(message.TransformDH, func(t *message.Transform) bool {
+		for _, id := range p.DH {
+			if id == t.ID {
+				s.DH = id
+				return true
+			}
+		}
+		return false
+	}) {
+		return s, false
 	}
 	esn := p.ESN
 	if len(esn) == 0 {

@@ -318,7 +318,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 	if espSA == nil || tsi == nil || tsr == nil {
 		return nil, &NotifyError{Type: message.INVALID_SYNTAX}
 	}
-	suite, prop, ok := choose(c.ESP, espSA.Proposals, message.ProtoESP)
+	suite, prop, ok := choose(withoutDH(c.ESP), espSA.Proposals, message.ProtoESP)
 	if !ok {
 		return nil, &NotifyError{Type: message.NO_PROPOSAL_CHOSEN}
 	}
@@ -342,7 +342,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 	if err != nil {
 		return nil, err
 	}
-	child, err := sa.newChild(suite, mode, binary.BigEndian.Uint32(spi), binary.BigEndian.Uint32(prop.SPI), nsr, nsi)
+	child, err := sa.newChild(suite, mode, binary.BigEndian.Uint32(spi), binary.BigEndian.Uint32(prop.SPI), nsr, nsi, nil, sa.ni, sa.nr, false)
 	if err != nil {
 		return nil, err
 	}
@@ -351,12 +351,19 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 		// carry traffic espy cannot see.
 		return nil, fmt.Errorf("%w: %w", &NotifyError{Type: message.TEMPORARY_FAILURE}, err)
 	}
-	sa.children = append(sa.children, child)
+	sa.addChildLocked(child)
 	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
 	var out []message.Payload
 	if mode == ModeTransport {
 		out = append(out, &message.Notify{Kind: message.USE_TRANSPORT_MODE})
 	}
+	out = append(out, answerSA(suite, prop, spi), &message.TS{Initiator: true, Selectors: nsi}, &message.TS{Selectors: nsr})
+	return out, nil
+}
+
+// answerSA is the responder's SA payload for the chosen ESP suite: one
+// proposal numbered as the peer's, with our inbound SPI.
+func answerSA(suite Suite, prop *message.Proposal, spi []byte) *message.SA {
 	esp := suiteProposal(suite)
 	esp.ESN = []uint16{message.ESN_NO}
 	if suite.ESN {
@@ -369,8 +376,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 		ts := sp.Proposals[0].Transforms
 		sp.Proposals[0].Transforms = ts[:len(ts)-1]
 	}
-	out = append(out, sp, &message.TS{Initiator: true, Selectors: nsi}, &message.TS{Selectors: nsr})
-	return out, nil
+	return sp
 }
 
 func hasTransform(p *message.Proposal, t message.TransformType) bool {

@@ -67,6 +67,9 @@ type IKESA struct {
 	peerID     Identity
 	children   []*ChildSA
 	deleteSent bool
+	// retired marks the old keys of a rekeyed IKE SA, kept under the old
+	// SPI until the peer deletes them; not listed by IKESAs.
+	retired bool
 	// refusedChildSPI is our inbound SPI of a Child SA the responder
 	// installed but we refused, to be deleted.
 	refusedChildSPI []byte
@@ -312,6 +315,11 @@ func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.Exchange
 func (sa *IKESA) request(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
 	sa.reqMu.Lock()
 	defer sa.reqMu.Unlock()
+	return sa.requestHeld(ctx, exch, ps)
+}
+
+// requestHeld is request with sa.reqMu held by the caller.
+func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
 	sa.mu.Lock()
 	if sa.state == stateDead {
 		sa.mu.Unlock()

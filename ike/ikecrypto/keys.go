@@ -25,12 +25,18 @@ func SKEYSEED(p *PRF, ni, nr, gir []byte) []byte {
 // prf+(SKEYSEED, Ni | Nr | SPIi | SPIr) into the IKE SA keys. encrKeyLen
 // and integKeyLen are in bytes (integKeyLen 0 for AEAD).
 func DeriveIKEKeys(p *PRF, ni, nr, gir []byte, spii, spir uint64, encrKeyLen, integKeyLen int) (*IKEKeys, error) {
+	return DeriveIKEKeysFromSeed(p, SKEYSEED(p, ni, nr, gir), ni, nr, spii, spir, encrKeyLen, integKeyLen)
+}
+
+// DeriveIKEKeysFromSeed splits prf+(skeyseed, Ni | Nr | SPIi | SPIr) into
+// the IKE SA keys; with RekeySKEYSEED it derives a rekeyed IKE SA's keys.
+func DeriveIKEKeysFromSeed(p *PRF, skeyseed, ni, nr []byte, spii, spir uint64, encrKeyLen, integKeyLen int) (*IKEKeys, error) {
 	seed := make([]byte, 0, len(ni)+len(nr)+16)
 	seed = append(append(seed, ni...), nr...)
 	seed = binary.BigEndian.AppendUint64(seed, spii)
 	seed = binary.BigEndian.AppendUint64(seed, spir)
 	ps := p.Size()
-	km, err := p.Plus(SKEYSEED(p, ni, nr, gir), seed, 3*ps+2*integKeyLen+2*encrKeyLen)
+	km, err := p.Plus(skeyseed, seed, 3*ps+2*integKeyLen+2*encrKeyLen)
 	if err != nil {
 		return nil, fmt.Errorf("ikecrypto: IKE SA keys: %w", err)
 	}
