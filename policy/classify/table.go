@@ -96,8 +96,7 @@ func tag(h uint64) uint64 { return h | 1 }
 // bucketLen returns how many items share the bucket a box would land in.
 func (tb *table) bucketLen(b *policy.Box) int {
 	k := boxKey(b)
-	k = k.and(&tb.mask)
-	return len(tb.slots[tb.find(k.hash())].items)
+	return len(tb.slots[tb.find(k.maskedHash(&tb.mask))].items)
 }
 
 func (tb *table) insert(x item, b *policy.Box) {
@@ -105,8 +104,7 @@ func (tb *table) insert(x item, b *policy.Box) {
 		tb.grow()
 	}
 	k := boxKey(b)
-	k = k.and(&tb.mask)
-	h := k.hash()
+	h := k.maskedHash(&tb.mask)
 	j := tb.find(h)
 	s := &tb.slots[j]
 	if !s.used {
@@ -146,8 +144,7 @@ func (tb *table) grow() {
 // remove deletes the item with the given id from the bucket of b.
 func (tb *table) remove(id uint64, b *policy.Box) bool {
 	k := boxKey(b)
-	k = k.and(&tb.mask)
-	s := &tb.slots[tb.find(k.hash())]
+	s := &tb.slots[tb.find(k.maskedHash(&tb.mask))]
 	for i := range s.items {
 		if s.items[i].id == id {
 			s.items = append(s.items[:i], s.items[i+1:]...)
@@ -174,8 +171,7 @@ func (tb *table) recomputeMin() {
 // lookup returns the best item (lowest priority value) below bound matching
 // p, or nil.
 func (tb *table) lookup(p *policy.Packet, k *key, bound uint32) *item {
-	mk := k.and(&tb.mask)
-	h := mk.hash()
+	h := k.maskedHash(&tb.mask)
 	tg := tag(h)
 	tags := tb.tags
 	m := len(tags) - 1

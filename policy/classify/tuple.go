@@ -110,16 +110,19 @@ func (t tuple) mask() key {
 	}
 }
 
-func (k *key) and(m *key) key {
-	return key{k.srcHi & m.srcHi, k.srcLo & m.srcLo, k.dstHi & m.dstHi, k.dstLo & m.dstLo, k.meta & m.meta, k.label & m.label}
-}
-
 // hash mixes a masked key; a multiply-xorshift per word is enough for keys
 // that are masked prefixes of fairly random addresses.
-func (k *key) hash() uint64 {
+func (k *key) hash() uint64 { return k.maskedHash(&ones) }
+
+// ones is the mask that keeps every bit.
+var ones = key{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+
+// maskedHash returns the hash of k masked by m. It masks word by word as it
+// mixes, so the masked key is never stored.
+func (k *key) maskedHash(m *key) uint64 {
 	const m1, m2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
-	h := (k.srcLo ^ k.srcHi*m2) * m1
-	h = (h ^ h>>29 ^ k.dstLo ^ k.dstHi*m2) * m1
-	h = (h ^ h>>31 ^ k.meta ^ k.label<<8) * m2
+	h := (k.srcLo&m.srcLo ^ (k.srcHi&m.srcHi)*m2) * m1
+	h = (h ^ h>>29 ^ k.dstLo&m.dstLo ^ (k.dstHi&m.dstHi)*m2) * m1
+	h = (h ^ h>>31 ^ k.meta&m.meta ^ (k.label&m.label)<<8) * m2
 	return h ^ h>>32
 }
