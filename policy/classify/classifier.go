@@ -20,6 +20,10 @@ type Item struct {
 // an insert opens a table with a longer tuple.
 const DefaultCollisionLimit = 7
 
+// wideCollisionLimit is the alternative limit Build tries: fewer, fuller
+// tables. Which one is faster depends on the rules (see Build).
+const wideCollisionLimit = 15
+
 // Classifier is a set of tuple tables.
 type Classifier struct {
 	tables   []*table
@@ -129,4 +133,41 @@ func (c *Classifier) Lookup(p *policy.Packet) (value int32, ok bool) {
 		return 0, false
 	}
 	return best.value, true
+}
+
+// probeCost and itemCost weigh a table probe against an item's range check
+// in cost, as fitted to ClassBench lookups (about 29 ns a probe, 4 ns an
+// item on the 10k sets).
+const probeCost, itemCost = 7, 1
+
+// cost returns the work an ordered lookup of p does: probes and item
+// checks, weighted. It follows Lookup step by step.
+func (c *Classifier) cost(p *policy.Packet) int {
+	k := packetKey(p)
+	n := 0
+	bound := ^uint32(0)
+	for _, tb := range c.tables {
+		if tb.minPrio >= bound {
+			break
+		}
+		n += probeCost
+		h := k.maskedHash(&tb.mask)
+		_, j := tb.find(h)
+		if j < 0 {
+			continue
+		}
+		s := &tb.slots[j]
+		for i := range s.items {
+			x := &s.items[i]
+			if x.prio >= bound {
+				break
+			}
+			n += itemCost
+			if x.contains(p) {
+				bound = x.prio
+				break
+			}
+		}
+	}
+	return n
 }

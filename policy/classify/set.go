@@ -69,6 +69,9 @@ func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 			return nil, err
 		}
 	}
+	if err := s.tune(rules, order); err != nil {
+		return nil, err
+	}
 	if decorrelate {
 		d, err := policy.Decorrelate(rules, limit)
 		switch {
@@ -221,3 +224,42 @@ func (s *Set) bump() {
 func FromPolicy(p *policy.Policy) (*Set, error) {
 	return Build(p.Rules, p.Mode == policy.ModeDecorrelated, p.MaxEntries)
 }
+
+// tune builds the classifier a second time with the wide collision limit
+// and keeps whichever does less work looking up a sample of packets, the
+// low corner of every rule (at most maxSample of them, evenly spread).
+// Fewer, fuller tables save probes on some rule sets (acl1, ipc1) and cost
+// item checks on others (fw1); which wins is measured here rather than
+// assumed. Both answer every lookup the same.
+func (s *Set) tune(rules []policy.Rule, order []int) error {
+	if len(rules) < 2 {
+		return nil
+	}
+	alt := New(false)
+	alt.limit = wideCollisionLimit
+	for _, i := range order {
+		ref := s.rules[rules[i].Name]
+		if err := alt.Insert(Item{ID: ref.id, Box: rules[i].Box, Priority: ref.prio, Value: ref.value}); err != nil {
+			return err
+		}
+	}
+	step := max(1, len(rules)/maxSample)
+	cur, wide := 0, 0
+	for i := 0; i < len(rules); i += step {
+		b := &rules[i].Box
+		p := policy.Packet{
+			Src: b[policy.DimSrc].Lo, Dst: b[policy.DimDst].Lo, Label: uint32(b[policy.DimLabel].Lo.Lo),
+			SPort: uint16(b[policy.DimSPort].Lo.Lo), DPort: uint16(b[policy.DimDPort].Lo.Lo),
+			Family: uint8(b[policy.DimFamily].Lo.Lo), Proto: uint8(b[policy.DimProto].Lo.Lo),
+		}
+		cur += s.c.cost(&p)
+		wide += alt.cost(&p)
+	}
+	if wide < cur {
+		s.c = alt
+	}
+	return nil
+}
+
+// maxSample bounds the packets tune looks up.
+const maxSample = 4096

@@ -3,41 +3,45 @@ package classify
 import "github.com/espy-dpi/espy/policy"
 
 // item is one classified box with its exact ranges laid out for a fast
-// containment test.
+// containment test: the small dimensions first, at their own widths, so
+// that a slot's inline item spans as few cache lines as possible.
 type item struct {
-	srcLo, srcHi, dstLo, dstHi policy.U128
-	lo, hi                     [5]uint32 // family, proto, sport, dport, label
-	prio                       uint32
-	value                      int32
-	id                         uint64
+	prio                         uint32
+	value                        int32
+	sportLo, sportHi             uint16
+	dportLo, dportHi             uint16
+	labelLo, labelHi             uint32
+	famLo, famHi, protoLo, proHi uint8
+	srcLo, srcHi, dstLo, dstHi   policy.U128
+	id                           uint64
 }
 
 func newItem(it *Item) item {
 	b := &it.Box
-	x := item{
+	return item{
+		prio: it.Priority, value: it.Value, id: it.ID,
+		sportLo: uint16(b[policy.DimSPort].Lo.Lo), sportHi: uint16(b[policy.DimSPort].Hi.Lo),
+		dportLo: uint16(b[policy.DimDPort].Lo.Lo), dportHi: uint16(b[policy.DimDPort].Hi.Lo),
+		labelLo: uint32(b[policy.DimLabel].Lo.Lo), labelHi: uint32(b[policy.DimLabel].Hi.Lo),
+		famLo: uint8(b[policy.DimFamily].Lo.Lo), famHi: uint8(b[policy.DimFamily].Hi.Lo),
+		protoLo: uint8(b[policy.DimProto].Lo.Lo), proHi: uint8(b[policy.DimProto].Hi.Lo),
 		srcLo: b[policy.DimSrc].Lo, srcHi: b[policy.DimSrc].Hi,
 		dstLo: b[policy.DimDst].Lo, dstHi: b[policy.DimDst].Hi,
-		prio: it.Priority, value: it.Value, id: it.ID,
 	}
-	for i, d := range [5]int{policy.DimFamily, policy.DimProto, policy.DimSPort, policy.DimDPort, policy.DimLabel} {
-		x.lo[i] = uint32(b[d].Lo.Lo)
-		x.hi[i] = uint32(b[d].Hi.Lo)
-	}
-	return x
 }
 
 func (x *item) contains(p *policy.Packet) bool {
-	return uint32(p.SPort)-x.lo[2] <= x.hi[2]-x.lo[2] &&
-		uint32(p.DPort)-x.lo[3] <= x.hi[3]-x.lo[3] &&
-		uint32(p.Proto)-x.lo[1] <= x.hi[1]-x.lo[1] &&
+	return p.SPort-x.sportLo <= x.sportHi-x.sportLo &&
+		p.DPort-x.dportLo <= x.dportHi-x.dportLo &&
+		p.Proto-x.protoLo <= x.proHi-x.protoLo &&
 		!p.Src.Less(x.srcLo) && !x.srcHi.Less(p.Src) &&
 		!p.Dst.Less(x.dstLo) && !x.dstHi.Less(p.Dst) &&
-		uint32(p.Family)-x.lo[0] <= x.hi[0]-x.lo[0] &&
-		p.Label-x.lo[4] <= x.hi[4]-x.lo[4]
+		p.Family-x.famLo <= x.famHi-x.famLo &&
+		p.Label-x.labelLo <= x.labelHi-x.labelLo
 }
 
-// slot is one open-addressing cell: a masked key and the items under it,
-// sorted by priority.
+// slot is one bucket: a masked key's hash and the items under it, sorted
+// by priority.
 type slot struct {
 	// hash identifies the bucket: two masked keys with one 64-bit hash share
 	// a bucket, which is harmless because every item's exact ranges are
@@ -48,7 +52,6 @@ type slot struct {
 	// cache line.
 	first item
 	items []item
-	used  bool
 }
 
 func (s *slot) sync() {
@@ -57,63 +60,64 @@ func (s *slot) sync() {
 	}
 }
 
-// table is one tuple's hash table. tags mirrors slots with each used slot's
-// hash (never zero), so a probe that misses, the common case, touches eight
-// bytes rather than a whole slot.
+// table is one tuple's hash table. The buckets are stored densely in slots;
+// index is the open-addressing table over them, eight bytes a cell: the
+// low 32 bits of the bucket's hash above its slot number plus one (zero
+// marks a free cell). A probe that misses, the common case, touches only
+// index, and the slots hold no empty cells.
 type table struct {
 	t       tuple
 	mask    key
-	tags    []uint64
+	index   []uint64
 	slots   []slot
-	shift   uint // 64 - log2(len(slots))
-	used    int  // occupied slots
+	shift   uint // 64 - log2(len(index))
 	n       int  // items
 	minPrio uint32
 }
 
 func newTable(t tuple) *table {
-	tb := &table{t: t, mask: t.mask(), tags: make([]uint64, 8), slots: make([]slot, 8), shift: 61, minPrio: ^uint32(0)}
-	return tb
+	return &table{t: t, mask: t.mask(), index: make([]uint64, 8), shift: 61, minPrio: ^uint32(0)}
 }
 
-// find returns the slot index holding masked key k, or the empty slot where
-// it would go.
-func (tb *table) find(h uint64) int {
-	m := len(tb.tags) - 1
-	t := tag(h)
+// find returns the index cell of the bucket with hash h and the bucket's
+// slot number, or the free cell where it would go and -1.
+func (tb *table) find(h uint64) (cell, slot int) {
+	m := len(tb.index) - 1
 	i := int(h >> tb.shift)
 	for {
-		if x := tb.tags[i]; x == 0 || x == t {
-			return i
+		e := tb.index[i]
+		if e == 0 {
+			return i, -1
+		}
+		if uint32(e>>32) == uint32(h) && tb.slots[uint32(e)-1].hash == h {
+			return i, int(uint32(e) - 1)
 		}
 		i = (i + 1) & m
 	}
 }
 
-// tag is the hash as stored in tags: never zero, which marks a free slot.
-func tag(h uint64) uint64 { return h | 1 }
-
 // bucketLen returns how many items share the bucket a box would land in.
 func (tb *table) bucketLen(b *policy.Box) int {
 	k := boxKey(b)
-	k = k.and(&tb.mask)
-	return len(tb.slots[tb.find(k.hash())].items)
+	if _, j := tb.find(k.maskedHash(&tb.mask)); j >= 0 {
+		return len(tb.slots[j].items)
+	}
+	return 0
 }
 
 func (tb *table) insert(x item, b *policy.Box) {
-	if 2*(tb.used+1) > len(tb.slots) {
+	if 2*(len(tb.slots)+1) > len(tb.index) {
 		tb.grow()
 	}
 	k := boxKey(b)
-	k = k.and(&tb.mask)
-	h := k.hash()
-	j := tb.find(h)
-	s := &tb.slots[j]
-	if !s.used {
-		s.used, s.hash = true, tag(h)
-		tb.tags[j] = tag(h)
-		tb.used++
+	h := k.maskedHash(&tb.mask)
+	c, j := tb.find(h)
+	if j < 0 {
+		j = len(tb.slots)
+		tb.slots = append(tb.slots, slot{hash: h})
+		tb.index[c] = uint64(uint32(h))<<32 | uint64(j+1)
 	}
+	s := &tb.slots[j]
 	i := len(s.items)
 	s.items = append(s.items, x)
 	for i > 0 && s.items[i-1].prio > x.prio {
@@ -129,32 +133,30 @@ func (tb *table) insert(x item, b *policy.Box) {
 }
 
 func (tb *table) grow() {
-	old := tb.slots
-	tb.slots = make([]slot, 2*len(old))
-	tb.tags = make([]uint64, 2*len(old))
+	tb.index = make([]uint64, 2*len(tb.index))
 	tb.shift--
-	for i := range old {
-		if old[i].used {
-			h := old[i].hash
-			j := tb.find(h)
-			tb.slots[j] = old[i]
-			tb.tags[j] = h
-		}
+	for j := range tb.slots {
+		h := tb.slots[j].hash
+		c, _ := tb.find(h)
+		tb.index[c] = uint64(uint32(h))<<32 | uint64(j+1)
 	}
 }
 
 // remove deletes the item with the given id from the bucket of b.
 func (tb *table) remove(id uint64, b *policy.Box) bool {
 	k := boxKey(b)
-	k = k.and(&tb.mask)
-	s := &tb.slots[tb.find(k.hash())]
+	_, j := tb.find(k.maskedHash(&tb.mask))
+	if j < 0 {
+		return false
+	}
+	s := &tb.slots[j]
 	for i := range s.items {
 		if s.items[i].id == id {
 			s.items = append(s.items[:i], s.items[i+1:]...)
 			s.sync()
 			tb.n--
-			// An emptied slot stays as a tombstone-free placeholder: it
-			// keeps its key so probe chains stay intact.
+			// An emptied bucket stays, empty: it keeps its index cell so
+			// probe chains stay intact.
 			tb.recomputeMin()
 			return true
 		}
@@ -174,37 +176,37 @@ func (tb *table) recomputeMin() {
 // lookup returns the best item (lowest priority value) below bound matching
 // p, or nil.
 func (tb *table) lookup(p *policy.Packet, k *key, bound uint32) *item {
-	mk := k.and(&tb.mask)
-	h := mk.hash()
-	tg := tag(h)
-	tags := tb.tags
-	m := len(tags) - 1
+	h := k.maskedHash(&tb.mask)
+	index := tb.index
+	m := len(index) - 1
 	i := int(h >> tb.shift)
 	for {
-		t := tags[i&m]
-		if t == 0 {
+		e := index[i]
+		if e == 0 {
 			return nil
 		}
-		if t == tg {
-			s := &tb.slots[i&m]
-			if len(s.items) == 0 {
-				return nil
-			}
-			if x := &s.first; x.prio >= bound {
-				return nil
-			} else if x.contains(p) {
-				return x
-			}
-			for j := 1; j < len(s.items); j++ {
-				x := &s.items[j]
-				if x.prio >= bound {
+		if uint32(e>>32) == uint32(h) {
+			s := &tb.slots[uint32(e)-1]
+			if s.hash == h {
+				if len(s.items) == 0 {
 					return nil
 				}
-				if x.contains(p) {
+				if x := &s.first; x.prio >= bound {
+					return nil
+				} else if x.contains(p) {
 					return x
 				}
+				for j := 1; j < len(s.items); j++ {
+					x := &s.items[j]
+					if x.prio >= bound {
+						return nil
+					}
+					if x.contains(p) {
+						return x
+					}
+				}
+				return nil
 			}
-			return nil
 		}
 		i = (i + 1) & m
 	}

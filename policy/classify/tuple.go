@@ -1,6 +1,10 @@
 package classify
 
-import "github.com/espy-dpi/espy/policy"
+import (
+	"math/bits"
+
+	"github.com/espy-dpi/espy/policy"
+)
 
 // tuple is the number of leading bits a table hashes on, per dimension.
 type tuple [policy.NumDims]uint8
@@ -110,16 +114,26 @@ func (t tuple) mask() key {
 	}
 }
 
-func (k *key) and(m *key) key {
-	return key{k.srcHi & m.srcHi, k.srcLo & m.srcLo, k.dstHi & m.dstHi, k.dstLo & m.dstLo, k.meta & m.meta, k.label & m.label}
-}
-
 // hash mixes a masked key; a multiply-xorshift per word is enough for keys
 // that are masked prefixes of fairly random addresses.
-func (k *key) hash() uint64 {
-	const m1, m2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
-	h := (k.srcLo ^ k.srcHi*m2) * m1
-	h = (h ^ h>>29 ^ k.dstLo ^ k.dstHi*m2) * m1
-	h = (h ^ h>>31 ^ k.meta ^ k.label<<8) * m2
-	return h ^ h>>32
+func (k *key) hash() uint64 { return k.maskedHash(&ones) }
+
+// ones is the mask that keeps every bit.
+var ones = key{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+
+// maskedHash returns the hash of k masked by m. It masks word by word as it
+// mixes, so the masked key is never stored: two independent 64x64->128-bit
+// multiplies (wyhash's folded multiply), one over the addresses' low words
+// and one over the rest, then one more to combine them.
+func (k *key) maskedHash(m *key) uint64 {
+	const c1, c2, c3, c4 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db, 0x8ebc6af09c88c6e3, 0x589965cc75374cc3
+	a := mum(k.srcLo&m.srcLo^c1, k.dstLo&m.dstLo^c2)
+	b := mum(k.srcHi&m.srcHi^k.meta&m.meta^c3, k.dstHi&m.dstHi^(k.label&m.label)<<8^c4)
+	return mum(a^c1, b^c3)
+}
+
+// mum folds the 128-bit product of a and b.
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
 }
