@@ -2,9 +2,7 @@ package ike
 
 import (
 	"encoding/binary"
-	"errors"
 
-	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
 )
 
@@ -33,18 +31,8 @@ func (sa *IKESA) handleRequest(in inbound) {
 		}
 		return
 	}
-	pkt := append([]byte(nil), in.pkt...)
-	ps, err := sa.open(pkt)
+	ps, err := sa.openRequestLocked(in)
 	if err != nil {
-		var ce *message.CriticalPayloadError
-		switch {
-		case errors.As(err, &ce):
-			sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(ce.Type)}}})
-		case errors.Is(err, ikecrypto.ErrIntegrity), errors.Is(err, errNotEncrypted):
-			// Unauthenticated: drop silently (RFC 7296 2.21.2).
-		default:
-			sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.INVALID_SYNTAX}})
-		}
 		sa.log.Debug("ike: bad request", "err", err)
 		return
 	}

@@ -213,17 +213,8 @@ func (e *Endpoint) expireHalfOpenLocked() {
 // handleAuthLocked is the responder's side of IKE_AUTH; sa.mu is held.
 func (sa *IKESA) handleAuthLocked(in inbound) {
 	c := sa.cfg
-	pkt := append([]byte(nil), in.pkt...)
-	ps, err := sa.open(pkt)
+	ps, err := sa.openRequestLocked(in)
 	if err != nil {
-		var ce *message.CriticalPayloadError
-		switch {
-		case errors.As(err, &ce):
-			sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(ce.Type)}}})
-		case errors.Is(err, ikecrypto.ErrIntegrity), errors.Is(err, errNotEncrypted):
-		default:
-			sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.INVALID_SYNTAX}})
-		}
 		sa.log.Info("ike: bad IKE_AUTH request", "err", err)
 		return
 	}

@@ -341,6 +341,27 @@ func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps 
 	return sa.open(in.pkt)
 }
 
+// openRequestLocked decrypts a protected request and, when it cannot, answers
+// as RFC 7296 says: UNSUPPORTED_CRITICAL_PAYLOAD for an unknown critical
+// payload, INVALID_SYNTAX for a malformed one, and silence for one that does
+// not authenticate (section 2.21.2). Opening decrypts in place, so it works
+// on a copy of the request's bytes. Call with sa.mu held.
+func (sa *IKESA) openRequestLocked(in inbound) ([]message.Payload, error) {
+	ps, err := sa.open(append([]byte(nil), in.pkt...))
+	if err == nil {
+		return ps, nil
+	}
+	var ce *message.CriticalPayloadError
+	switch {
+	case errors.As(err, &ce):
+		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.UNSUPPORTED_CRITICAL_PAYLOAD, Data: []byte{byte(ce.Type)}}})
+	case errors.Is(err, ikecrypto.ErrIntegrity), errors.Is(err, errNotEncrypted):
+	default:
+		sa.respondLocked(in, []message.Payload{&message.Notify{Kind: message.INVALID_SYNTAX}})
+	}
+	return nil, err
+}
+
 // respond sends (and keeps, for retransmitted requests) a protected
 // response; call with sa.mu held.
 func (sa *IKESA) respondLocked(in inbound, ps []message.Payload) {
