@@ -2,6 +2,7 @@ package ike
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/espy-dpi/espy/ike/ikecrypto"
@@ -321,6 +322,17 @@ func match(p *Proposal, tp *message.Proposal, ike bool) (Suite, bool) {
 		}
 		return false
 	}
+	// pickID picks the first peer transform of type tt whose ID is one of
+	// ours, and stores that ID in dst.
+	pickID := func(tt message.TransformType, ids []uint16, dst *uint16) bool {
+		return pick(tt, func(t *message.Transform) bool {
+			if slices.Contains(ids, t.ID) {
+				*dst = t.ID
+				return true
+			}
+			return false
+		})
+	}
 	found := pick(message.TransformENCR, func(t *message.Transform) bool {
 		for _, a := range p.Encr {
 			if a.ID == t.ID && (a.KeyBits == t.KeyLength() || a.ID == message.ENCR_CHACHA20_POLY1305 && t.KeyLength() == 0) {
@@ -342,38 +354,14 @@ func match(p *Proposal, tp *message.Proposal, ike bool) (Suite, bool) {
 				return s, false
 			}
 		}
-	} else if !pick(message.TransformINTEG, func(t *message.Transform) bool {
-		for _, id := range p.Integ {
-			if id == t.ID {
-				s.Integ = id
-				return true
-			}
-		}
-		return false
-	}) {
+	} else if !pickID(message.TransformINTEG, p.Integ, &s.Integ) {
 		return s, false
 	}
 	if ike {
-		if !pick(message.TransformPRF, func(t *message.Transform) bool {
-			for _, id := range p.PRF {
-				if id == t.ID {
-					s.PRF = id
-					return true
-				}
-			}
-			return false
-		}) {
+		if !pickID(message.TransformPRF, p.PRF, &s.PRF) {
 			return s, false
 		}
-		if !pick(message.TransformDH, func(t *message.Transform) bool {
-			for _, id := range p.DH {
-				if id == t.ID {
-					s.DH = id
-					return true
-				}
-			}
-			return false
-		}) {
+		if !pickID(message.TransformDH, p.DH, &s.DH) {
 			return s, false
 		}
 		return s, !has[message.TransformESN]
@@ -385,32 +373,18 @@ func match(p *Proposal, tp *message.Proposal, ike bool) (Suite, bool) {
 			return s, false
 		}
 	}
-	if len(p.DH) > 0 && !pick(message.TransformDH, func(t *message.Transform) bool {
-		for _, id := range p.DH {
-			if id == t.ID {
-				s.DH = id
-				return true
-			}
-		}
-		return false
-	}) {
+	if len(p.DH) > 0 && !pickID(message.TransformDH, p.DH, &s.DH) {
 		return s, false
 	}
 	esn := p.ESN
 	if len(esn) == 0 {
 		esn = []uint16{message.ESN_NO}
 	}
-	if has[message.TransformESN] && !pick(message.TransformESN, func(t *message.Transform) bool {
-		for _, id := range esn {
-			if id == t.ID {
-				s.ESN = id == message.ESN_YES
-				return true
-			}
-		}
-		return false
-	}) {
+	var esnID uint16
+	if has[message.TransformESN] && !pickID(message.TransformESN, esn, &esnID) {
 		return s, false
 	}
+	s.ESN = esnID == message.ESN_YES
 	return s, true
 }
 
