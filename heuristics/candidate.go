@@ -87,6 +87,13 @@ func readTrailer(esp []byte, c candidate, t *trailer) bool {
 	return true
 }
 
+// readNull parses esp under a null verdict's IV and ICV lengths and reports
+// whether it is a packet of that flow: a valid trailer, a next header from
+// the set, and a payload long enough for it.
+func readNull(v *Verdict, esp []byte, t *trailer) bool {
+	return readTrailer(esp, candidate{v.IVLen, v.ICVLen}, t) && knownNextHeader(t.nh) && len(t.payload) >= minInner(t.nh)
+}
+
 // structureBits is the evidence of a valid trailer.
 func structureBits(padLen int) int {
 	b := bitsPadLength + bitsNextHeader + bitsPerPadByte*padLen

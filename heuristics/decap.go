@@ -30,7 +30,7 @@ func Decapsulate(v *Verdict, p *packet.Packet, in *Inner) bool {
 		return false
 	}
 	var t trailer
-	if !readTrailer(p.ESP, candidate{v.IVLen, v.ICVLen}, &t) || t.nh == 59 || !knownNextHeader(t.nh) || len(t.payload) < minInner(t.nh) {
+	if !readNull(v, p.ESP, &t) || t.nh == 59 {
 		return false
 	}
 	*in = Inner{NextHeader: t.nh, Datagram: t.payload, Proto: t.nh, Src: p.Src, Dst: p.Dst}

@@ -152,15 +152,12 @@ func (e *Engine) goodNull(v *Verdict, p *packet.Packet, seq uint32) bool {
 			return false
 		}
 	}
-	c := candidate{v.IVLen, v.ICVLen}
 	var t trailer
-	if !readTrailer(p.ESP, c, &t) || !knownNextHeader(t.nh) || len(t.payload) < minInner(t.nh) {
+	if !readNull(v, p.ESP, &t) {
 		return false
 	}
 	if e.rekey != nil && seq%rememberEvery == 1 {
-		if tuple := innerTuple(t.nh, t.payload); tuple != 0 {
-			e.rekey.remember(p, tuple, c)
-		}
+		e.remember(v, p, &t)
 	}
 	return true
 }
@@ -171,12 +168,16 @@ func (e *Engine) Remember(v *Verdict, p *packet.Packet) {
 	if e.rekey == nil || v.Class != Null {
 		return
 	}
-	c := candidate{v.IVLen, v.ICVLen}
 	var t trailer
-	if readTrailer(p.ESP, c, &t) && knownNextHeader(t.nh) && len(t.payload) >= minInner(t.nh) {
-		if tuple := innerTuple(t.nh, t.payload); tuple != 0 {
-			e.rekey.remember(p, tuple, c)
-		}
+	if readNull(v, p.ESP, &t) {
+		e.remember(v, p, &t)
+	}
+}
+
+// remember records the inner flow of p, parsed into t under v.
+func (e *Engine) remember(v *Verdict, p *packet.Packet, t *trailer) {
+	if tuple := innerTuple(t.nh, t.payload); tuple != 0 {
+		e.rekey.remember(p, tuple, candidate{v.IVLen, v.ICVLen})
 	}
 }
 
