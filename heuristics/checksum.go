@@ -3,37 +3,14 @@ package heuristics
 import (
 	"encoding/binary"
 	"hash/crc32"
+
+	"github.com/espy-dpi/espy/packet"
 )
-
-// sum adds b to the ones'-complement accumulator s as big-endian 16-bit
-// words, padding an odd last byte with zero.
-func sum(b []byte, s uint64) uint64 {
-	for len(b) >= 8 {
-		s += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		s += uint64(b[0])<<8 | uint64(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint64(b[0]) << 8
-	}
-	return s
-}
-
-// fold reduces a ones'-complement accumulator to 16 bits.
-func fold(s uint64) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
 
 // checksumOK reports whether a ones'-complement checksum over b, with the
 // pseudo-header sum pseudo, verifies (the sum including the checksum field
 // is all ones).
-func checksumOK(b []byte, pseudo uint64) bool { return fold(sum(b, pseudo)) == 0xffff }
+func checksumOK(b []byte, pseudo uint64) bool { return packet.Fold(packet.Sum(b, pseudo)) == 0xffff }
 
 // pseudo is the TCP/UDP/ICMPv6 pseudo-header of the IP header that carries a
 // transport segment.
@@ -42,8 +19,8 @@ type pseudo struct {
 }
 
 func (p pseudo) sum(proto uint8, length int) uint64 {
-	s := sum(p.src, 0)
-	s = sum(p.dst, s)
+	s := packet.Sum(p.src, 0)
+	s = packet.Sum(p.dst, s)
 	return s + uint64(proto) + uint64(length)
 }
 

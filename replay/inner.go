@@ -73,18 +73,7 @@ func rebuildIP(b []byte, p *packet.Packet, in *heuristics.Inner) []byte {
 	hdr[8] = h[8]
 	hdr[9] = in.NextHeader
 	copy(hdr[12:20], h[12:20])
-	binary.BigEndian.PutUint16(hdr[10:], ipv4Checksum(hdr[:]))
+	binary.BigEndian.PutUint16(hdr[10:], ^packet.Fold(packet.Sum(hdr[:], 0)))
 	b = append(b, hdr[:]...)
 	return append(b, seg...)
-}
-
-func ipv4Checksum(h []byte) uint16 {
-	var s uint32
-	for i := 0; i < len(h); i += 2 {
-		s += uint32(h[i])<<8 | uint32(h[i+1])
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
