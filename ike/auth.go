@@ -43,8 +43,11 @@ func (sa *IKESA) authPayloadsLocked(signedFirst, peerNonce, skp, idBody []byte) 
 		return nil, nil, err
 	}
 	var certs []message.Payload
-	for _, cert := range c.Certificates {
-		certs = append(certs, &message.Cert{Encoding: message.CertX509Signature, Data: cert.Raw})
+	if c.SendCert == CertSendAlways || c.SendCert == CertSendIfAsked && sa.certRequested {
+		// Leaf first, then the intermediates (RFC 7296 3.6).
+		for _, cert := range c.Certificates {
+			certs = append(certs, &message.Cert{Encoding: message.CertX509Signature, Data: cert.Raw})
+		}
 	}
 	return certs, &message.Auth{Method: message.AuthDigitalSig, Data: data}, nil
 }

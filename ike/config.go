@@ -63,6 +63,22 @@ func (m Mode) String() string {
 	return "tunnel"
 }
 
+// CertPolicy says when this side sends its certificates (RFC 7296 3.6,
+// 3.7).
+type CertPolicy uint8
+
+// Certificate policies.
+const (
+	// CertSendIfAsked sends the chain when the peer sent a CERTREQ (in
+	// the IKE_SA_INIT response for an initiator, in the IKE_AUTH request
+	// for a responder).
+	CertSendIfAsked CertPolicy = iota
+	// CertSendAlways sends the chain in every IKE_AUTH.
+	CertSendAlways
+	// CertSendNever never sends certificates: the peer must have ours.
+	CertSendNever
+)
+
 // Retransmit is the request retransmission schedule: the n-th
 // retransmission (n from 0) is sent Timeout × Base^n after the previous
 // send, capped at Limit; after Tries retransmissions and one more timeout
@@ -119,6 +135,9 @@ type Config struct {
 	// names (or subject DN) cover the peer's identity, and ask for it with
 	// CERTREQ payloads naming these CAs. Empty: PSK.
 	RootCAs []*x509.Certificate
+	// SendCert says when our certificates go into IKE_AUTH; the zero
+	// value, CertSendIfAsked, is strongSwan's default.
+	SendCert CertPolicy
 
 	rootPool *x509.CertPool // RootCAs as a pool, made by validate
 	certReq  []byte         // SHA-1 of each root's SubjectPublicKeyInfo
@@ -140,6 +159,16 @@ type Config struct {
 	// MODP-768/1024/1536, DES). ENCR_NULL without integrity is never
 	// allowed.
 	AllowWeak bool
+
+	// DisableFragmentation stops this side from announcing IKE
+	// fragmentation (RFC 7383) in IKE_SA_INIT; without it, fragmentation
+	// is used whenever the peer announces it too.
+	DisableFragmentation bool
+	// FragmentSize is the largest IP datagram (IP and UDP headers and the
+	// non-ESP marker included) an IKE message is sent in once
+	// fragmentation is negotiated; larger protected messages go out as
+	// fragments. 0 means DefaultFragmentSize; at least MinFragmentSize.
+	FragmentSize int
 
 	// RemoteNATPort is the peer's NAT-T port (default 4500).
 	RemoteNATPort uint16
@@ -219,6 +248,15 @@ func (c *Config) validate() (*Config, error) {
 		if err := cc.ESP[i].validate(false, cc.AllowWeak); err != nil {
 			return nil, fmt.Errorf("ESP proposal %d: %w", i+1, err)
 		}
+	}
+	if cc.FragmentSize == 0 {
+		cc.FragmentSize = DefaultFragmentSize
+	}
+	if cc.FragmentSize < MinFragmentSize || cc.FragmentSize > message.MaxMessageLen {
+		return nil, fmt.Errorf("%w: fragment size %d outside %d-%d", ErrConfig, cc.FragmentSize, MinFragmentSize, message.MaxMessageLen)
+	}
+	if cc.SendCert > CertSendNever {
+		return nil, fmt.Errorf("%w: certificate policy %d", ErrConfig, cc.SendCert)
 	}
 	if cc.RemoteNATPort == 0 {
 		cc.RemoteNATPort = DefaultNATPort

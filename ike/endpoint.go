@@ -42,6 +42,8 @@ type ListenConfig struct {
 	MaxHalfOpen     int           // 0: DefaultMaxHalfOpen
 	HalfOpenTimeout time.Duration // 0: DefaultHalfOpenTimeout
 	Logger          *slog.Logger  // nil: discard
+
+	Fragments FragmentLimits // IKE fragment reassembly (RFC 7383); zero fields: defaults
 }
 
 // Endpoint is an IKEv2 speaker on one IKE socket and one NAT-T socket. It
@@ -52,6 +54,7 @@ type Endpoint struct {
 	lc        ListenConfig
 	log       *slog.Logger
 	cookies   *cookieJar
+	frag      fragEndpoint
 
 	// mu guards the maps and responder. When both are needed, an
 	// IKESA's mu is taken before this one, never after.
@@ -111,6 +114,7 @@ func NewEndpoint(ike, natt *net.UDPConn, lc ListenConfig) *Endpoint {
 		sas: map[uint64]*IKESA{}, halfOpen: map[halfOpenKey]*IKESA{}, inSPIs: map[uint32]bool{},
 		closed: make(chan struct{}),
 	}
+	e.frag.init(lc.Fragments)
 	e.wg.Add(2)
 	go e.readLoop(ike, false)
 	go e.readLoop(natt, true)
@@ -327,11 +331,18 @@ func (e *Endpoint) handle(pkt []byte, from netip.AddrPort, natt bool) {
 		e.log.Debug("ike: unknown SPI", "spii", hdr.SPIi, "spir", hdr.SPIr, "from", from)
 		return
 	}
+	in := inbound{pkt: pkt, hdr: hdr, from: from, natt: natt}
+	if hdr.NextPayload == message.PayloadSKF {
+		var ok bool
+		if in, ok = sa.defragment(in); !ok {
+			return
+		}
+	}
 	if hdr.IsResponse() {
-		sa.deliverResponse(inbound{pkt: pkt, hdr: hdr, from: from, natt: natt})
+		sa.deliverResponse(in)
 		return
 	}
-	sa.handleRequest(inbound{pkt: pkt, hdr: hdr, from: from, natt: natt})
+	sa.handleRequest(in)
 }
 
 // inbound is one received message.
@@ -340,6 +351,9 @@ type inbound struct {
 	hdr  message.Header
 	from netip.AddrPort
 	natt bool
+	// frags is set when the message arrived in fragments (RFC 7383);
+	// pkt is then its last fragment.
+	frags *reassembled
 }
 
 // established returns the established IKE SAs other than except whose

@@ -16,7 +16,7 @@ func (sa *IKESA) handleRequest(in inbound) {
 	switch id := in.hdr.MessageID; {
 	case id+1 == sa.peerReqID && sa.lastResp != nil:
 		// A retransmission: answer with the very same bytes (RFC 7296 2.1).
-		sa.ep.send(sa.lastResp, in.from, in.natt)
+		sa.sendAll(sa.lastResp, in.from, in.natt)
 		return
 	case id != sa.peerReqID:
 		sa.log.Debug("ike: request with unexpected message ID", "id", id, "want", sa.peerReqID)

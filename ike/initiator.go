@@ -119,6 +119,9 @@ func (sa *IKESA) initExchange(ctx context.Context) error {
 			&message.Notify{Kind: message.NAT_DETECTION_DESTINATION_IP, Data: natHash(sa.spiI, 0, sa.remote)},
 			signatureHashNotify(),
 		)
+		if !c.DisableFragmentation {
+			ps = append(ps, fragmentationNotify())
+		}
 		m := &message.Message{Header: message.Header{SPIi: sa.spiI, Exchange: message.IKE_SA_INIT, Flags: message.FlagInitiator}, Payloads: ps}
 		req, err := m.Encode(nil)
 		if err != nil {
@@ -202,6 +205,8 @@ func (sa *IKESA) initResponse(req []byte, in inbound, resp *message.Message, kex
 	sa.nr = append([]byte(nil), nr.Data...)
 	sa.initReq, sa.initResp = req, in.pkt
 	sa.nextReqID = 1
+	sa.frag.on = !sa.cfg.DisableFragmentation && message.FindNotify(resp.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil
+	sa.certRequested = message.Get(resp.Payloads, message.PayloadCERTREQ) != nil
 	if err := sa.setupCrypto(gir); err != nil {
 		return err
 	}

@@ -161,6 +161,11 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 			signatureHashNotify(),
 		},
 	}
+	if !cfg.DisableFragmentation && message.FindNotify(req.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil {
+		// RFC 7383 2.3: announced only in answer to the initiator's.
+		resp.Payloads = append(resp.Payloads, fragmentationNotify())
+		sa.frag.on = true
+	}
 	// Ask for the initiator's certificate if any configuration wants one
 	// (which one applies is known only from IDi).
 	for _, c := range cfgs {
@@ -254,6 +259,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		return
 	}
 	idr := &message.ID{IDType: c.LocalID.Type, Data: c.LocalID.Data}
+	sa.certRequested = message.Get(ps, message.PayloadCERTREQ) != nil
 	certs, auth, err := sa.authPayloadsLocked(sa.initResp, sa.ni, sa.keys.SKpr, idr.Body())
 	if err != nil {
 		fail(message.AUTHENTICATION_FAILED, err.Error())

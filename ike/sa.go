@@ -63,7 +63,7 @@ type IKESA struct {
 	initResp   []byte // IKE_SA_INIT response as sent (RealMessage2)
 	nextReqID  uint32 // ID of our next request
 	peerReqID  uint32 // ID of the peer's next request
-	lastResp   []byte // our response to the peer's request peerReqID-1
+	lastResp   [][]byte // our response to the peer's request peerReqID-1: the message or its fragments
 	peerID     Identity
 	children   []*ChildSA
 	deleteSent bool
@@ -73,6 +73,10 @@ type IKESA struct {
 	// refusedChildSPI is our inbound SPI of a Child SA the responder
 	// installed but we refused, to be deleted.
 	refusedChildSPI []byte
+	// frag is RFC 7383 fragmentation: negotiated or not, reassembly.
+	frag fragState
+	// certRequested records a CERTREQ from the peer (RFC 7296 3.7).
+	certRequested bool
 }
 
 func newSA(ep *Endpoint, cfg *Config, initiator bool) *IKESA {
@@ -242,7 +246,8 @@ func (sa *IKESA) open(pkt []byte) ([]message.Payload, error) {
 	sk, ok := message.Get(m.Payloads, message.PayloadSK).(*message.SK)
 	if !ok {
 		if message.Get(m.Payloads, message.PayloadSKF) != nil {
-			return nil, fmt.Errorf("ike: IKE fragments (RFC 7383) are not reassembled yet: %w", ErrProtocol)
+			// Fragments go through defragment, never here.
+			return nil, fmt.Errorf("ike: IKE fragment outside reassembly: %w", ErrProtocol)
 		}
 		return nil, errNotEncrypted
 	}
@@ -257,6 +262,20 @@ func (sa *IKESA) open(pkt []byte) ([]message.Payload, error) {
 	return inner, nil
 }
 
+// openInbound returns the inner payloads of a received protected message:
+// those reassembled from its fragments, or those of its SK payload
+// (opened on a copy, as opening decrypts in place).
+func (sa *IKESA) openInbound(in inbound) ([]message.Payload, error) {
+	if in.frags != nil {
+		inner, err := message.DecodePayloads(in.frags.first, in.frags.plain)
+		if err != nil {
+			return nil, fmt.Errorf("ike: reassembled %v: %w", in.hdr.Exchange, err)
+		}
+		return inner, nil
+	}
+	return sa.open(append([]byte(nil), in.pkt...))
+}
+
 // deliverResponse hands a response to the goroutine waiting for it.
 func (sa *IKESA) deliverResponse(in inbound) {
 	select {
@@ -269,6 +288,12 @@ func (sa *IKESA) deliverResponse(in inbound) {
 // exchange sends a request and waits for the response with the same
 // message ID, retransmitting on the configured schedule.
 func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.ExchangeType, msgID uint32) (inbound, error) {
+	return sa.exchangeAll(ctx, [][]byte{pkt}, exch, msgID)
+}
+
+// exchangeAll is exchange for a request sent as several datagrams (its
+// fragments): every retransmission resends all of them (RFC 7383 2.6).
+func (sa *IKESA) exchangeAll(ctx context.Context, pkts [][]byte, exch message.ExchangeType, msgID uint32) (inbound, error) {
 	r := sa.cfg.Retransmit
 	for n := 0; n <= r.Tries; n++ {
 		sa.mu.Lock()
@@ -277,7 +302,7 @@ func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.Exchange
 		if n > 0 {
 			sa.log.Debug("ike: retransmit", "exchange", exch, "id", msgID, "try", n)
 		}
-		sa.ep.send(pkt, remote, natt)
+		sa.sendAll(pkts, remote, natt)
 		timer := time.NewTimer(r.interval(n))
 	wait:
 		for {
@@ -327,18 +352,18 @@ func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps 
 	}
 	id := sa.nextReqID
 	sa.nextReqID++
-	pkt, err := sa.seal(exch, false, id, ps)
+	pkts, err := sa.sealOut(exch, false, id, ps)
 	sa.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	in, err := sa.exchange(ctx, pkt, exch, id)
+	in, err := sa.exchangeAll(ctx, pkts, exch, id)
 	if err != nil {
 		return nil, err
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	return sa.open(in.pkt)
+	return sa.openInbound(in)
 }
 
 // openRequestLocked decrypts a protected request and, when it cannot, answers
@@ -347,7 +372,7 @@ func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps 
 // not authenticate (section 2.21.2). Opening decrypts in place, so it works
 // on a copy of the request's bytes. Call with sa.mu held.
 func (sa *IKESA) openRequestLocked(in inbound) ([]message.Payload, error) {
-	ps, err := sa.open(append([]byte(nil), in.pkt...))
+	ps, err := sa.openInbound(in)
 	if err == nil {
 		return ps, nil
 	}
@@ -365,14 +390,14 @@ func (sa *IKESA) openRequestLocked(in inbound) ([]message.Payload, error) {
 // respond sends (and keeps, for retransmitted requests) a protected
 // response; call with sa.mu held.
 func (sa *IKESA) respondLocked(in inbound, ps []message.Payload) {
-	pkt, err := sa.seal(in.hdr.Exchange, true, in.hdr.MessageID, ps)
+	pkts, err := sa.sealOut(in.hdr.Exchange, true, in.hdr.MessageID, ps)
 	if err != nil {
 		sa.log.Warn("ike: build response", "err", err)
 		return
 	}
-	sa.lastResp = pkt
+	sa.lastResp = pkts
 	sa.peerReqID = in.hdr.MessageID + 1
-	sa.ep.send(pkt, in.from, in.natt)
+	sa.sendAll(pkts, in.from, in.natt)
 }
 
 // teardown forgets the IKE SA and unregisters its Child SAs.
@@ -380,6 +405,7 @@ func (sa *IKESA) teardown() {
 	sa.deadOnce.Do(func() { close(sa.dead) })
 	sa.mu.Lock()
 	sa.state = stateDead
+	sa.releaseFragmentsLocked()
 	children := sa.children
 	sa.children = nil
 	reg := sa.cfg.Registrar
