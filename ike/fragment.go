@@ -91,27 +91,33 @@ func (sa *IKESA) fragmentLocked(exch message.ExchangeType, response bool, msgID 
 	}
 	out := make([][]byte, 0, total)
 	for i := 0; i < total; i++ {
-		part := inner[i*chunk : min((i+1)*chunk, len(inner))]
-		sealed := sa.out.SealedLen(len(part))
-		h := message.Header{SPIi: sa.spiI, SPIr: sa.spiR, NextPayload: message.PayloadSKF, Exchange: exch,
-			Flags: sa.flags(response), MessageID: msgID, Length: uint32(message.HeaderLen + skfHeaderLen + sealed)}
-		head := message.AppendHeader(make([]byte, 0, int(h.Length)), &h)
 		// Only fragment 1 names the first inner payload (RFC 7383 2.5).
 		next := message.PayloadNone
 		if i == 0 {
 			next = first
 		}
-		head = append(head, byte(next), 0)
-		head = binary.BigEndian.AppendUint16(head, uint16(skfHeaderLen+sealed))
-		head = binary.BigEndian.AppendUint16(head, uint16(i+1))
-		head = binary.BigEndian.AppendUint16(head, uint16(total))
-		pkt, err := sa.out.Seal(head, part)
+		pkt, err := sa.sealFragment(exch, response, msgID, uint16(i+1), uint16(total), next, inner[i*chunk:min((i+1)*chunk, len(inner))])
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, pkt)
 	}
 	return out, nil
+}
+
+// sealFragment encodes and seals fragment number of total carrying part.
+// Everything before the IV, Fragment Number and Total Fragments included,
+// is authenticated (RFC 7383 2.5.3).
+func (sa *IKESA) sealFragment(exch message.ExchangeType, response bool, msgID uint32, number, total uint16, next message.PayloadType, part []byte) ([]byte, error) {
+	sealed := sa.out.SealedLen(len(part))
+	h := message.Header{SPIi: sa.spiI, SPIr: sa.spiR, NextPayload: message.PayloadSKF, Exchange: exch,
+		Flags: sa.flags(response), MessageID: msgID, Length: uint32(message.HeaderLen + skfHeaderLen + sealed)}
+	head := message.AppendHeader(make([]byte, 0, int(h.Length)), &h)
+	head = append(head, byte(next), 0)
+	head = binary.BigEndian.AppendUint16(head, uint16(skfHeaderLen+sealed))
+	head = binary.BigEndian.AppendUint16(head, number)
+	head = binary.BigEndian.AppendUint16(head, total)
+	return sa.out.Seal(head, part)
 }
 
 // sendAll sends the datagrams of one message (its fragments, or the

@@ -63,7 +63,9 @@ type IKESA struct {
 	initResp   []byte // IKE_SA_INIT response as sent (RealMessage2)
 	nextReqID  uint32 // ID of our next request
 	peerReqID  uint32 // ID of the peer's next request
-	lastResp   [][]byte // our response to the peer's request peerReqID-1: the message or its fragments
+	// lastResp is our response to the peer's request peerReqID-1: the
+	// message, or its fragments.
+	lastResp   [][]byte
 	peerID     Identity
 	children   []*ChildSA
 	deleteSent bool

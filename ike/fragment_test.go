@@ -1,0 +1,294 @@
+package ike
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/espy-dpi/espy/ike/ikecrypto"
+	"github.com/espy-dpi/espy/ike/message"
+)
+
+// chainPKI is a root CA, an intermediate CA and two RSA-4096 leaves
+// issued by the intermediate: IKE_AUTH messages that carry such a chain
+// are several kilobytes, too large for one 1280-byte datagram.
+type chainPKI struct {
+	root, inter *x509.Certificate
+	a, b        *x509.Certificate // a.lab.example, b.lab.example
+	aKey, bKey  crypto.Signer
+}
+
+var (
+	chainOnce sync.Once
+	chain     *chainPKI
+	chainErr  error
+)
+
+// fragPKI returns the chain, made once per test binary (RSA-4096 keys take
+// a while).
+func fragPKI(t testing.TB) *chainPKI {
+	t.Helper()
+	chainOnce.Do(func() { chain, chainErr = newChainPKI() })
+	if chainErr != nil {
+		t.Fatal(chainErr)
+	}
+	return chain
+}
+
+func newChainPKI() (*chainPKI, error) {
+	now := time.Now()
+	issue := func(tmpl, parent *x509.Certificate, pub any, key crypto.Signer) (*x509.Certificate, error) {
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+		if err != nil {
+			return nil, err
+		}
+		return x509.ParseCertificate(der)
+	}
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	ca := func(serial int64, name string) *x509.Certificate {
+		return &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{Organization: []string{"espy test"}, CommonName: name},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		}
+	}
+	p := &chainPKI{}
+	rt := ca(1, "espy fragmentation root")
+	if p.root, err = issue(rt, rt, rootKey.Public(), rootKey); err != nil {
+		return nil, err
+	}
+	interKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	if p.inter, err = issue(ca(2, "espy fragmentation intermediate"), p.root, interKey.Public(), rootKey); err != nil {
+		return nil, err
+	}
+	leaf := func(serial int64, name string) (*x509.Certificate, crypto.Signer, error) {
+		key, err := rsa.GenerateKey(rand.Reader, 4096)
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{Organization: []string{"espy test"}, CommonName: name},
+			DNSNames: []string{name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		}
+		c, err := issue(tmpl, p.inter, key.Public(), interKey)
+		return c, key, err
+	}
+	if p.a, p.aKey, err = leaf(3, "a.lab.example"); err != nil {
+		return nil, err
+	}
+	if p.b, p.bKey, err = leaf(4, "b.lab.example"); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// useChain makes both ends of p authenticate with the RSA-4096 leaf and
+// the intermediate, trusting only the root, with fragments of at most
+// size bytes.
+func (pk *chainPKI) useChain(t *testing.T, p *pair, size int) {
+	t.Helper()
+	p.iniCfg.PSK, p.respCfg.PSK = nil, nil
+	p.iniCfg.Certificates, p.iniCfg.PrivateKey = []*x509.Certificate{pk.a, pk.inter}, pk.aKey
+	p.respCfg.Certificates, p.respCfg.PrivateKey = []*x509.Certificate{pk.b, pk.inter}, pk.bKey
+	p.iniCfg.RootCAs, p.respCfg.RootCAs = []*x509.Certificate{pk.root}, []*x509.Certificate{pk.root}
+	p.iniCfg.FragmentSize, p.respCfg.FragmentSize = size, size
+	if err := p.resp.Respond(p.respCfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// privateNotify is a status notify from the private-use range, ignored by
+// the receiver: a way to make an INFORMATIONAL request of any size.
+const privateNotify message.NotifyType = 40969
+
+func bigInformational(n int) []message.Payload {
+	return []message.Payload{&message.Notify{Kind: privateNotify, Data: bytes.Repeat([]byte{0xa5}, n)}}
+}
+
+// TestFragmentationLoopback runs IKE_AUTH with RSA-4096 chains through
+// 576-byte fragments both ways, then fragmented INFORMATIONAL requests in
+// either direction, before and after an IKE SA rekey, and a Child SA
+// rekey; the counters show that fragments were sent and reassembled by
+// each end.
+func TestFragmentationLoopback(t *testing.T) {
+	pk := fragPKI(t)
+	for _, suite := range []string{"aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048"} {
+		t.Run(suite, func(t *testing.T) {
+			p := newPair(t, suite, "null-sha256", ListenConfig{})
+			pk.useChain(t, p, MinFragmentSize)
+			isa, err := p.initiate(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEstablished(t, p, isa)
+			rsa := p.responderSA(t, mustSPI(isa))
+			if !isa.Fragmentation() || !rsa.Fragmentation() {
+				t.Fatal("fragmentation not negotiated")
+			}
+			is, rs := p.ini.FragmentStats(), p.resp.FragmentStats()
+			// IKE_AUTH with two certificates and a 512-byte signature
+			// needs at least 5 fragments of 576 bytes each way.
+			if is.Sent < 5 || rs.Sent < 5 || is.Reassembled != 1 || rs.Reassembled != 1 {
+				t.Fatalf("after IKE_AUTH: initiator %+v, responder %+v", is, rs)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			exchangeBoth := func(stage string) {
+				t.Helper()
+				is0, rs0 := p.ini.FragmentStats(), p.resp.FragmentStats()
+				if _, err := isa.request(ctx, message.INFORMATIONAL, bigInformational(3000)); err != nil {
+					t.Fatalf("%s: initiator's request: %v", stage, err)
+				}
+				if _, err := rsa.request(ctx, message.INFORMATIONAL, bigInformational(3000)); err != nil {
+					t.Fatalf("%s: responder's request: %v", stage, err)
+				}
+				is1, rs1 := p.ini.FragmentStats(), p.resp.FragmentStats()
+				if is1.Sent-is0.Sent < 6 || rs1.Sent-rs0.Sent < 6 || is1.Reassembled != is0.Reassembled+1 || rs1.Reassembled != rs0.Reassembled+1 {
+					t.Fatalf("%s: initiator %+v → %+v, responder %+v → %+v", stage, is0, is1, rs0, rs1)
+				}
+			}
+			exchangeBoth("established")
+			if err := isa.RekeyIKE(ctx); err != nil {
+				t.Fatal(err)
+			}
+			exchangeBoth("after IKE SA rekey")
+			if _, err := rsa.RekeyChild(ctx, rsa.Children()[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := isa.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range []*Endpoint{p.ini, p.resp} {
+				if st := e.FragmentStats(); st.BadICV != 0 || st.OverLimit != 0 || st.Expired != 0 {
+					t.Errorf("unexpected drops: %+v", st)
+				}
+				if n := e.ReassemblyBytes(); n != 0 {
+					t.Errorf("%d bytes still held for reassembly", n)
+				}
+			}
+		})
+	}
+}
+
+func mustSPI(sa *IKESA) uint64 { i, _ := sa.SPIs(); return i }
+
+// TestFragmentationNotNegotiated checks that a side with
+// DisableFragmentation makes both send whole messages (loopback carries
+// them), and that the certificate chain is then sent only when asked.
+func TestFragmentationNotNegotiated(t *testing.T) {
+	pk := fragPKI(t)
+	for _, off := range []string{"initiator", "responder"} {
+		t.Run(off, func(t *testing.T) {
+			p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
+			p.iniCfg.DisableFragmentation = off == "initiator"
+			p.respCfg.DisableFragmentation = off == "responder"
+			pk.useChain(t, p, MinFragmentSize)
+			isa, err := p.initiate(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEstablished(t, p, isa)
+			if isa.Fragmentation() {
+				t.Fatal("fragmentation negotiated")
+			}
+			if is, rs := p.ini.FragmentStats(), p.resp.FragmentStats(); is != (FragmentStats{}) || rs != (FragmentStats{}) {
+				t.Fatalf("fragment counters %+v, %+v", is, rs)
+			}
+		})
+	}
+}
+
+// TestCertPolicy checks which CERT payloads each Config.SendCert policy
+// puts before AUTH, with and without a CERTREQ from the peer: leaf first,
+// then the intermediate.
+func TestCertPolicy(t *testing.T) {
+	pk := fragPKI(t)
+	for _, c := range []struct {
+		policy CertPolicy
+		asked  bool
+		want   int
+	}{
+		{CertSendIfAsked, true, 2}, {CertSendIfAsked, false, 0},
+		{CertSendAlways, false, 2}, {CertSendAlways, true, 2},
+		{CertSendNever, true, 0},
+	} {
+		cfg, _ := configs("aes128gcm16-prfsha256-x25519", "null-sha256", nil, nil)
+		cfg.Certificates, cfg.PrivateKey, cfg.SendCert = []*x509.Certificate{pk.a, pk.inter}, pk.aKey, c.policy
+		vc, err := cfg.validate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		prf, _ := ikecrypto.LookupPRF(message.PRF_HMAC_SHA2_256)
+		sa := newSA(nil, vc, true)
+		sa.prf, sa.certRequested = prf, c.asked
+		certs, auth, err := sa.authPayloadsLocked([]byte("first"), make([]byte, 32), make([]byte, 32), []byte("id"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(certs) != c.want || auth.Method != message.AuthDigitalSig {
+			t.Fatalf("policy %d, asked %v: %d CERT payloads, want %d", c.policy, c.asked, len(certs), c.want)
+		}
+		if c.want == 2 && !bytes.Equal(certs[0].(*message.Cert).Data, pk.a.Raw) {
+			t.Fatal("leaf is not the first CERT payload")
+		}
+	}
+	cfg, _ := configs("aes128gcm16-prfsha256-x25519", "null-sha256", nil, nil)
+	cfg.SendCert = 7
+	if _, err := cfg.validate(); err == nil {
+		t.Fatal("bad certificate policy accepted")
+	}
+	cfg.SendCert, cfg.FragmentSize = CertSendAlways, 100
+	if _, err := cfg.validate(); err == nil {
+		t.Fatal("100-byte fragments accepted")
+	}
+}
+
+// TestCertSendNever checks that CertSendNever keeps the chain back even
+// from a peer that asks for it, which then cannot authenticate us.
+func TestCertSendNever(t *testing.T) {
+	pk := fragPKI(t)
+	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
+	pk.useChain(t, p, DefaultFragmentSize)
+	p.iniCfg.SendCert = CertSendNever
+	_, err := p.initiate(t)
+	var ne *NotifyError
+	if !errors.As(err, &ne) || ne.Type != message.AUTHENTICATION_FAILED {
+		t.Fatalf("got %v, want AUTHENTICATION_FAILED", err)
+	}
+}
+
+// TestMaxIKELen checks the per-datagram overhead taken off the fragment
+// size.
+func TestMaxIKELen(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		natt bool
+		want int
+	}{
+		{"192.0.2.1", false, 1280 - 28}, {"192.0.2.1", true, 1280 - 32},
+		{"2001:db8::1", false, 1280 - 48}, {"2001:db8::1", true, 1280 - 52},
+	} {
+		if got := maxIKELen(1280, netip.MustParseAddr(c.addr), c.natt); got != c.want {
+			t.Errorf("%s natt=%v: %d, want %d", c.addr, c.natt, got, c.want)
+		}
+	}
+}
