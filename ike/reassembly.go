@@ -141,6 +141,10 @@ type reassembly struct {
 	owner    any // the cipher the fragments were opened with
 	gen      uint64
 	timer    *time.Timer
+	// done names the last message completed here, so that its late
+	// duplicates do not start another reassembly.
+	done      uint32
+	doneOwner any
 }
 
 // reset drops the fragments and returns their bytes to f.
@@ -150,8 +154,7 @@ func (r *reassembly) reset(f *fragEndpoint) {
 		r.timer.Stop()
 		r.timer = nil
 	}
-	gen := r.gen + 1
-	*r = reassembly{gen: gen}
+	*r = reassembly{gen: r.gen + 1, done: r.done, doneOwner: r.doneOwner}
 }
 
 // add keeps one authenticated fragment (plain is its decrypted content and
@@ -165,6 +168,9 @@ func (r *reassembly) add(f *fragEndpoint, now time.Time, owner any, hdr message.
 	lim := f.lim
 	if int(skf.Total) > lim.MaxFragments {
 		return nil, false, fmt.Errorf("%d fragments, at most %d: %w", skf.Total, lim.MaxFragments, errFragLimit)
+	}
+	if r.doneOwner == owner && r.done == hdr.MessageID {
+		return nil, false, errFragDuplicate
 	}
 	restarted := false
 	switch {
@@ -216,6 +222,7 @@ func (r *reassembly) add(f *fragEndpoint, now time.Time, owner any, hdr message.
 		out.plain = append(out.plain, p...)
 	}
 	r.reset(f)
+	r.done, r.doneOwner = hdr.MessageID, owner
 	return out, restarted, nil
 }
 
