@@ -86,7 +86,7 @@ func newChainPKI() (*chainPKI, error) {
 		}
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{Organization: []string{"espy test"}, CommonName: name},
-			DNSNames: []string{name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			DNSNames: []string{name, "frag-" + name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		}
 		c, err := issue(tmpl, p.inter, key.Public(), interKey)
