@@ -292,3 +292,85 @@ func TestMaxIKELen(t *testing.T) {
 		}
 	}
 }
+
+// TestFragmentedAndWholeForms sends one request both whole and in
+// fragments, in either order: the responder processes it once, answers
+// fragment 1 of an answered request with the stored response, frees a
+// partial reassembly as soon as the whole form is answered, and ignores
+// the fragments that come after.
+func TestFragmentedAndWholeForms(t *testing.T) {
+	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
+	p.iniCfg.FragmentSize, p.respCfg.FragmentSize = MinFragmentSize, MinFragmentSize
+	if err := p.resp.Respond(p.respCfg); err != nil {
+		t.Fatal(err)
+	}
+	isa, err := p.initiate(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa := p.responderSA(t, mustSPI(isa))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// forms returns the next request ID and the request whole and in
+	// fragments.
+	forms := func() (uint32, []byte, [][]byte) {
+		isa.mu.Lock()
+		defer isa.mu.Unlock()
+		id := isa.nextReqID
+		isa.nextReqID++
+		ps := bigInformational(1500)
+		whole, err := isa.seal(message.INFORMATIONAL, false, id, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frags, err := isa.sealOut(message.INFORMATIONAL, false, id, ps)
+		if err != nil || len(frags) < 3 {
+			t.Fatalf("%d fragments: %v", len(frags), err)
+		}
+		return id, whole, frags
+	}
+	peerReqID := func() uint32 {
+		rsa.mu.Lock()
+		defer rsa.mu.Unlock()
+		return rsa.peerReqID
+	}
+
+	// Whole first: fragment 1 afterwards brings the stored answer back,
+	// nothing is reassembled.
+	id, whole, frags := forms()
+	if _, err := isa.exchangeAll(ctx, [][]byte{whole}, message.INFORMATIONAL, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := isa.exchangeAll(ctx, frags, message.INFORMATIONAL, id); err != nil {
+		t.Fatalf("no answer to the fragmented retransmission: %v", err)
+	}
+	if st := p.resp.FragmentStats(); st.Reassembled != 0 || peerReqID() != id+1 {
+		t.Fatalf("responder counters %+v, next request ID %d", st, peerReqID())
+	}
+
+	// Fragments but the last, then the whole: the partial reassembly
+	// is freed when the whole is answered; the last fragment then
+	// completes nothing.
+	id, whole, frags = forms()
+	for _, f := range frags[:len(frags)-1] {
+		isa.ep.send(f, p.respAddr(), false)
+	}
+	waitFor(t, func() bool { return p.resp.ReassemblyBytes() > 0 })
+	if _, err := isa.exchangeAll(ctx, [][]byte{whole}, message.INFORMATIONAL, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.resp.ReassemblyBytes(); n != 0 {
+		t.Fatalf("%d bytes still held after the whole request was answered", n)
+	}
+	dropped := p.resp.FragmentStats().Dropped
+	isa.ep.send(frags[len(frags)-1], p.respAddr(), false)
+	waitFor(t, func() bool { return p.resp.FragmentStats().Dropped == dropped+1 })
+	if st := p.resp.FragmentStats(); st.Reassembled != 0 || peerReqID() != id+1 {
+		t.Fatalf("responder counters %+v, next request ID %d", st, peerReqID())
+	}
+	if err := isa.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *pair) respAddr() netip.AddrPort { a, _ := p.resp.Addrs(); return a }

@@ -136,7 +136,7 @@ type reassembly struct {
 	got      uint16
 	held     int // bytes counted against the limits
 	first    message.PayloadType
-	parts    [message.MaxFragments][]byte
+	parts    [][]byte // by Fragment Number - 1; allocated per reassembly so an idle IKE SA holds none
 	deadline time.Time
 	owner    any // the cipher the fragments were opened with
 	gen      uint64
@@ -188,6 +188,7 @@ func (r *reassembly) add(f *fragEndpoint, now time.Time, owner any, hdr message.
 	}
 	if restarted {
 		r.active, r.msgID, r.exch, r.total, r.owner = true, hdr.MessageID, hdr.Exchange, skf.Total, owner
+		r.parts = make([][]byte, skf.Total)
 		r.deadline = now.Add(lim.Timeout)
 	}
 	i := int(skf.Number) - 1
@@ -214,11 +215,11 @@ func (r *reassembly) add(f *fragEndpoint, now time.Time, owner any, hdr message.
 		return nil, restarted, nil
 	}
 	n := 0
-	for _, p := range r.parts[:r.total] {
+	for _, p := range r.parts {
 		n += len(p)
 	}
 	out := &reassembled{first: r.first, plain: make([]byte, 0, n)}
-	for _, p := range r.parts[:r.total] {
+	for _, p := range r.parts {
 		out.plain = append(out.plain, p...)
 	}
 	r.reset(f)
@@ -317,6 +318,16 @@ func (sa *IKESA) armReassemblyTimer(r *reassembly) {
 			r.reset(f)
 		}
 	})
+}
+
+// fragDoneLocked records that message id of r's direction was received
+// or answered whole (or from fragments): a partial reassembly of it is
+// freed now, and its late fragments are duplicates. Call with sa.mu held.
+func (sa *IKESA) fragDoneLocked(r *reassembly, id uint32) {
+	if r.active && r.msgID == id {
+		r.reset(&sa.ep.frag)
+	}
+	r.done, r.doneOwner = id, any(sa.in)
 }
 
 // releaseFragments gives back what the IKE SA holds for reassembly; call

@@ -365,6 +365,7 @@ func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps 
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
+	sa.fragDoneLocked(&sa.frag.resp, id)
 	return sa.openInbound(in)
 }
 
@@ -399,6 +400,7 @@ func (sa *IKESA) respondLocked(in inbound, ps []message.Payload) {
 	}
 	sa.lastResp = pkts
 	sa.peerReqID = in.hdr.MessageID + 1
+	sa.fragDoneLocked(&sa.frag.req, in.hdr.MessageID)
 	sa.sendAll(pkts, in.from, in.natt)
 }
 
