@@ -79,11 +79,15 @@ func newChainPKI() (*chainPKI, error) {
 	if p.inter, err = issue(ca(2, "espy fragmentation intermediate"), p.root, interKey.Public(), rootKey); err != nil {
 		return nil, err
 	}
+	// One RSA-4096 key for both leaves: generating one takes seconds on
+	// a busy CI machine, and what matters here is the size of the
+	// certificates and signatures.
+	leafKey, err := rsa.GenerateKey(rand.Reader, 4096)
+	if err != nil {
+		return nil, err
+	}
 	leaf := func(serial int64, name string) (*x509.Certificate, crypto.Signer, error) {
-		key, err := rsa.GenerateKey(rand.Reader, 4096)
-		if err != nil {
-			return nil, nil, err
-		}
+		key := leafKey
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{Organization: []string{"espy test"}, CommonName: name},
 			DNSNames: []string{name, "frag-" + name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
