@@ -21,9 +21,10 @@ const (
 	// DefaultReassemblyBudget bounds the bytes held for reassembly by all
 	// IKE SAs of one endpoint together.
 	DefaultReassemblyBudget = 8 << 20
-	// fragOverhead is what one kept fragment costs beyond its plaintext
-	// (slice header, bookkeeping); counted against the limits so that
-	// many tiny fragments cannot hide their cost.
+	// fragOverhead is what one expected fragment costs beyond its
+	// plaintext (its slot, a slice header); counted against the limits
+	// when a reassembly starts, so that many tiny fragments cannot hide
+	// their cost.
 	fragOverhead = 32
 )
 
@@ -187,7 +188,13 @@ func (r *reassembly) add(f *fragEndpoint, now time.Time, owner any, hdr message.
 		return nil, false, fmt.Errorf("Total Fragments %d, reassembling %d: %w", skf.Total, r.total, errFragStale)
 	}
 	if restarted {
+		// The bookkeeping of every fragment to come is paid up front.
+		book := int(skf.Total) * fragOverhead
+		if !f.take(book) {
+			return nil, false, fmt.Errorf("endpoint budget of %d bytes: %w", lim.Budget, errFragLimit)
+		}
 		r.active, r.msgID, r.exch, r.total, r.owner = true, hdr.MessageID, hdr.Exchange, skf.Total, owner
+		r.held = book
 		r.parts = make([][]byte, skf.Total)
 		r.deadline = now.Add(lim.Timeout)
 	}
@@ -195,7 +202,7 @@ func (r *reassembly) add(f *fragEndpoint, now time.Time, owner any, hdr message.
 	if r.parts[i] != nil {
 		return nil, false, errFragDuplicate
 	}
-	cost := len(plain) + fragOverhead
+	cost := len(plain)
 	if r.held+cost > lim.MaxMessageLen+int(r.total)*fragOverhead {
 		r.reset(f)
 		return nil, false, fmt.Errorf("more than %d bytes: %w", lim.MaxMessageLen, errFragLimit)
