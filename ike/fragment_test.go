@@ -10,9 +10,12 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -79,12 +82,16 @@ func newChainPKI() (*chainPKI, error) {
 	if p.inter, err = issue(ca(2, "espy fragmentation intermediate"), p.root, interKey.Public(), rootKey); err != nil {
 		return nil, err
 	}
-	// One RSA-4096 key for both leaves: generating one takes seconds on
-	// a busy CI machine, and what matters here is the size of the
-	// certificates and signatures.
-	leafKey, err := rsa.GenerateKey(rand.Reader, 4096)
+	// One RSA-4096 key, made once and kept in testdata (generating one
+	// takes from one to tens of seconds on a busy CI machine), for both
+	// leaves: what matters here is the size of certificates and
+	// signatures. The certificates are made afresh.
+	leafKey, err := loadTestKey("testdata/rsa4096-test-key.pem")
 	if err != nil {
 		return nil, err
+	}
+	if k, ok := leafKey.Public().(*rsa.PublicKey); !ok || k.N.BitLen() != 4096 {
+		return nil, fmt.Errorf("test key is %T, not RSA-4096", leafKey.Public())
 	}
 	leaf := func(serial int64, name string) (*x509.Certificate, crypto.Signer, error) {
 		key := leafKey
@@ -103,6 +110,27 @@ func newChainPKI() (*chainPKI, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// loadTestKey reads a PKCS #8 private key in PEM.
+func loadTestKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: %T is not a signer", path, k)
+	}
+	return s, nil
 }
 
 // useChain makes both ends of p authenticate with the RSA-4096 leaf and
@@ -132,16 +160,24 @@ func bigInformational(n int) []message.Payload {
 // 576-byte fragments both ways, then fragmented INFORMATIONAL requests in
 // either direction, before and after an IKE SA rekey, and a Child SA
 // rekey; the counters show that fragments were sent and reassembled by
-// each end.
+// each end. With ForceEncap IKE runs on the NAT-T port, behind the
+// non-ESP marker.
 func TestFragmentationLoopback(t *testing.T) {
 	pk := fragPKI(t)
-	for _, suite := range []string{"aes128gcm16-prfsha256-x25519", "aes256-sha256-modp2048"} {
-		t.Run(suite, func(t *testing.T) {
-			p := newPair(t, suite, "null-sha256", ListenConfig{})
+	for _, c := range []struct {
+		suite string
+		natt  bool
+	}{{"aes128gcm16-prfsha256-x25519", false}, {"aes256-sha256-modp2048", false}, {"chacha20poly1305-prfsha256-ecp256", true}} {
+		t.Run(fmt.Sprintf("%s/natt=%v", c.suite, c.natt), func(t *testing.T) {
+			p := newPair(t, c.suite, "null-sha256", ListenConfig{})
+			p.iniCfg.ForceEncap = c.natt
 			pk.useChain(t, p, MinFragmentSize)
 			isa, err := p.initiate(t)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if _, _, natt := isa.Addrs(); natt != c.natt {
+				t.Fatalf("IKE on the NAT-T port: %v", natt)
 			}
 			checkEstablished(t, p, isa)
 			rsa := p.responderSA(t, mustSPI(isa))
