@@ -24,33 +24,32 @@ import (
 	"github.com/espy-dpi/espy/ike/message"
 )
 
-// chainPKI is a root CA, an intermediate CA and two RSA-4096 leaves
+// fragChainPKI is a root CA, an intermediate CA and two RSA-4096 leaves
 // issued by the intermediate: IKE_AUTH messages that carry such a chain
 // are several kilobytes, too large for one 1280-byte datagram.
-type chainPKI struct {
+type fragChainPKI struct {
 	root, inter *x509.Certificate
 	a, b        *x509.Certificate // a.lab.example, b.lab.example
 	aKey, bKey  crypto.Signer
 }
 
 var (
-	chainOnce sync.Once
-	chain     *chainPKI
-	chainErr  error
+	fragChainOnce sync.Once
+	fragChain     *fragChainPKI
+	fragChainErr  error
 )
 
-// fragPKI returns the chain, made once per test binary (RSA-4096 keys take
-// a while).
-func fragPKI(t testing.TB) *chainPKI {
+// fragPKI returns the certificates, made once per test binary.
+func fragPKI(t testing.TB) *fragChainPKI {
 	t.Helper()
-	chainOnce.Do(func() { chain, chainErr = newChainPKI() })
-	if chainErr != nil {
-		t.Fatal(chainErr)
+	fragChainOnce.Do(func() { fragChain, fragChainErr = newFragChainPKI() })
+	if fragChainErr != nil {
+		t.Fatal(fragChainErr)
 	}
-	return chain
+	return fragChain
 }
 
-func newChainPKI() (*chainPKI, error) {
+func newFragChainPKI() (*fragChainPKI, error) {
 	now := time.Now()
 	issue := func(tmpl, parent *x509.Certificate, pub any, key crypto.Signer) (*x509.Certificate, error) {
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
@@ -70,7 +69,7 @@ func newChainPKI() (*chainPKI, error) {
 			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 		}
 	}
-	p := &chainPKI{}
+	p := &fragChainPKI{}
 	rt := ca(1, "espy fragmentation root")
 	if p.root, err = issue(rt, rt, rootKey.Public(), rootKey); err != nil {
 		return nil, err
@@ -86,7 +85,7 @@ func newChainPKI() (*chainPKI, error) {
 	// takes from one to tens of seconds on a busy CI machine), for both
 	// leaves: what matters here is the size of certificates and
 	// signatures. The certificates are made afresh.
-	leafKey, err := loadTestKey("testdata/rsa4096-test-key.pem")
+	leafKey, err := loadFragTestKey("testdata/rsa4096-test-key.pem")
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +111,8 @@ func newChainPKI() (*chainPKI, error) {
 	return p, nil
 }
 
-// loadTestKey reads a PKCS #8 private key in PEM.
-func loadTestKey(path string) (crypto.Signer, error) {
+// loadFragTestKey reads a PKCS #8 private key in PEM.
+func loadFragTestKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -136,7 +135,7 @@ func loadTestKey(path string) (crypto.Signer, error) {
 // useChain makes both ends of p authenticate with the RSA-4096 leaf and
 // the intermediate, trusting only the root, with fragments of at most
 // size bytes.
-func (pk *chainPKI) useChain(t *testing.T, p *pair, size int) {
+func (pk *fragChainPKI) useChain(t *testing.T, p *pair, size int) {
 	t.Helper()
 	p.iniCfg.PSK, p.respCfg.PSK = nil, nil
 	p.iniCfg.Certificates, p.iniCfg.PrivateKey = []*x509.Certificate{pk.a, pk.inter}, pk.aKey
@@ -148,12 +147,12 @@ func (pk *chainPKI) useChain(t *testing.T, p *pair, size int) {
 	}
 }
 
-// privateNotify is a status notify from the private-use range, ignored by
+// fragPrivateNotify is a status notify from the private-use range, ignored by
 // the receiver: a way to make an INFORMATIONAL request of any size.
-const privateNotify message.NotifyType = 40969
+const fragPrivateNotify message.NotifyType = 40969
 
-func bigInformational(n int) []message.Payload {
-	return []message.Payload{&message.Notify{Kind: privateNotify, Data: bytes.Repeat([]byte{0xa5}, n)}}
+func fragBigInformational(n int) []message.Payload {
+	return []message.Payload{&message.Notify{Kind: fragPrivateNotify, Data: bytes.Repeat([]byte{0xa5}, n)}}
 }
 
 // TestFragmentationLoopback runs IKE_AUTH with RSA-4096 chains through
@@ -180,7 +179,7 @@ func TestFragmentationLoopback(t *testing.T) {
 				t.Fatalf("IKE on the NAT-T port: %v", natt)
 			}
 			checkEstablished(t, p, isa)
-			rsa := p.responderSA(t, mustSPI(isa))
+			rsa := p.responderSA(t, fragSPIi(isa))
 			if !isa.Fragmentation() || !rsa.Fragmentation() {
 				t.Fatal("fragmentation not negotiated")
 			}
@@ -195,10 +194,10 @@ func TestFragmentationLoopback(t *testing.T) {
 			exchangeBoth := func(stage string) {
 				t.Helper()
 				is0, rs0 := p.ini.FragmentStats(), p.resp.FragmentStats()
-				if _, err := isa.request(ctx, message.INFORMATIONAL, bigInformational(3000)); err != nil {
+				if _, err := isa.request(ctx, message.INFORMATIONAL, fragBigInformational(3000)); err != nil {
 					t.Fatalf("%s: initiator's request: %v", stage, err)
 				}
-				if _, err := rsa.request(ctx, message.INFORMATIONAL, bigInformational(3000)); err != nil {
+				if _, err := rsa.request(ctx, message.INFORMATIONAL, fragBigInformational(3000)); err != nil {
 					t.Fatalf("%s: responder's request: %v", stage, err)
 				}
 				is1, rs1 := p.ini.FragmentStats(), p.resp.FragmentStats()
@@ -229,7 +228,7 @@ func TestFragmentationLoopback(t *testing.T) {
 	}
 }
 
-func mustSPI(sa *IKESA) uint64 { i, _ := sa.SPIs(); return i }
+func fragSPIi(sa *IKESA) uint64 { i, _ := sa.SPIs(); return i }
 
 // TestFragmentationNotNegotiated checks that a side with
 // DisableFragmentation makes both send whole messages (loopback carries
@@ -348,7 +347,7 @@ func TestFragmentedAndWholeForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsa := p.responderSA(t, mustSPI(isa))
+	rsa := p.responderSA(t, fragSPIi(isa))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// forms returns the next request ID and the request whole and in
@@ -358,7 +357,7 @@ func TestFragmentedAndWholeForms(t *testing.T) {
 		defer isa.mu.Unlock()
 		id := isa.nextReqID
 		isa.nextReqID++
-		ps := bigInformational(1500)
+		ps := fragBigInformational(1500)
 		whole, err := isa.seal(message.INFORMATIONAL, false, id, ps)
 		if err != nil {
 			t.Fatal(err)
@@ -393,7 +392,7 @@ func TestFragmentedAndWholeForms(t *testing.T) {
 	// completes nothing.
 	id, whole, frags = forms()
 	for _, f := range frags[:len(frags)-1] {
-		isa.ep.send(f, p.respAddr(), false)
+		isa.ep.send(f, p.fragRespAddr(), false)
 	}
 	waitFor(t, func() bool { return p.resp.ReassemblyBytes() > 0 })
 	if _, err := isa.exchangeAll(ctx, [][]byte{whole}, message.INFORMATIONAL, id); err != nil {
@@ -403,7 +402,7 @@ func TestFragmentedAndWholeForms(t *testing.T) {
 		t.Fatalf("%d bytes still held after the whole request was answered", n)
 	}
 	dropped := p.resp.FragmentStats().Dropped
-	isa.ep.send(frags[len(frags)-1], p.respAddr(), false)
+	isa.ep.send(frags[len(frags)-1], p.fragRespAddr(), false)
 	waitFor(t, func() bool { return p.resp.FragmentStats().Dropped == dropped+1 })
 	if st := p.resp.FragmentStats(); st.Reassembled != 0 || peerReqID() != id+1 {
 		t.Fatalf("responder counters %+v, next request ID %d", st, peerReqID())
@@ -413,4 +412,4 @@ func TestFragmentedAndWholeForms(t *testing.T) {
 	}
 }
 
-func (p *pair) respAddr() netip.AddrPort { a, _ := p.resp.Addrs(); return a }
+func (p *pair) fragRespAddr() netip.AddrPort { a, _ := p.resp.Addrs(); return a }

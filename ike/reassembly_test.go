@@ -42,7 +42,7 @@ func newFragHarness(tb testing.TB, ep *Endpoint) *fragHarness {
 	tx.spiI, tx.spiR, tx.out, tx.frag.on, tx.remote = 1, 2, cipher(), true, sink
 	rx := newSA(ep, c, false)
 	rx.spiI, rx.spiR, rx.in, rx.frag.on, rx.remote, rx.peerReqID = 1, 2, cipher(), true, sink, 1
-	inner, _, err := message.AppendPayloads(nil, bigInformational(2000))
+	inner, _, err := message.AppendPayloads(nil, fragBigInformational(2000))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -80,10 +80,10 @@ func (h *fragHarness) release() {
 	h.rx.mu.Unlock()
 }
 
-// step is one datagram of a reassembly case: fragment i (0-based) of
+// fragStep is one datagram of a reassembly case: fragment i (0-based) of
 // attempt "a" (4 fragments of 600 bytes), "b" (9 of 300) or "c" (5 of
 // 500), optionally corrupted or with another message ID; or a pause.
-type step struct {
+type fragStep struct {
 	set     string
 	i       int
 	corrupt bool
@@ -92,18 +92,18 @@ type step struct {
 }
 
 // TestReassemblyRules checks the RFC 7383 2.6 rules and espy's limits on
-// one message in flight: the message must come out exactly at the step
+// one message in flight: the message must come out exactly at the fragStep
 // named, and the counters must say why the others were dropped.
 func TestReassemblyRules(t *testing.T) {
-	a := func(is ...int) []step {
-		var s []step
+	a := func(is ...int) []fragStep {
+		var s []fragStep
 		for _, i := range is {
-			s = append(s, step{set: "a", i: i})
+			s = append(s, fragStep{set: "a", i: i})
 		}
 		return s
 	}
-	cat := func(ss ...[]step) []step {
-		var out []step
+	cat := func(ss ...[]fragStep) []fragStep {
+		var out []fragStep
 		for _, s := range ss {
 			out = append(out, s...)
 		}
@@ -112,16 +112,16 @@ func TestReassemblyRules(t *testing.T) {
 	cases := []struct {
 		name  string
 		lim   FragmentLimits
-		steps []step
-		done  int // index of the completing step; -1: never
+		steps []fragStep
+		done  int // index of the completing fragStep; -1: never
 		want  FragmentStats
 	}{
 		{name: "in order", steps: a(0, 1, 2, 3), done: 3, want: FragmentStats{Received: 4, Reassembled: 1}},
 		{name: "out of order", steps: a(3, 1, 0, 2), done: 3, want: FragmentStats{Received: 4, Reassembled: 1}},
 		{name: "duplicates", steps: a(0, 0, 1, 1, 2, 3), done: 5, want: FragmentStats{Received: 4, Reassembled: 1, Duplicates: 2}},
 		{name: "missing then retransmission", steps: a(0, 1, 3, 0, 1, 2), done: 5, want: FragmentStats{Received: 4, Reassembled: 1, Duplicates: 2}},
-		{name: "bad ICV", steps: cat(a(0), []step{{set: "a", i: 1, corrupt: true}}, a(2, 3, 1)), done: 4, want: FragmentStats{Received: 4, Reassembled: 1, BadICV: 1}},
-		{name: "too many fragments", lim: FragmentLimits{MaxFragments: 8}, steps: []step{{set: "b", i: 0}, {set: "b", i: 1}}, done: -1, want: FragmentStats{OverLimit: 2}},
+		{name: "bad ICV", steps: cat(a(0), []fragStep{{set: "a", i: 1, corrupt: true}}, a(2, 3, 1)), done: 4, want: FragmentStats{Received: 4, Reassembled: 1, BadICV: 1}},
+		{name: "too many fragments", lim: FragmentLimits{MaxFragments: 8}, steps: []fragStep{{set: "b", i: 0}, {set: "b", i: 1}}, done: -1, want: FragmentStats{OverLimit: 2}},
 		// A fragment that goes over abandons the reassembly and the next
 		// one starts another (fragment 3 of 4 is shorter and fits).
 		{name: "too large", lim: FragmentLimits{MaxMessageLen: 1000}, steps: a(0, 1, 2, 3), done: -1, want: FragmentStats{Received: 3, OverLimit: 1}},
@@ -129,11 +129,11 @@ func TestReassemblyRules(t *testing.T) {
 		{name: "late duplicate after completion", steps: a(0, 1, 2, 3, 1, 0), done: 3, want: FragmentStats{Received: 4, Reassembled: 1, Duplicates: 2}},
 		{
 			name:  "larger total restarts, smaller dropped",
-			steps: []step{{set: "a", i: 0}, {set: "a", i: 1}, {set: "b", i: 0}, {set: "a", i: 2}, {set: "b", i: 1}, {set: "b", i: 2}, {set: "b", i: 3}, {set: "b", i: 4}, {set: "b", i: 5}, {set: "b", i: 6}, {set: "b", i: 7}, {set: "c", i: 0}, {set: "b", i: 8}},
+			steps: []fragStep{{set: "a", i: 0}, {set: "a", i: 1}, {set: "b", i: 0}, {set: "a", i: 2}, {set: "b", i: 1}, {set: "b", i: 2}, {set: "b", i: 3}, {set: "b", i: 4}, {set: "b", i: 5}, {set: "b", i: 6}, {set: "b", i: 7}, {set: "c", i: 0}, {set: "b", i: 8}},
 			done:  12, want: FragmentStats{Received: 11, Reassembled: 1, Dropped: 2},
 		},
-		{name: "timeout", lim: FragmentLimits{Timeout: 30 * time.Millisecond}, steps: cat(a(0, 1), []step{{sleep: 80 * time.Millisecond}}, a(2, 3, 0, 1)), done: 6, want: FragmentStats{Received: 6, Reassembled: 1, Expired: 1}},
-		{name: "other message ID", steps: []step{{set: "a", i: 0, id: 2}, {set: "a", i: 0, id: 7}}, done: -1, want: FragmentStats{Dropped: 2}},
+		{name: "timeout", lim: FragmentLimits{Timeout: 30 * time.Millisecond}, steps: cat(a(0, 1), []fragStep{{sleep: 80 * time.Millisecond}}, a(2, 3, 0, 1)), done: 6, want: FragmentStats{Received: 6, Reassembled: 1, Expired: 1}},
+		{name: "other message ID", steps: []fragStep{{set: "a", i: 0, id: 2}, {set: "a", i: 0, id: 7}}, done: -1, want: FragmentStats{Dropped: 2}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,7 +157,7 @@ func TestReassemblyRules(t *testing.T) {
 				}
 				if m := h.feed(pkt); m != nil {
 					if done >= 0 {
-						t.Fatalf("second message at step %d", i)
+						t.Fatalf("second message at fragStep %d", i)
 					}
 					done = i
 					if m.first != message.PayloadNotify || !bytes.Equal(m.plain, h.inner) {
@@ -169,7 +169,7 @@ func TestReassemblyRules(t *testing.T) {
 				}
 			}
 			if done != c.done {
-				t.Fatalf("message completed at step %d, want %d", done, c.done)
+				t.Fatalf("message completed at fragStep %d, want %d", done, c.done)
 			}
 			if got := h.ep.FragmentStats(); got != c.want {
 				t.Fatalf("counters %+v, want %+v", got, c.want)
@@ -269,7 +269,7 @@ func FuzzReassembly(f *testing.F) {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(data)))
 		return append(b, data...)
 	}
-	notify, _, _ := message.AppendPayloads(nil, bigInformational(300))
+	notify, _, _ := message.AppendPayloads(nil, fragBigInformational(300))
 	f.Add(append(rec(1, 2, 1, byte(message.PayloadNotify), notify[:150]), rec(2, 2, 1, 0, notify[150:])...))
 	f.Add(append(rec(2, 3, 1, 0, []byte("xy")), rec(1, 2, 1, 41, []byte("z"))...))
 	f.Add(rec(0x80, 0, 0, 0, []byte("raw datagram")))
@@ -312,7 +312,7 @@ func FuzzReassembly(f *testing.F) {
 // sealing and opening it whole: what RFC 7383 costs per message.
 func BenchmarkFragmentReassemble(b *testing.B) {
 	h := newFragHarness(b, listen(b, ListenConfig{}))
-	ps := bigInformational(5000)
+	ps := fragBigInformational(5000)
 	h.inner, _, _ = message.AppendPayloads(nil, ps)
 	limit := maxIKELen(DefaultFragmentSize, loopback, false)
 	b.Run("fragments", func(b *testing.B) {
