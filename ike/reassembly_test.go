@@ -3,7 +3,13 @@ package ike
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
+	"flag"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,4 +351,50 @@ func BenchmarkFragmentReassemble(b *testing.B) {
 			}
 		}
 	})
+}
+
+var updateFragments = flag.Bool("update-fragments", false, "rewrite testdata/fragments-aes128gcm16.golden")
+
+// TestFragmentGolden pins the wire form of fragments (AES-128-GCM with a
+// fixed key, so IVs count from 1): IKE header with Next Payload SKF, SKF
+// header with the first inner type only in fragment 1, Fragment Number,
+// Total Fragments, IV, ciphertext, ICV. It also decodes each with the
+// message codec.
+func TestFragmentGolden(t *testing.T) {
+	h := newFragHarness(t, listen(t, ListenConfig{}))
+	h.inner, _, _ = message.AppendPayloads(nil, fragBigInformational(500))
+	fs := h.frags(t, 1, 300)
+	var dump strings.Builder
+	for i, f := range fs {
+		m, err := message.Decode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		skf, ok := message.Get(m.Payloads, message.PayloadSKF).(*message.SKF)
+		want := message.PayloadNone
+		if i == 0 {
+			want = message.PayloadNotify
+		}
+		if !ok || int(skf.Number) != i+1 || int(skf.Total) != len(fs) || skf.NextPayload != want || len(f) > 300 {
+			t.Fatalf("fragment %d: %+v, %d bytes", i+1, skf, len(f))
+		}
+		fmt.Fprintf(&dump, "# fragment %d of %d\n", i+1, len(fs))
+		for j := 0; j < len(f); j += 16 {
+			dump.WriteString(hex.EncodeToString(f[j:min(j+16, len(f))]))
+			dump.WriteByte('\n')
+		}
+	}
+	path := filepath.Join("testdata", "fragments-aes128gcm16.golden")
+	if *updateFragments {
+		if err := os.WriteFile(path, []byte(dump.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("golden file: %v (run go test -run FragmentGolden -update-fragments once)", err)
+	}
+	if string(want) != dump.String() {
+		t.Fatalf("%s differs:\n got\n%s\nwant\n%s", path, dump.String(), want)
+	}
 }
