@@ -1,7 +1,8 @@
 // Package config reads espy's YAML configuration file: interfaces, mode,
 // fail-open or fail-closed, actions per verdict, sampling, map and flow
-// table sizes, timeouts, known SAs, inner rules, and the log and metrics
-// outputs. A bad file is rejected at start with the file, line and reason.
+// table sizes, timeouts, known SAs, inner rules, the log and metrics
+// outputs, and the IKE daemon's listeners and tunnels. A bad file is
+// rejected at start with the file, line and reason.
 //
 // The policy section (policy:) is read by package policy from the same file.
 package config
@@ -37,8 +38,9 @@ type Config struct {
 	// Policy is the policy section, read by package policy; kept here only
 	// so that the key is known.
 	Policy yaml.Node `yaml:"policy"`
-	// Tunnels is the IKE section, read by package ike.
-	Tunnels yaml.Node `yaml:"tunnels"`
+	// IKE and Tunnels configure the IKE daemon inside espy run (tunnels.go).
+	IKE     IKE      `yaml:"ike"`
+	Tunnels []Tunnel `yaml:"tunnels"`
 
 	file   string
 	lines  map[string]int
@@ -297,7 +299,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateIKE()
 }
 
 func oneOf(c *Config, path, v string, allowed ...string) error {
