@@ -1,0 +1,213 @@
+package ikeservice_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espy-dpi/espy/config"
+	"github.com/espy-dpi/espy/flowcache"
+	"github.com/espy-dpi/espy/heuristics"
+	"github.com/espy-dpi/espy/ike/ikeservice"
+	"github.com/espy-dpi/espy/inline"
+	"github.com/rs/zerolog"
+)
+
+// nets are the protected networks behind each peer.
+var nets = map[string]string{"a": "198.51.100.0/24", "b": "203.0.113.0/24"}
+
+// peerYAML is a tunnel configuration for one of two services on loopback.
+func peerYAML(t *testing.T, dir, local, remote, start string, remotePort, remoteNAT uint16) []byte {
+	t.Helper()
+	psk := filepath.Join(dir, "psk")
+	if err := os.WriteFile(psk, []byte("loopback test key, not a secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Appendf(nil, `ike:
+  listen: [127.0.0.1]
+  port: 0
+  nat_port: 0
+  socket: %s
+  retransmit: {timeout: 500ms, tries: 3}
+tunnels:
+  - name: lab
+    local_addr: 127.0.0.1
+    remote_addr: 127.0.0.1
+    remote_port: %d
+    remote_nat_port: %d
+    local_id: %s.lab.example
+    remote_id: %s.lab.example
+    auth: {psk_file: %s}
+    ike: [aes128gcm16-prfsha256-x25519]
+    esp: [null-sha256, aes128gcm16]
+    local_ts: [%s]
+    remote_ts: [%s]
+    start_action: %s
+`, filepath.Join(dir, local+".sock"), remotePort, remoteNAT, local, remote, psk, nets[local], nets[remote], start)
+}
+
+type peer struct {
+	svc   *ikeservice.Service
+	sock  string
+	cache *flowcache.Cache
+}
+
+// startPeer starts a service from YAML with the real inline registrar on a
+// flow cache (no fast path).
+func startPeer(t *testing.T, dir, name string, yaml []byte) *peer {
+	t.Helper()
+	cfg, err := config.Parse(name+".yaml", yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := flowcache.New(heuristics.New(heuristics.Config{}), flowcache.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: inline.NewRegistrar(cache, nil),
+		Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("peer", name).Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{svc: svc, sock: filepath.Join(dir, name+".sock"), cache: cache}
+	t.Cleanup(func() { p.close(t) })
+	return p
+}
+
+func (p *peer) close(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.svc.Close(ctx); err != nil {
+		t.Errorf("close: %v", err)
+	}
+}
+
+// status asks over the control socket.
+func (p *peer) status(t *testing.T) ikeservice.Status {
+	t.Helper()
+	resp, err := ikeservice.Call(context.Background(), p.sock, ikeservice.Request{Command: ikeservice.CmdStatus})
+	if err != nil || !resp.OK || resp.Status == nil {
+		t.Fatalf("status: %+v %v", resp, err)
+	}
+	return *resp.Status
+}
+
+// waitSAs polls status until the tunnel has n IKE SAs, each with one Child
+// SA.
+func (p *peer) waitSAs(t *testing.T, n int) ikeservice.TunnelStatus {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := p.status(t)
+		ts := st.Tunnels[0]
+		ok := len(ts.IKESAs) == n
+		for _, sa := range ts.IKESAs {
+			ok = ok && len(sa.ChildSAs) == 1
+		}
+		if ok {
+			return ts
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %d IKE SAs: %+v", n, ts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func natPort(t *testing.T, l ikeservice.Listener) (ike, natt uint16) {
+	t.Helper()
+	var a, b uint16
+	if _, err := fmt.Sscanf(l.IKE[strings.LastIndexByte(l.IKE, ':')+1:], "%d", &a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscanf(l.NATT[strings.LastIndexByte(l.NATT, ':')+1:], "%d", &b); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// TestTwoServices runs two services on loopback: A initiates (start), B
+// responds; then terminate, initiate and a restart of A, all over the
+// control sockets.
+func TestTwoServices(t *testing.T) {
+	dir := t.TempDir()
+	b := startPeer(t, dir, "b", peerYAML(t, dir, "b", "a", "respond", 1, 1))
+	bIKE, bNAT := natPort(t, b.svc.Addrs()[0])
+	aYAML := peerYAML(t, dir, "a", "b", "start", bIKE, bNAT)
+	a := startPeer(t, dir, "a", aYAML)
+
+	ta, tb := a.waitSAs(t, 1), b.waitSAs(t, 1)
+	checkPair(t, ta, tb)
+	ca := ta.IKESAs[0].ChildSAs[0]
+	if ca.Encr != "null" || ca.Integ != "hmac-sha2-256-128" || !ca.Null || ca.Mode != "tunnel" || ca.Encap != "none" ||
+		ca.LocalTS[0] != "198.51.100.0/24" || ca.RemoteTS[0] != "203.0.113.0/24" {
+		t.Errorf("A's Child SA: %+v", ca)
+	}
+	if ta.StartAction != "start" || tb.StartAction != "respond" || !ta.IKESAs[0].Initiator || tb.IKESAs[0].Initiator {
+		t.Errorf("roles: A %+v, B %+v", ta, tb)
+	}
+	// The inline registrar got both directions on both sides.
+	for _, p := range []*peer{a, b} {
+		if st := p.cache.Stats(); st.Decided != 2 {
+			t.Errorf("flow cache holds %d decided flows, want 2 (both directions)", st.Decided)
+		}
+	}
+
+	// Terminate on A: gone on both sides, and A does not re-initiate.
+	resp, err := ikeservice.Call(context.Background(), a.sock, ikeservice.Request{Command: ikeservice.CmdTerminate, Tunnel: "lab"})
+	if err != nil || !resp.OK {
+		t.Fatalf("terminate: %+v %v", resp, err)
+	}
+	b.waitSAs(t, 0)
+	a.waitSAs(t, 0)
+	for _, p := range []*peer{a, b} {
+		if st := p.cache.Stats(); st.Decided != 0 {
+			t.Errorf("flow cache holds %d flows after terminate", st.Decided)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // longer than the first back-off
+	if n := len(a.status(t).Tunnels[0].IKESAs); n != 0 {
+		t.Fatalf("A re-initiated a terminated tunnel (%d IKE SAs)", n)
+	}
+	resp, err = ikeservice.Call(context.Background(), a.sock, ikeservice.Request{Command: ikeservice.CmdTerminate, Tunnel: "lab"})
+	if err != nil || resp.OK || resp.Code != ikeservice.ErrCodeNotUp {
+		t.Errorf("second terminate: %+v %v", resp, err)
+	}
+
+	// Initiate brings it back.
+	resp, err = ikeservice.Call(context.Background(), a.sock, ikeservice.Request{Command: ikeservice.CmdInitiate, Tunnel: "lab"})
+	if err != nil || !resp.OK || resp.Tunnel == nil || resp.Tunnel.State != "established" {
+		t.Fatalf("initiate: %+v %v", resp, err)
+	}
+	checkPair(t, a.waitSAs(t, 1), b.waitSAs(t, 1))
+
+	// Unknown names are an error with its own code.
+	resp, err = ikeservice.Call(context.Background(), a.sock, ikeservice.Request{Command: ikeservice.CmdInitiate, Tunnel: "nope"})
+	if err != nil || resp.OK || resp.Code != ikeservice.ErrCodeUnknownTunnel || !strings.Contains(resp.Error, `"nope"`) {
+		t.Errorf("unknown tunnel: %+v %v", resp, err)
+	}
+
+	// A restart of A: the old SA goes, a new one comes up at start.
+	a.close(t)
+	b.waitSAs(t, 0)
+	a2 := startPeer(t, dir, "a", aYAML)
+	checkPair(t, a2.waitSAs(t, 1), b.waitSAs(t, 1))
+}
+
+// checkPair checks that both ends list the same IKE SA and Child SA.
+func checkPair(t *testing.T, a, b ikeservice.TunnelStatus) {
+	t.Helper()
+	sa, sb := a.IKESAs[0], b.IKESAs[0]
+	if sa.SPIi != sb.SPIi || sa.SPIr != sb.SPIr || sa.Encr != "aes-gcm-16-128" || sa.PRF != "hmac-sha2-256" || sa.DH != "curve25519" ||
+		sa.PeerID != "b.lab.example" || sb.PeerID != "a.lab.example" {
+		t.Errorf("IKE SAs differ or are wrong:\nA %+v\nB %+v", sa, sb)
+	}
+	ca, cb := sa.ChildSAs[0], sb.ChildSAs[0]
+	if ca.SPIIn != cb.SPIOut || ca.SPIOut != cb.SPIIn || ca.Established.IsZero() {
+		t.Errorf("Child SAs do not match:\nA %+v\nB %+v", ca, cb)
+	}
+}
