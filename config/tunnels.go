@@ -226,7 +226,7 @@ func (c *Config) Tunnel(i int) (TunnelSpec, error) {
 	s := TunnelSpec{Name: t.Name, Encap: t.Encap, AllowWeak: t.AllowWeak,
 		DPD: time.Duration(t.DPD), RekeyTime: time.Duration(t.RekeyTime)}
 	if !validName(t.Name) {
-		return s, c.fail(p+".name", "tunnel name %q must be 1 to 64 letters, digits, '.', '_' or '-'", t.Name)
+		return s, c.fail(p+".name", "tunnel name %q must be 1 to 64 letters, digits, '.', '_' or '-', and not an IP address", t.Name)
 	}
 	var err error
 	if t.LocalAddr != "" {
@@ -307,8 +307,10 @@ func (c *Config) Tunnel(i int) (TunnelSpec, error) {
 	return s, nil
 }
 
+// validName accepts tunnel names; never an IP address, which "espy ike
+// initiate" reads as the standalone initiator's peer.
 func validName(s string) bool {
-	if s == "" || len(s) > 64 {
+	if _, err := netip.ParseAddr(s); s == "" || len(s) > 64 || err == nil {
 		return false
 	}
 	for _, r := range s {
