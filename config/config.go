@@ -231,8 +231,19 @@ func yamlError(file string, err error) error {
 	return &Error{File: file, Line: line, Reason: msg}
 }
 
+// fail reports a fault at path, or at its nearest enclosing key when path
+// itself is absent (a required key that is missing).
 func (c *Config) fail(path, format string, args ...any) error {
-	return &Error{File: c.file, Line: c.lines[path], Reason: fmt.Sprintf(format, args...)}
+	line, ok := c.lines[path]
+	for !ok && path != "" {
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+		line, ok = c.lines[path]
+	}
+	return &Error{File: c.file, Line: line, Reason: fmt.Sprintf(format, args...)}
 }
 
 func (c *Config) validate() error {
