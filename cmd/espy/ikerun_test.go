@@ -42,7 +42,13 @@ type espyProc struct {
 
 func startEspyRun(t *testing.T, bin string, args ...string) *espyProc {
 	t.Helper()
-	p := &espyProc{cmd: exec.Command(bin, append([]string{"run"}, args...)...), ikeAt: make(chan string, 1), done: make(chan error, 1)}
+	return startEspyProc(t, exec.Command(bin, append([]string{"run"}, args...)...))
+}
+
+// startEspyProc starts cmd, an "espy run", and collects its stderr.
+func startEspyProc(t *testing.T, cmd *exec.Cmd) *espyProc {
+	t.Helper()
+	p := &espyProc{cmd: cmd, ikeAt: make(chan string, 1), done: make(chan error, 1)}
 	r, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +79,7 @@ func startEspyRun(t *testing.T, bin string, args ...string) *espyProc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("espy run %v stderr:\n%s", args, p.log())
+			t.Logf("%v stderr:\n%s", cmd.Args, p.log())
 		}
 	})
 	return p
