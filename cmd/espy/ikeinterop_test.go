@@ -25,6 +25,7 @@ const (
 
 type charonLab struct {
 	nsEspy, nsCharon, dir, uri, conf string
+	devEspy                          string // espy's end of the veth pair
 }
 
 func mustRun(t *testing.T, name string, args ...string) string {
@@ -56,6 +57,7 @@ func newCharonLab(t *testing.T) *charonLab {
 	mustRun(t, "ip", "netns", "add", l.nsCharon)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsCharon).Run() })
 	va, vb := "erna"+tag, "ernb"+tag
+	l.devEspy = va
 	mustRun(t, "ip", "link", "add", va, "netns", l.nsEspy, "type", "veth", "peer", "name", vb, "netns", l.nsCharon)
 	for _, c := range []struct{ ns, dev, addr string }{{l.nsEspy, va, "192.0.2.1/24"}, {l.nsCharon, vb, "192.0.2.2/24"}} {
 		mustRun(t, "ip", "-n", c.ns, "addr", "add", c.addr, "dev", c.dev)
@@ -176,9 +178,12 @@ func (l *charonLab) startCharon(t *testing.T) {
 	mustRun(t, "swanctl", "--load-all", "--file", l.conf, "--uri", l.uri)
 }
 
-// TestRunIKEInteropCharon: charon initiates to "espy run" configured as a
-// responder from YAML; espy ike status lists what swanctl --list-sas
-// lists; espy ike terminate deletes it at charon too.
+// TestRunIKEInteropCharon: charon initiates to "espy run" (XDP on espy's
+// end of the veth, IKE responder from YAML); espy ike status lists what
+// swanctl --list-sas lists, and counts the ESP-NULL packets of a ping
+// through the tunnel with the fast path's counters, which proves the Child
+// SA reached the inline registrar; espy ike terminate deletes it at charon
+// too.
 func TestRunIKEInteropCharon(t *testing.T) {
 	l := newCharonLab(t)
 	bin := buildEspy(t)
@@ -188,7 +193,18 @@ func TestRunIKEInteropCharon(t *testing.T) {
 	if err := os.WriteFile(psk, []byte(charonPSK+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `ike:
+	// "ip netns exec" mounts a fresh /sys without the host's bpffs: pin on
+	// a bpffs of the test's own.
+	bpffs := filepath.Join(l.dir, "bpffs")
+	os.Mkdir(bpffs, 0o700)
+	mustRun(t, "mount", "-t", "bpf", "bpf", bpffs)
+	t.Cleanup(func() { exec.Command("umount", "-l", bpffs).Run() })
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `interfaces: [%s]
+attach: generic
+pin_path: %s/espy
+flows: {sweep_interval: 1s}
+log: {path: %s/verdicts.jsonl}
+ike:
   listen: [192.0.2.1]
   socket: %s
 tunnels:
@@ -201,7 +217,7 @@ tunnels:
     esp: [null-sha256]
     local_ts: [198.51.100.0/24]
     remote_ts: [203.0.113.0/24]
-`, sock, psk), 0o600); err != nil {
+`, l.devEspy, bpffs, l.dir, sock, psk), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// "ip netns exec" execs the command, so the signal reaches espy.
@@ -231,10 +247,26 @@ tunnels:
 		t.Errorf("espy's view: %+v", sa)
 	}
 
+	// No ESP data plane at espy: the pings go unanswered, but the fast
+	// path counts their ESP-in-UDP packets under the registered SA.
+	exec.Command("ip", "netns", "exec", l.nsCharon, "ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", "203.0.113.1", "198.51.100.1").Run()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := waitTunnel(t, bin, sock, "established")
+		c := st.IKESAs[0].ChildSAs[0]
+		if c.PacketsIn != nil && *c.PacketsIn >= 3 && c.BytesIn != nil && *c.BytesIn > 3*84 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no inbound counters for the Child SA: %+v", c)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	if code, out, errOut := espyCmd(t, bin, "ike", "terminate", "--socket", sock, "charon"); code != 0 {
 		t.Fatalf("espy ike terminate: exit %d\n%s%s", code, out, errOut)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for strings.Contains(mustRun(t, "swanctl", "--list-sas", "--uri", l.uri), "ESTABLISHED") {
 		if time.Now().After(deadline) {
 			t.Fatal("charon still lists the IKE SA espy deleted")
