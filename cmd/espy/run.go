@@ -19,6 +19,7 @@ import (
 	"github.com/espy-dpi/espy/ike"
 	"github.com/espy-dpi/espy/ike/ikeservice"
 	"github.com/espy-dpi/espy/inline"
+	"github.com/espy-dpi/espy/policy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -262,12 +263,21 @@ const ikeStopWait = 5 * time.Second
 // startIKE starts the IKE daemon; on failure it returns nil and the exit
 // code, having reported the error.
 func startIKE(cfg *config.Config, socket string, reg ike.SARegistrar, counters func(ike.SAInfo) (uint64, uint64, bool), log zerolog.Logger, stderr io.Writer) (*ikeservice.Service, int) {
+	var pol *policy.Policy
+	if cfg.Policy.Kind != 0 {
+		// Tunnels named by PROTECT rules narrow through the SPD.
+		var err error
+		if pol, err = policy.LoadFile(cfg.File()); err != nil {
+			fmt.Fprintf(stderr, "espy run: %v\n", err)
+			return nil, exitUsage
+		}
+	}
 	var ikeLog *slog.Logger
 	if log.GetLevel() <= zerolog.DebugLevel {
 		ikeLog = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "ike")
 	}
 	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: reg, Counters: counters,
-		Log: log.With().Str("component", "ike").Logger(), IKELog: ikeLog, Socket: socket})
+		Log: log.With().Str("component", "ike").Logger(), IKELog: ikeLog, Socket: socket, Policy: pol})
 	if err != nil {
 		fmt.Fprintf(stderr, "espy run: %v\n", err)
 		if errors.Is(err, config.ErrInvalid) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/espy-dpi/espy/config"
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/policy"
 	"github.com/rs/zerolog"
 )
 
@@ -50,6 +51,9 @@ type Options struct {
 	// Socket overrides the control socket path of the configuration;
 	// "-" serves none.
 	Socket string
+	// Policy is the configuration's SPD, if any: a tunnel named by a
+	// PROTECT rule narrows its responder's traffic selectors through it.
+	Policy *policy.Policy
 }
 
 // Service is the running IKE daemon.
@@ -103,6 +107,9 @@ func Start(o Options) (s *Service, err error) {
 			return nil, err
 		}
 		t := newTunnel(s, ts, cred, spec.Retransmit, ikeLog)
+		if t.cfg.NarrowTS = spdNarrower(o.Policy, ts.Name); t.cfg.NarrowTS != nil {
+			s.log.Info().Str("tunnel", ts.Name).Msg("traffic selectors narrowed through the SPD")
+		}
 		s.tunnels = append(s.tunnels, t)
 		s.byName[ts.Name] = t
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/espy-dpi/espy/heuristics"
 	"github.com/espy-dpi/espy/ike/ikeservice"
 	"github.com/espy-dpi/espy/inline"
+	"github.com/espy-dpi/espy/policy"
 	"github.com/rs/zerolog"
 )
 
@@ -68,7 +69,13 @@ func startPeer(t *testing.T, dir, name string, yaml []byte) *peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: inline.NewRegistrar(cache, nil),
+	var pol *policy.Policy
+	if cfg.Policy.Kind != 0 {
+		if pol, err = policy.Parse(name+".yaml", yaml); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: inline.NewRegistrar(cache, nil), Policy: pol,
 		Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("peer", name).Logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -209,5 +216,51 @@ func checkPair(t *testing.T, a, b ikeservice.TunnelStatus) {
 	ca, cb := sa.ChildSAs[0], sb.ChildSAs[0]
 	if ca.SPIIn != cb.SPIOut || ca.SPIOut != cb.SPIIn || ca.Established.IsZero() {
 		t.Errorf("Child SAs do not match:\nA %+v\nB %+v", ca, cb)
+	}
+}
+
+// TestSPDNarrowing: a responder whose tunnel a PROTECT rule names narrows
+// through the SPD (policy/ikets), not through its local_ts/remote_ts, and
+// refuses traffic the SPD protects with another tunnel.
+func TestSPDNarrowing(t *testing.T) {
+	for _, tt := range []struct {
+		name, spd string
+		localTS   string // A's view of B's side after narrowing; "" refused
+	}{
+		{"narrowed", `policy:
+  rules:
+    - {name: lab-half, src: 203.0.113.0/25, dst: 198.51.100.0/24, action: protect, sa: lab}
+    - {name: other, src: 203.0.113.128/25, dst: 198.51.100.0/24, action: protect, sa: other}
+`, "203.0.113.0/25"},
+		{"other tunnel", `policy:
+  rules:
+    - {name: other, src: 203.0.113.0/24, dst: 198.51.100.0/24, action: protect, sa: other}
+    - {name: lab, src: 192.0.2.0/24, dst: 192.0.2.0/24, action: protect, sa: lab}
+`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := startPeer(t, dir, "b", append(peerYAML(t, dir, "b", "a", "respond", 1, 1), tt.spd...))
+			bIKE, bNAT := natPort(t, b.svc.Addrs()[0])
+			a := startPeer(t, dir, "a", peerYAML(t, dir, "a", "b", "none", bIKE, bNAT))
+			resp, err := ikeservice.Call(context.Background(), a.sock, ikeservice.Request{Command: ikeservice.CmdInitiate, Tunnel: "lab"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.localTS == "" {
+				if resp.OK || !strings.Contains(resp.Error, "TS_UNACCEPTABLE") {
+					t.Fatalf("initiate: %+v, want TS_UNACCEPTABLE", resp)
+				}
+				return
+			}
+			if !resp.OK {
+				t.Fatalf("initiate: %+v", resp)
+			}
+			c := a.waitSAs(t, 1).IKESAs[0].ChildSAs[0]
+			cb := b.waitSAs(t, 1).IKESAs[0].ChildSAs[0]
+			if c.RemoteTS[0] != tt.localTS || cb.LocalTS[0] != tt.localTS || c.LocalTS[0] != "198.51.100.0/24" {
+				t.Errorf("selectors: A %v === %v, B %v === %v", c.LocalTS, c.RemoteTS, cb.LocalTS, cb.RemoteTS)
+			}
+		})
 	}
 }
