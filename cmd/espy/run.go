@@ -64,6 +64,8 @@ IKE
     ESP is classified from the negotiated algorithms, never guessed.
     "espy ike status | initiate NAME | terminate NAME" talk to it over the
     control socket (ike.socket, default /run/espy/ike.sock, mode 0600).
+    A responder narrows traffic selectors through the policy section's SPD
+    for tunnels a PROTECT rule names, else through the tunnel's selectors.
     Without interfaces, espy run runs the IKE daemon alone (no XDP; for
     tests and for gateways inspected elsewhere). On SIGINT or SIGTERM every
     IKE SA is deleted with an INFORMATIONAL Delete, waiting at most 5 s for
