@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -42,6 +43,11 @@ type controlServer struct {
 func listenControl(path string, s *Service) (*controlServer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("ikeservice: control socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+		// Never rename over a file that is not a socket (a typo in
+		// ike.socket must not replace, say, the configuration).
+		return nil, fmt.Errorf("ikeservice: control socket %s exists and is not a socket", path)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()

@@ -77,7 +77,7 @@ type Service struct {
 // Start loads the tunnels' credentials, listens, starts answering for the
 // respond and start tunnels, starts initiating the start tunnels, and
 // serves the control socket.
-func Start(o Options) (s *Service, err error) {
+func Start(o Options) (_ *Service, err error) {
 	c := o.Config
 	spec, err := c.IKESpec()
 	if err != nil {
@@ -87,9 +87,10 @@ func Start(o Options) (s *Service, err error) {
 	if ikeLog == nil {
 		ikeLog = slog.New(slog.DiscardHandler)
 	}
-	s = &Service{log: o.Log, reg: o.Registrar, counters: o.Counters, byName: map[string]*tunnel{}}
+	s := &Service{log: o.Log, reg: o.Registrar, counters: o.Counters, byName: map[string]*tunnel{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
+		// Undo on failure; s is not the named result, which is nil then.
 		if err != nil {
 			s.cancel()
 			for _, ep := range s.endpoints {

@@ -3,6 +3,7 @@ package ikeservice_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -262,5 +263,48 @@ func TestSPDNarrowing(t *testing.T) {
 				t.Errorf("selectors: A %v === %v, B %v === %v", c.LocalTS, c.RemoteTS, cb.LocalTS, cb.RemoteTS)
 			}
 		})
+	}
+}
+
+// TestControlSocketPath: a live socket of another service and a file that
+// is not a socket make Start fail; a stale socket is replaced.
+func TestControlSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	yaml := peerYAML(t, dir, "a", "b", "none", 500, 4500)
+	a := startPeer(t, dir, "a", yaml)
+	start := func() error {
+		cfg, err := config.Parse("a.yaml", yaml)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := ikeservice.Start(ikeservice.Options{Config: cfg})
+		if err == nil {
+			svc.Close(context.Background())
+		}
+		return err
+	}
+	if err := start(); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second service on a live socket: %v", err)
+	}
+	a.close(t)
+	if err := os.WriteFile(a.sock, []byte("not a socket"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+		t.Errorf("socket path is a file: %v", err)
+	}
+	if b, _ := os.ReadFile(a.sock); string(b) != "not a socket" {
+		t.Error("the file was replaced")
+	}
+	os.Remove(a.sock)
+	// A stale socket (its listener gone without removing it).
+	ln, err := net.Listen("unix", a.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if err := start(); err != nil {
+		t.Errorf("stale socket: %v", err)
 	}
 }
