@@ -1,6 +1,7 @@
 package ikeservice_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -307,4 +308,60 @@ func TestControlSocketPath(t *testing.T) {
 	if err := start(); err != nil {
 		t.Errorf("stale socket: %v", err)
 	}
+}
+
+// waitNew polls until the tunnel has one IKE SA, with a Child SA, other
+// than not (by SPIi), or fails after d.
+func (p *peer) waitNew(t *testing.T, not string, d time.Duration) ikeservice.TunnelStatus {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ts := p.status(t).Tunnels[0]
+		if len(ts.IKESAs) == 1 && len(ts.IKESAs[0].ChildSAs) == 1 && ts.IKESAs[0].SPIi != not {
+			return ts
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new IKE SA within %v: %+v", d, ts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStartKeepsUp: a start tunnel is initiated again when the peer deletes
+// its IKE SA, and keeps trying with back-off while the peer is away.
+func TestStartKeepsUp(t *testing.T) {
+	dir := t.TempDir()
+	bYAML := peerYAML(t, dir, "b", "a", "respond", 1, 1)
+	b := startPeer(t, dir, "b", bYAML)
+	bIKE, bNAT := natPort(t, b.svc.Addrs()[0])
+	// Short retransmissions: a failed attempt takes 0.3 s.
+	aYAML := bytes.Replace(peerYAML(t, dir, "a", "b", "start", bIKE, bNAT), []byte("{timeout: 500ms, tries: 3}"), []byte("{timeout: 100ms, tries: 1}"), 1)
+	a := startPeer(t, dir, "a", aYAML)
+	first := a.waitSAs(t, 1).IKESAs[0].SPIi
+
+	// The peer deletes it: A comes back with a new IKE SA.
+	resp, err := ikeservice.Call(context.Background(), b.sock, ikeservice.Request{Command: ikeservice.CmdTerminate, Tunnel: "lab"})
+	if err != nil || !resp.OK {
+		t.Fatalf("terminate at B: %+v %v", resp, err)
+	}
+	second := a.waitNew(t, first, 10*time.Second).IKESAs[0].SPIi
+	b.waitSAs(t, 1)
+
+	// The peer goes away: A fails, says why, and gets through once B is
+	// back on the same ports.
+	b.close(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for ts := a.status(t).Tunnels[0]; len(ts.IKESAs) != 0 || ts.LastError == ""; ts = a.status(t).Tunnels[0] {
+		if time.Now().After(deadline) {
+			t.Fatalf("A does not report the failed initiation: %+v", ts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fixed := bytes.Replace(bYAML, []byte("port: 0\n  nat_port: 0"), fmt.Appendf(nil, "port: %d\n  nat_port: %d", bIKE, bNAT), 1)
+	b2 := startPeer(t, dir, "b", fixed)
+	ts := a.waitNew(t, second, 20*time.Second)
+	if ts.State != "established" || ts.LastError != "" {
+		t.Errorf("after the peer came back: %+v", ts)
+	}
+	b2.waitSAs(t, 1)
 }
