@@ -314,7 +314,9 @@ func cacheCounters(c *flowcache.Cache) func(ike.SAInfo) (uint64, uint64, bool) {
 // SIGTERM.
 func runIKEOnly(cfg *config.Config, socket string, log zerolog.Logger, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP too: its default action would end the process without
+	// deleting the SAs, and there is no verdict log to reopen.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	svc, code := startIKE(cfg, socket, nil, nil, log, stderr)
 	if svc == nil {
@@ -322,6 +324,9 @@ func runIKEOnly(cfg *config.Config, socket string, log zerolog.Logger, stderr io
 	}
 	log.Info().Int("tunnels", len(cfg.Tunnels)).Msg("espy running (IKE only)")
 	s := <-sigs
+	for ; s == syscall.SIGHUP; s = <-sigs {
+		log.Info().Msg("SIGHUP ignored: IKE-only mode has no verdict log to reopen")
+	}
 	log.Info().Str("signal", s.String()).Msg("stopping")
 	stopIKE(svc, log)
 	return exitOK
