@@ -87,6 +87,7 @@ const (
 	StartStart
 )
 
+// String returns the action as written in the file.
 func (a StartAction) String() string {
 	switch a {
 	case StartNone:

@@ -279,7 +279,8 @@ func startIKE(cfg *config.Config, socket string, reg ike.SARegistrar, counters f
 		ikeLog = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "ike")
 	}
 	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: reg, Counters: counters,
-		Log: log.With().Str("component", "ike").Logger(), IKELog: ikeLog, Socket: socket, Policy: pol})
+		Log:    zerolog.New(stderr).Level(log.GetLevel()).With().Timestamp().Str("component", "espy-ike").Logger(),
+		IKELog: ikeLog, Socket: socket, Policy: pol})
 	if err != nil {
 		fmt.Fprintf(stderr, "espy run: %v\n", err)
 		if errors.Is(err, config.ErrInvalid) {
