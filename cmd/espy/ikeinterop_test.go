@@ -41,9 +41,9 @@ func newCharonLab(t *testing.T) *charonLab {
 	if os.Geteuid() != 0 {
 		t.Skip("interop test needs root (network namespaces, charon)")
 	}
-	for _, bin := range []string{charonBin, "swanctl", "ip"} {
+	for _, bin := range []string{charonBin, "swanctl", "ip", "ping"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("interop test needs %s (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins iproute2): %v", bin, err)
+			t.Skipf("interop test needs %s (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins iproute2 iputils-ping): %v", bin, err)
 		}
 	}
 	suffix := make([]byte, 3)
