@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"github.com/espy-dpi/espy/ike/message"
@@ -15,13 +16,13 @@ func TestNarrowTSHook(t *testing.T) {
 	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
 	narrowI := PrefixSelector(netip.MustParsePrefix("198.51.100.0/25"))
 	narrowR := PrefixSelector(netip.MustParsePrefix("203.0.113.64/26"))
-	calls := 0
+	var calls atomic.Int32 // the hook runs in the responder's read loop
 	p.respCfg.NarrowTS = func(tsi, tsr []message.Selector) ([]message.Selector, []message.Selector, error) {
-		calls++
+		n := calls.Add(1)
 		// IKE_AUTH proposes the initiator's configuration; the rekey the
 		// old SA's narrowed selectors.
 		want := PrefixSelector(netip.MustParsePrefix("198.51.100.0/24"))
-		if calls > 1 {
+		if n > 1 {
 			want = narrowI
 		}
 		if len(tsi) != 1 || !sameSel(tsi[0], want) {
@@ -43,8 +44,8 @@ func TestNarrowTSHook(t *testing.T) {
 	if _, err := sa.RekeyChild(t.Context(), c); err != nil {
 		t.Fatalf("rekey: %v", err)
 	}
-	if calls != 2 {
-		t.Errorf("hook called %d times, want 2 (IKE_AUTH and the rekey)", calls)
+	if n := calls.Load(); n != 2 {
+		t.Errorf("hook called %d times, want 2 (IKE_AUTH and the rekey)", n)
 	}
 
 	p.respCfg.NarrowTS = func(tsi, tsr []message.Selector) ([]message.Selector, []message.Selector, error) {
