@@ -1,7 +1,8 @@
 // Package config reads espy's YAML configuration file: interfaces, mode,
 // fail-open or fail-closed, actions per verdict, sampling, map and flow
-// table sizes, timeouts, known SAs, inner rules, and the log and metrics
-// outputs. A bad file is rejected at start with the file, line and reason.
+// table sizes, timeouts, known SAs, inner rules, the log and metrics
+// outputs, and the IKE daemon's listeners and tunnels. A bad file is
+// rejected at start with the file, line and reason.
 //
 // The policy section (policy:) is read by package policy from the same file.
 package config
@@ -37,8 +38,9 @@ type Config struct {
 	// Policy is the policy section, read by package policy; kept here only
 	// so that the key is known.
 	Policy yaml.Node `yaml:"policy"`
-	// Tunnels is the IKE section, read by package ike.
-	Tunnels yaml.Node `yaml:"tunnels"`
+	// IKE and Tunnels configure the IKE daemon inside espy run (tunnels.go).
+	IKE     IKE      `yaml:"ike"`
+	Tunnels []Tunnel `yaml:"tunnels"`
 
 	file   string
 	lines  map[string]int
@@ -229,8 +231,19 @@ func yamlError(file string, err error) error {
 	return &Error{File: file, Line: line, Reason: msg}
 }
 
+// fail reports a fault at path, or at its nearest enclosing key when path
+// itself is absent (a required key that is missing).
 func (c *Config) fail(path, format string, args ...any) error {
-	return &Error{File: c.file, Line: c.lines[path], Reason: fmt.Sprintf(format, args...)}
+	line, ok := c.lines[path]
+	for !ok && path != "" {
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+		line, ok = c.lines[path]
+	}
+	return &Error{File: c.file, Line: line, Reason: fmt.Sprintf(format, args...)}
 }
 
 func (c *Config) validate() error {
@@ -297,7 +310,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateIKE()
 }
 
 func oneOf(c *Config, path, v string, allowed ...string) error {

@@ -88,6 +88,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("interfaces: [eth0]\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("known_sas:\n  - {src: 192.0.2.1, dst: 192.0.2.2, spi: 0x1000, encryption: null, icv: 12}\n"))
+	f.Add([]byte(tunnelYAML))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -99,6 +100,14 @@ func FuzzParse(f *testing.F) {
 		for i := range c.KnownSAs {
 			if _, err := c.KnownSA(i); err != nil {
 				t.Errorf("validated file has a bad SA: %v", err)
+			}
+		}
+		if _, err := c.IKESpec(); err != nil {
+			t.Errorf("validated file has a bad ike: section: %v", err)
+		}
+		for i := range c.Tunnels {
+			if _, err := c.Tunnel(i); err != nil {
+				t.Errorf("validated file has a bad tunnel: %v", err)
 			}
 		}
 	})

@@ -150,6 +150,13 @@ type Config struct {
 	// responder). Empty means this side's or the peer's IKE address.
 	LocalTS, RemoteTS []message.Selector
 	Mode              Mode
+	// NarrowTS, if set, makes the responder's narrowing decision (RFC 7296
+	// 2.9) for a Child SA instead of intersecting with RemoteTS/LocalTS:
+	// it gets the initiator's TSi (the peer's side) and TSr (ours) and
+	// returns them narrowed, or an error for TS_UNACCEPTABLE. It runs with
+	// the IKE SA locked and must not call back into it. espy run narrows
+	// through the policy section's SPD with it.
+	NarrowTS func(tsi, tsr []message.Selector) (nsi, nsr []message.Selector, err error)
 
 	// ForceEncap makes the initiator claim to be behind a NAT so that ESP
 	// is UDP-encapsulated and IKE moves to the NAT-T port (strongSwan's

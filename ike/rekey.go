@@ -153,8 +153,7 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 	if mode != old.Mode {
 		return refuse(message.NO_PROPOSAL_CHOSEN, nil, "rekey changes the mode")
 	}
-	nsi := narrow(tsi.Selectors, selectorsOr(c.RemoteTS, sa.remote.Addr()))
-	nsr := narrow(tsr.Selectors, selectorsOr(c.LocalTS, sa.local.Addr()))
+	nsi, nsr := sa.narrowTSLocked(tsi.Selectors, tsr.Selectors)
 	if len(nsi) == 0 || len(nsr) == 0 || len(nsi) > 255 || len(nsr) > 255 {
 		return refuse(message.TS_UNACCEPTABLE, nil, "traffic selectors")
 	}

@@ -330,8 +330,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 		return nil, &NotifyError{Type: message.NO_PROPOSAL_CHOSEN}
 	}
 	// TSi is the initiator's (our remote) side, TSr ours.
-	nsi := narrow(tsi.Selectors, selectorsOr(c.RemoteTS, sa.remote.Addr()))
-	nsr := narrow(tsr.Selectors, selectorsOr(c.LocalTS, sa.local.Addr()))
+	nsi, nsr := sa.narrowTSLocked(tsi.Selectors, tsr.Selectors)
 	if len(nsi) == 0 || len(nsr) == 0 || len(nsi) > 255 || len(nsr) > 255 {
 		return nil, &NotifyError{Type: message.TS_UNACCEPTABLE}
 	}

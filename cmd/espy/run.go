@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,7 +15,11 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/config"
+	"github.com/espy-dpi/espy/flowcache"
+	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/ike/ikeservice"
 	"github.com/espy-dpi/espy/inline"
+	"github.com/espy-dpi/espy/policy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +31,7 @@ const runUsage = `NAME
 
 SYNOPSIS
     espy run --iface IF [--iface IF2] [--config FILE] [flags]
+    espy run --config FILE        (IKE only: the config has tunnels, no interfaces)
 
 DESCRIPTION
     Attaches espy's XDP program to one interface (monitor mode: verdicts,
@@ -49,16 +55,33 @@ DESCRIPTION
     override it. A bad configuration is rejected at start with the file,
     line and reason.
 
+IKE
+    When the configuration has tunnels (tunnels: and ike: sections,
+    docs/ike.md "Service"), espy run also runs the IKEv2 daemon: it listens
+    on UDP 500 and 4500 (ike.listen, ike.port, ike.nat_port), answers the
+    peers of respond and start tunnels, initiates start tunnels and keeps
+    them up, and registers every Child SA with the fast path so that its
+    ESP is classified from the negotiated algorithms, never guessed.
+    "espy ike status | initiate NAME | terminate NAME" talk to it over the
+    control socket (ike.socket, default /run/espy/ike.sock, mode 0600).
+    A responder narrows traffic selectors through the policy section's SPD
+    for tunnels a PROTECT rule names, else through the tunnel's selectors.
+    Without interfaces, espy run runs the IKE daemon alone (no XDP; for
+    tests and for gateways inspected elsewhere). On SIGINT or SIGTERM every
+    IKE SA is deleted with an INFORMATIONAL Delete, waiting at most 5 s for
+    the peers.
+
 EXIT STATUS
     0   stopped by a signal after a clean detach
     1   the appliance failed while running, or could not detach cleanly
     2   bad command line or configuration
     4   could not start: no privilege to load BPF, interface missing, pinned
-        maps of another size
+        maps of another size, IKE ports or control socket in use
 
 FILES
     /etc/espy/espy.yaml            configuration (any path, with --config)
     /sys/fs/bpf/espy               pinned maps and links
+    /run/espy/ike.sock             IKE control socket (with tunnels)
     /var/log/espy/verdicts.jsonl   a typical --log path
 
 FLAGS
@@ -86,6 +109,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		failClosed = fs.Bool("fail-closed", false, "drop packets of unknown ESP flows while pending")
 		attach     = fs.String("attach", "", "XDP attach mode: auto, driver or generic")
 		logLevel   = fs.String("log-level", "", "diagnostics level on stderr: debug, info, warn, error")
+		ikeSocket  = fs.String("ike-socket", "", "IKE control socket `path` (default: the config's ike.socket, else "+config.DefaultSocket+")")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, runUsage)
@@ -112,8 +136,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if len(ifaces) > 0 {
 		cfg.Interfaces = ifaces
 	}
-	if len(cfg.Interfaces) == 0 || len(cfg.Interfaces) > 2 {
-		fmt.Fprintln(stderr, "espy run: give one interface (monitor) or two (bridge) with --iface or in the config")
+	if (len(cfg.Interfaces) == 0 && !cfg.HasTunnels()) || len(cfg.Interfaces) > 2 {
+		fmt.Fprintln(stderr, "espy run: give one interface (monitor) or two (bridge) with --iface or in the config, or tunnels in the config (IKE only)")
 		return exitUsage
 	}
 	if *format != "jsonl" {
@@ -146,6 +170,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		level = zerolog.InfoLevel
 	}
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Str("component", "espy-run").Logger()
+	if len(cfg.Interfaces) == 0 {
+		return runIKEOnly(cfg, *ikeSocket, log, stderr)
+	}
 
 	out, err := inline.OpenOutput(cfg.Log.Path, stdout)
 	if err != nil {
@@ -161,12 +188,22 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return exitStart
 	}
 	log.Info().Str("config", cfg.String()).Str("pin_path", cfg.PinPath).Msg("espy running")
+	var svc *ikeservice.Service
+	if cfg.HasTunnels() {
+		var code int
+		svc, code = startIKE(cfg, *ikeSocket, inline.NewRegistrar(d.Cache(), d.Program()), cacheCounters(d.Cache()), log, stderr)
+		if svc == nil {
+			d.Close()
+			return code
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if cfg.Metrics.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
+			stopIKE(svc, log)
 			d.Close()
 			fmt.Fprintf(stderr, "espy run: metrics: %v\n", err)
 			return exitStart
@@ -211,9 +248,87 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			done = true
 		}
 	}
+	// Before the detach: Child SAs are unregistered while the fast path's
+	// maps are still open.
+	stopIKE(svc, log)
 	if err := d.Close(); err != nil {
 		log.Error().Err(err).Msg("detach")
 		code = 1
 	}
 	return code
+}
+
+// ikeStopWait bounds how long espy run waits for peers to acknowledge the
+// Delete of their IKE SAs when it stops.
+const ikeStopWait = 5 * time.Second
+
+// startIKE starts the IKE daemon; on failure it returns nil and the exit
+// code, having reported the error.
+func startIKE(cfg *config.Config, socket string, reg ike.SARegistrar, counters func(ike.SAInfo) (uint64, uint64, bool), log zerolog.Logger, stderr io.Writer) (*ikeservice.Service, int) {
+	var pol *policy.Policy
+	if cfg.Policy.Kind != 0 {
+		// Tunnels named by PROTECT rules narrow through the SPD.
+		var err error
+		if pol, err = policy.LoadFile(cfg.File()); err != nil {
+			fmt.Fprintf(stderr, "espy run: %v\n", err)
+			return nil, exitUsage
+		}
+	}
+	var ikeLog *slog.Logger
+	if log.GetLevel() <= zerolog.DebugLevel {
+		ikeLog = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "ike")
+	}
+	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: reg, Counters: counters,
+		Log:    zerolog.New(stderr).Level(log.GetLevel()).With().Timestamp().Str("component", "espy-ike").Logger(),
+		IKELog: ikeLog, Socket: socket, Policy: pol})
+	if err != nil {
+		fmt.Fprintf(stderr, "espy run: %v\n", err)
+		if errors.Is(err, config.ErrInvalid) {
+			return nil, exitUsage
+		}
+		return nil, exitStart
+	}
+	return svc, exitOK
+}
+
+// stopIKE deletes every IKE SA, waiting at most ikeStopWait for the peers.
+func stopIKE(svc *ikeservice.Service, log zerolog.Logger) {
+	if svc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ikeStopWait)
+	defer cancel()
+	if err := svc.Close(ctx); err != nil {
+		log.Warn().Err(err).Msg("stop IKE")
+	}
+}
+
+// cacheCounters reads a Child SA direction's counters from the flow table.
+func cacheCounters(c *flowcache.Cache) func(ike.SAInfo) (uint64, uint64, bool) {
+	return func(i ike.SAInfo) (uint64, uint64, bool) {
+		f, ok := c.Lookup(flowcache.NewKey(i.Src, i.Dst, i.SPI))
+		return f.Packets, f.Bytes, ok
+	}
+}
+
+// runIKEOnly runs the IKE daemon without a fast path until SIGINT or
+// SIGTERM.
+func runIKEOnly(cfg *config.Config, socket string, log zerolog.Logger, stderr io.Writer) int {
+	sigs := make(chan os.Signal, 4)
+	// SIGHUP too: its default action would end the process without
+	// deleting the SAs, and there is no verdict log to reopen.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	svc, code := startIKE(cfg, socket, nil, nil, log, stderr)
+	if svc == nil {
+		return code
+	}
+	log.Info().Int("tunnels", len(cfg.Tunnels)).Msg("espy running (IKE only)")
+	s := <-sigs
+	for ; s == syscall.SIGHUP; s = <-sigs {
+		log.Info().Msg("SIGHUP ignored: IKE-only mode has no verdict log to reopen")
+	}
+	log.Info().Str("signal", s.String()).Msg("stopping")
+	stopIKE(svc, log)
+	return exitOK
 }

@@ -62,8 +62,13 @@ type options struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if code, ok := controlMain(ctx, args, stdout, stderr); ok {
+			return code
+		}
+	}
 	if len(args) == 0 || (args[0] != "initiate" && args[0] != "respond") {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage+"\n"+controlUsage)
 		return 2
 	}
 	mode := args[0]
