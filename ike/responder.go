@@ -261,6 +261,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()
 	if message.FindNotify(ps, message.INITIAL_CONTACT) != nil {

@@ -73,6 +73,8 @@ type IKESA struct {
 	// refusedChildSPI is our inbound SPI of a Child SA the responder
 	// installed but we refused, to be deleted.
 	refusedChildSPI []byte
+	// lt holds lifetime timers and IKE SA rekey collision state (lifetime.go).
+	lt lifecycle
 }
 
 func newSA(ep *Endpoint, cfg *Config, initiator bool) *IKESA {
@@ -380,6 +382,7 @@ func (sa *IKESA) teardown() {
 	sa.deadOnce.Do(func() { close(sa.dead) })
 	sa.mu.Lock()
 	sa.state = stateDead
+	sa.lt.stop()
 	children := sa.children
 	sa.children = nil
 	reg := sa.cfg.Registrar
