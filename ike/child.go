@@ -31,9 +31,9 @@ type ChildSA struct {
 	hardTimer  *time.Timer // ChildLifeTime; guarded by the IKE SA's mu
 	// policy is the configuration the SA was negotiated under, which its
 	// rekeys use; nil: the IKE SA's Config.
-	policy *ChildConfig
-	ni, nr []byte // nonces of the exchange that created it (CREATE_CHILD_SA)
-	infos      [2]SAInfo   // outbound, inbound
+	policy     *ChildConfig
+	ni, nr     []byte    // nonces of the exchange that created it (CREATE_CHILD_SA)
+	infos      [2]SAInfo // outbound, inbound
 	registered bool
 	ep         *Endpoint
 }

@@ -98,7 +98,9 @@ func TestCreateChild(t *testing.T) {
 		t.Fatalf("rekeyed second Child SA: %+v", n2.Suite)
 	}
 	childPairOf(t, rsa, n2)
-	waitFor(t, func() bool { return len(isa.Children()) == 3 && len(rsa.Children()) == 3 && rp.iniEv.len() == 6 && rp.respEv.len() == 6 })
+	waitFor(t, func() bool {
+		return len(isa.Children()) == 3 && len(rsa.Children()) == 3 && rp.iniEv.len() == 6 && rp.respEv.len() == 6
+	})
 	// The responder rekeys the first; the others stay.
 	if _, err := rsa.RekeyChild(ctx, childPairOf(t, rsa, ic)); err != nil {
 		t.Fatal(err)
