@@ -381,8 +381,8 @@ func TestInteropLifetimes(t *testing.T) {
 
 	t.Run("espy-timers-and-second-child", func(t *testing.T) {
 		cfg := lifeConfig("b.lab.example", reg)
-		cfg.IKERekeyTime, cfg.IKERandTime = 2500*time.Millisecond, 100*time.Millisecond
-		cfg.ChildRekeyTime, cfg.ChildRandTime = 1500*time.Millisecond, 100*time.Millisecond
+		cfg.IKERekeyTime, cfg.IKERandTime, cfg.IKEOverTime = 2500*time.Millisecond, 100*time.Millisecond, 20*time.Second
+		cfg.ChildRekeyTime, cfg.ChildRandTime, cfg.ChildLifeTime = 1500*time.Millisecond, 100*time.Millisecond, 20*time.Second
 		sa, err := e.Initiate(ctx, cfg, charon)
 		if err != nil {
 			t.Fatal(err)
@@ -424,7 +424,7 @@ func TestInteropLifetimes(t *testing.T) {
 		cfg := lifeConfig("b.lab.example", reg)
 		est := make(chan *IKESA, 4)
 		cfg.Established = func(sa *IKESA) { est <- sa }
-		cfg.IKERekeyTime, cfg.IKEReauthTime, cfg.IKERandTime = -1, 2*time.Second, time.Millisecond
+		cfg.IKERekeyTime, cfg.IKEReauthTime, cfg.IKERandTime, cfg.IKEOverTime = -1, 2*time.Second, time.Millisecond, 20*time.Second
 		cfg.ChildRekeyTime = -1
 		sa, err := e.Initiate(ctx, cfg, charon)
 		if err != nil {

@@ -89,7 +89,7 @@ func TestJitter(t *testing.T) {
 func TestLifetimeTimers(t *testing.T) {
 	t.Run("ike-rekey", func(t *testing.T) {
 		rp := newRekeyPair(t, "null-sha256", "null-sha256")
-		rp.iniCfg.IKERekeyTime, rp.iniCfg.IKERandTime = 250*time.Millisecond, 50*time.Millisecond
+		rp.iniCfg.IKERekeyTime, rp.iniCfg.IKERandTime, rp.iniCfg.IKEOverTime = 250*time.Millisecond, 50*time.Millisecond, 10*time.Second
 		isa, rsa, ic, _ := rp.establish(t)
 		seen := map[uint64]bool{}
 		waitFor(t, func() bool {
@@ -169,7 +169,7 @@ func TestLifetimeTimers(t *testing.T) {
 		rp := newRekeyPair(t, "null-sha256", "null-sha256")
 		est := make(chan *IKESA, 8)
 		rp.iniCfg.Established = func(sa *IKESA) { est <- sa }
-		rp.iniCfg.IKERekeyTime, rp.iniCfg.IKEReauthTime, rp.iniCfg.IKERandTime = -1, 400*time.Millisecond, time.Millisecond
+		rp.iniCfg.IKERekeyTime, rp.iniCfg.IKEReauthTime, rp.iniCfg.IKERandTime, rp.iniCfg.IKEOverTime = -1, 400*time.Millisecond, time.Millisecond, 10*time.Second
 		isa, rsa, ic, _ := rp.establish(t)
 		<-est
 		c2, err := isa.CreateChild(t.Context(), ChildConfig{LocalTS: prefixTS("198.51.100.0/26")})
@@ -220,7 +220,7 @@ func TestLifetimeNoLeak(t *testing.T) {
 	func() {
 		rp := newRekeyPair(t, "aes128gcm16-x25519", "aes128gcm16-x25519")
 		for _, c := range []*Config{rp.iniCfg, rp.respCfg} {
-			c.IKERekeyTime, c.IKEReauthTime, c.IKERandTime = 150*time.Millisecond, 250*time.Millisecond, 20*time.Millisecond
+			c.IKERekeyTime, c.IKEReauthTime, c.IKERandTime, c.IKEOverTime = 150*time.Millisecond, 250*time.Millisecond, 20*time.Millisecond, 10*time.Second
 			c.ChildRekeyTime, c.ChildLifeTime = 100*time.Millisecond, time.Second
 		}
 		if err := rp.resp.Respond(rp.respCfg); err != nil {

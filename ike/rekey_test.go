@@ -388,7 +388,9 @@ func TestRekeyMalformed(t *testing.T) {
 // sides, and deleting the IKE SA leaves nothing registered.
 func TestChildRekeyTime(t *testing.T) {
 	rp := newRekeyPair(t, "aes128gcm16-x25519", "aes128gcm16-x25519")
-	rp.iniCfg.ChildRekeyTime = 200 * time.Millisecond
+	// The hard lifetime well above the rekey time: a loaded machine may
+	// take a while to rekey.
+	rp.iniCfg.ChildRekeyTime, rp.iniCfg.ChildLifeTime = 200*time.Millisecond, 10*time.Second
 	isa, rsa, ic, _ := rp.establish(t)
 	seen := map[uint32]bool{ic.InSPI: true}
 	waitFor(t, func() bool {
