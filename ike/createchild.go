@@ -8,6 +8,10 @@ import (
 	"github.com/espy-dpi/espy/ike/message"
 )
 
+// MaxChildSAs bounds the Child SAs a peer may set up on one IKE SA; further
+// CREATE_CHILD_SA requests for new ones are answered NO_ADDITIONAL_SAS.
+const MaxChildSAs = 64
+
 // ChildConfig is the policy of one additional Child SA: its ESP proposals
 // (groups in them add PFS), traffic selectors (from this side's point of
 // view) and mode. Empty proposals or selectors are the Config's; empty
@@ -109,6 +113,9 @@ func (sa *IKESA) CreateChild(ctx context.Context, cc ChildConfig) (*ChildSA, err
 // Child SA: the first of the Config's own policy and Config.Children whose
 // mode matches and whose selectors intersect the proposed ones takes it.
 func (sa *IKESA) newChildAnswerLocked(ps []message.Payload, saP *message.SA, nonce *message.Nonce, tsi, tsr *message.TS, mode Mode) []message.Payload {
+	if len(sa.children) >= MaxChildSAs {
+		return sa.refuseChild(message.NO_ADDITIONAL_SAS, nil, fmt.Sprintf("%d Child SAs", len(sa.children)))
+	}
 	pols := []*ChildConfig{sa.cfg.mainChild()}
 	for i := range sa.cfg.Children {
 		pols = append(pols, sa.cfg.Children[i].withDefaults(sa.cfg))

@@ -120,6 +120,19 @@ func TestCreateChild(t *testing.T) {
 	if err := isa.DeleteChild(ctx, c3); !errors.Is(err, ErrNoChild) {
 		t.Fatalf("deleting it again: %v", err)
 	}
+	// A peer cannot make the responder hold more than MaxChildSAs.
+	for len(rsa.Children()) < MaxChildSAs {
+		if _, err := isa.CreateChild(ctx, ChildConfig{}); err != nil {
+			t.Fatalf("Child SA %d: %v", len(rsa.Children())+1, err)
+		}
+	}
+	_, err = isa.CreateChild(ctx, ChildConfig{})
+	if ne := (*NotifyError)(nil); !errors.As(err, &ne) || ne.Type != message.NO_ADDITIONAL_SAS || len(rsa.Children()) != MaxChildSAs {
+		t.Fatalf("Child SA %d: %v", MaxChildSAs+1, err)
+	}
+	if rp.respEv.len() != 2*MaxChildSAs {
+		t.Fatalf("%d registrations", rp.respEv.len())
+	}
 	if err := rsa.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -429,6 +429,10 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
+	if sa.state != stateEstablished {
+		// Torn down meanwhile: nothing may be registered on a dead SA.
+		return nil, ErrDeleted
+	}
 	if !nonceFits(nr.Data, sa.suite.PRF) {
 		return nil, fmt.Errorf("%w: nonce of %d bytes: %w", errRefusedNew, len(nr.Data), ErrProtocol)
 	}
