@@ -109,6 +109,37 @@ func (sa *IKESA) CreateChild(ctx context.Context, cc ChildConfig) (*ChildSA, err
 	return child, nil
 }
 
+// authPolicyLocked picks the Child SA policy for an IKE_AUTH request the
+// way newChildAnswerLocked does and returns a copy of the Config with that
+// policy's proposals, selectors and mode, and the policy (nil: the
+// Config's own). Without a match the Config itself is returned, whose
+// checks then refuse the Child SA.
+func (sa *IKESA) authPolicyLocked(ps []message.Payload, tsi, tsr *message.TS) (*Config, *ChildConfig) {
+	mode := ModeTunnel
+	if message.FindNotify(ps, message.USE_TRANSPORT_MODE) != nil {
+		mode = ModeTransport
+	}
+	if sa.policyFits(sa.cfg.mainChild(), tsi, tsr, mode) {
+		return sa.cfg, nil
+	}
+	for i := range sa.cfg.Children {
+		pol := sa.cfg.Children[i].withDefaults(sa.cfg)
+		if sa.policyFits(pol, tsi, tsr, mode) {
+			c := *sa.cfg
+			c.ESP, c.LocalTS, c.RemoteTS, c.Mode = pol.ESP, pol.LocalTS, pol.RemoteTS, pol.Mode
+			return &c, pol
+		}
+	}
+	return sa.cfg, nil
+}
+
+// policyFits reports whether pol has mode and selectors intersecting the
+// proposed ones.
+func (sa *IKESA) policyFits(pol *ChildConfig, tsi, tsr *message.TS, mode Mode) bool {
+	return pol.Mode == mode && len(narrow(tsi.Selectors, selectorsOr(pol.RemoteTS, sa.remote.Addr()))) > 0 &&
+		len(narrow(tsr.Selectors, selectorsOr(pol.LocalTS, sa.local.Addr()))) > 0
+}
+
 // newChildAnswerLocked answers a CREATE_CHILD_SA request for an additional
 // Child SA: the first of the Config's own policy and Config.Children whose
 // mode matches and whose selectors intersect the proposed ones takes it.
@@ -121,11 +152,7 @@ func (sa *IKESA) newChildAnswerLocked(ps []message.Payload, saP *message.SA, non
 		pols = append(pols, sa.cfg.Children[i].withDefaults(sa.cfg))
 	}
 	for _, pol := range pols {
-		if pol.Mode != mode {
-			continue
-		}
-		if len(narrow(tsi.Selectors, selectorsOr(pol.RemoteTS, sa.remote.Addr()))) == 0 ||
-			len(narrow(tsr.Selectors, selectorsOr(pol.LocalTS, sa.local.Addr()))) == 0 {
+		if !sa.policyFits(pol, tsi, tsr, mode) {
 			continue
 		}
 		child, out := sa.answerChildLocked(ps, pol, saP, nonce, tsi, tsr, mode)

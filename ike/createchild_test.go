@@ -187,3 +187,36 @@ func TestRekeyDeleteCollision(t *testing.T) {
 	}
 	checkEstablished(t, rp.pair, isa)
 }
+
+// TestAuthPicksChildConfig has the initiator's IKE_AUTH ask for the
+// selectors of the responder's second Child SA configuration: the
+// responder takes that configuration, and its rekeys use its proposals
+// (here with PFS).
+func TestAuthPicksChildConfig(t *testing.T) {
+	rp := newRekeyPair(t, "aes128gcm16-x25519", "null-sha256")
+	rp.iniCfg.LocalTS, rp.iniCfg.RemoteTS = prefixTS("198.51.100.128/25"), prefixTS("203.0.113.128/25")
+	rp.respCfg.LocalTS, rp.respCfg.RemoteTS = prefixTS("203.0.113.0/25"), prefixTS("198.51.100.0/25")
+	rp.respCfg.Children = []ChildConfig{{ESP: []Proposal{MustParseProposal("aes128gcm16-x25519", false)},
+		LocalTS: prefixTS("203.0.113.128/25"), RemoteTS: prefixTS("198.51.100.128/25")}}
+	if err := rp.resp.Respond(rp.respCfg); err != nil {
+		t.Fatal(err)
+	}
+	isa, rsa, ic, rc := rp.establish(t)
+	if rc.policy == nil || ic.Suite.Encr.ID != message.ENCR_AES_GCM_16 || ic.Suite.DH != 0 {
+		t.Fatalf("IKE_AUTH Child SA %+v under policy %v", ic.Suite, rc.policy)
+	}
+	nc, err := rsa.RekeyChild(t.Context(), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc.Suite.DH != message.DH_CURVE25519 {
+		t.Fatalf("rekeyed under %+v, want the second configuration's PFS", nc.Suite)
+	}
+	checkRekeyed(t, rp, isa, ic, rc, message.DH_CURVE25519)
+	// Selectors neither configuration covers are still refused.
+	rp2 := newRekeyPair(t, "null-sha256", "null-sha256")
+	rp2.iniCfg.LocalTS = prefixTS("192.0.2.0/24")
+	if _, err := rp2.initiate(t); err == nil {
+		t.Fatal("foreign selectors accepted")
+	}
+}

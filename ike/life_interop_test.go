@@ -480,9 +480,11 @@ func TestInteropLifetimes(t *testing.T) {
 		if err := e.Respond(rcfg); err != nil {
 			t.Fatal(err)
 		}
-		lifeRun(t, "swanctl", "--initiate", "--child", "tonet", "--timeout", "20", "--uri", l.uri)
-		if len(e.IKESAs()) != 1 {
-			t.Fatalf("espy has %d IKE SAs", len(e.IKESAs()))
+		// charon's second children entry in IKE_AUTH: espy's second
+		// Child SA configuration takes it.
+		lifeRun(t, "swanctl", "--initiate", "--child", "tonet2", "--timeout", "20", "--uri", l.uri)
+		if sas := e.IKESAs(); len(sas) != 1 || len(sas[0].Children()) != 1 || sas[0].Children()[0].policy == nil {
+			t.Fatalf("espy has %d IKE SAs, not one with the second configuration's Child SA", len(sas))
 		}
 		l.await(t, "no SA left after espy's hard lifetime", 8*time.Second, func(out string) bool {
 			return !strings.Contains(out, "ESTABLISHED")

@@ -303,13 +303,13 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 // acceptChildLocked negotiates the Child SA of an IKE_AUTH request and
 // returns the payloads of the answer.
 func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, error) {
-	c := sa.cfg
 	espSA, _ := message.Get(ps, message.PayloadSA).(*message.SA)
 	tsi, _ := message.Get(ps, message.PayloadTSi).(*message.TS)
 	tsr, _ := message.Get(ps, message.PayloadTSr).(*message.TS)
 	if espSA == nil || tsi == nil || tsr == nil {
 		return nil, &NotifyError{Type: message.INVALID_SYNTAX}
 	}
+	c, pol := sa.authPolicyLocked(ps, tsi, tsr)
 	suite, prop, ok := choose(withoutDH(c.ESP), espSA.Proposals, message.ProtoESP)
 	if !ok {
 		return nil, &NotifyError{Type: message.NO_PROPOSAL_CHOSEN}
@@ -338,6 +338,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 	if err != nil {
 		return nil, err
 	}
+	child.policy = pol
 	if err := child.register(c.Registrar); err != nil {
 		// The flow cache could not take the SA; refuse it rather than
 		// carry traffic espy cannot see.
