@@ -129,7 +129,8 @@ func (sa *IKESA) switchLocked(k *ikeKeys) {
 	sa.ni, sa.nr = k.ni, k.nr
 	sa.nextReqID, sa.peerReqID, sa.lastResp = 0, 0, nil
 	sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = nil, nil, false
-	sa.log = sa.cfg.Logger.With("spii", fmt.Sprintf("%016x", k.spiI), "spir", fmt.Sprintf("%016x", k.spiR), "peer", sa.remote)
+	// sa.log keeps the first SPIs: it is read without the lock.
+	sa.log.Info("ike: IKE SA now on new SPIs", "new_spii", fmt.Sprintf("%016x", k.spiI), "new_spir", fmt.Sprintf("%016x", k.spiR))
 	sa.startLifetimeLocked()
 }
 
