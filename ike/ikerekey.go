@@ -102,6 +102,15 @@ func (sa *IKESA) ikeRekeyLocked(in inbound, ps []message.Payload, saP *message.S
 	sa.log.Info("ike: IKE SA rekeyed by the peer", "old_local_spi", fmt.Sprintf("%016x", oldLocal), "suite", suite.String())
 }
 
+// unreserve drops the routing of SPI spi to sa, if it is still sa's.
+func (e *Endpoint) unreserve(spi uint64, sa *IKESA) {
+	e.mu.Lock()
+	if e.sas[spi] == sa {
+		delete(e.sas, spi)
+	}
+	e.mu.Unlock()
+}
+
 // ikeKeys is a new IKE SA negotiated by a rekey exchange.
 type ikeKeys struct {
 	spiI, spiR uint64
@@ -198,13 +207,7 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 	spiI := sa.ep.newSPILocked()
 	sa.ep.sas[spiI] = sa // reserved; the peer uses it once rekeyed
 	sa.ep.mu.Unlock()
-	release := func() {
-		sa.ep.mu.Lock()
-		if sa.ep.sas[spiI] == sa {
-			delete(sa.ep.sas, spiI)
-		}
-		sa.ep.mu.Unlock()
-	}
+	release := func() { sa.ep.unreserve(spiI, sa) }
 	ni, err := sa.randomBytes(nonceLen)
 	if err != nil {
 		release()
@@ -215,8 +218,13 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 	sa.mu.Unlock()
 	defer func() {
 		sa.mu.Lock()
+		p := sa.lt.peerRekey
 		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = nil, nil, false
 		sa.mu.Unlock()
+		if p != nil {
+			// The SA went before the peer's rekey could be taken.
+			sa.ep.unreserve(p.spiR, sa)
+		}
 	}()
 	// fail gives up on our rekey; if we answered the peer's meanwhile, the
 	// IKE SA is rekeyed all the same.
@@ -287,6 +295,7 @@ func (sa *IKESA) ikeRekeyFinish(ctx context.Context, k *ikeKeys) error {
 	sa.mu.Lock()
 	if sa.state != stateEstablished {
 		sa.mu.Unlock()
+		sa.ep.unreserve(k.spiI, sa)
 		return ErrDeleted
 	}
 	p, oldDeleted := sa.lt.peerRekey, sa.lt.oldDeleted
