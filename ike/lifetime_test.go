@@ -271,3 +271,71 @@ func TestLifetimeNoLeak(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// BenchmarkLifecycle measures, on one established IKE SA over loopback
+// (X25519 + AES-GCM-16 IKE SA, ESP-NULL Child SAs), an additional Child SA
+// (CREATE_CHILD_SA, then its Delete), a Child SA rekey (CREATE_CHILD_SA
+// and the Delete of the old SA), an IKE SA rekey (CREATE_CHILD_SA with a
+// new Diffie-Hellman, and the Delete of the old IKE SA) and a
+// reauthentication (IKE_SA_INIT, IKE_AUTH, then the Delete of the old IKE
+// SA).
+func BenchmarkLifecycle(b *testing.B) {
+	setup := func(b *testing.B) *IKESA {
+		ini := listen(b, ListenConfig{})
+		resp := listen(b, ListenConfig{CookieThreshold: 1 << 20})
+		ic, rc := configs("aes128gcm16-prfsha256-x25519", "null-sha256", &recorder{}, &recorder{})
+		if err := resp.Respond(rc); err != nil {
+			b.Fatal(err)
+		}
+		addr, _ := resp.Addrs()
+		sa, err := ini.Initiate(context.Background(), ic, addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return sa
+	}
+	ctx := context.Background()
+	b.Run("create-child", func(b *testing.B) {
+		sa := setup(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := sa.CreateChild(ctx, ChildConfig{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := sa.DeleteChild(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rekey-child", func(b *testing.B) {
+		sa := setup(b)
+		c := sa.Children()[0]
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			if c, err = sa.RekeyChild(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rekey-ike", func(b *testing.B) {
+		sa := setup(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := sa.RekeyIKE(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reauth", func(b *testing.B) {
+		sa := setup(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			if sa, err = sa.Reauthenticate(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
