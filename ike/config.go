@@ -161,7 +161,7 @@ type Config struct {
 	// over_time and rand_time. At the soft lifetime (IKERekeyTime, or
 	// IKEReauthTime when set, less a random part of up to IKERandTime)
 	// the IKE SA is rekeyed, or reauthenticated make-before-break; at the
-	// hard lifetime (the larger soft time plus IKEOverTime) it is deleted.
+	// hard lifetime (the earlier soft time plus IKEOverTime) it is deleted.
 	// A rekey resets both. Zero means the default: IKERekeyTime
 	// DefaultIKERekeyTime, IKEReauthTime off, IKEOverTime a tenth of the
 	// larger soft time, IKERandTime IKEOverTime. Negative turns the timer
@@ -183,10 +183,10 @@ type Config struct {
 	ChildLifeTime  time.Duration
 	ChildRandTime  time.Duration
 
-	// Children are further Child SA configurations: CreateChild may be
-	// given one, and as responder a CREATE_CHILD_SA request for a new
-	// Child SA is accepted under the first of this Config's own selectors
-	// and these whose selectors and proposals fit.
+	// Children are further Child SA configurations for the responder: a
+	// Child SA (in IKE_AUTH or CREATE_CHILD_SA) is negotiated under the
+	// first of this Config's own selectors and these whose mode matches
+	// and whose selectors intersect the proposed ones.
 	Children []ChildConfig
 
 	// Registrar is told about every Child SA established under this
