@@ -220,3 +220,29 @@ func TestAuthPicksChildConfig(t *testing.T) {
 		t.Fatal("foreign selectors accepted")
 	}
 }
+
+// TestRekeyChildNotFound rekeys a Child SA the peer no longer has (its
+// Delete lost): the answer is CHILD_SA_NOT_FOUND and the rekeyer drops
+// the SA too (RFC 7296 2.25), leaving the others.
+func TestRekeyChildNotFound(t *testing.T) {
+	rp := newRekeyPair(t, "null-sha256", "null-sha256")
+	isa, rsa, ic, rc := rp.establish(t)
+	c2, err := isa.CreateChild(t.Context(), ChildConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa.mu.Lock()
+	rsa.dropChildLocked(rc)
+	rsa.mu.Unlock()
+	_, err = isa.RekeyChild(t.Context(), ic)
+	var ne *NotifyError
+	if !errors.As(err, &ne) || ne.Type != message.CHILD_SA_NOT_FOUND {
+		t.Fatalf("rekey of a Child SA the peer lost: %v", err)
+	}
+	if c := isa.Children(); len(c) != 1 || c[0] != c2 || rp.iniEv.len() != 2 {
+		t.Fatalf("%d Child SAs, %d registrations left; want only the second", len(c), rp.iniEv.len())
+	}
+	if _, err := isa.RekeyChild(t.Context(), c2); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,7 +3,10 @@ package ike
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,4 +181,105 @@ func TestRekeyIKECollision(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return rp.iniEv.len() == 0 && rp.respEv.len() == 0 })
+}
+
+// lowNonces is a random source whose nonce-sized (32-byte) reads are a
+// counter with leading zeros: the nonces its user makes are, in order,
+// lower than anything random and than the ones it makes later.
+type lowNonces struct{ n atomic.Uint64 }
+
+func (l *lowNonces) Read(p []byte) (int, error) {
+	if len(p) == nonceLen {
+		clear(p)
+		binary.BigEndian.PutUint64(p[nonceLen-8:], l.n.Add(1))
+		return len(p), nil
+	}
+	return rand.Read(p)
+}
+
+// TestRekeyIKECollisionDeleteFirst forces the order in which the end that
+// loses a simultaneous IKE SA rekey (its request's nonce is the lowest of
+// the four) gets the winner's Delete of the old SA before the answer to
+// its own request, which is lost at least once: the loser answers the
+// Delete without tearing the IKE SA down, its retransmitted request is
+// answered by the winner's old SA, and both end on the winner's SA with
+// the Child SA still registered.
+func TestRekeyIKECollisionDeleteFirst(t *testing.T) {
+	rp := newRekeyPair(t, "null-sha256", "null-sha256")
+	rp.nat = true
+	rp.iniCfg.Rand = &lowNonces{}
+	rike, rnatt := rp.resp.Addrs()
+	cross := newCrossing(message.CREATE_CHILD_SA)
+	var mu sync.Mutex
+	deleteSeen, heldAnswer := false, false
+	proxyIKE := newNATProxy(t, rike, nil)
+	proxyNATT := newNATProxy(t, rnatt, func(fromTarget bool, pkt []byte) bool {
+		if cross.drop(fromTarget, pkt) {
+			return true
+		}
+		h, ok := ikeHeader(pkt)
+		if !ok || !fromTarget || !cross.crossed() {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case h.Exchange == message.INFORMATIONAL && !h.IsResponse():
+			deleteSeen = true
+		case h.Exchange == message.CREATE_CHILD_SA && h.IsResponse() && !deleteSeen:
+			heldAnswer = true
+			return true
+		}
+		return false
+	})
+	rp.iniCfg.RemoteNATPort = proxyNATT.addr().Port()
+	isa, err := rp.ini.Initiate(t.Context(), rp.iniCfg, proxyIKE.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, rc := checkEstablished(t, rp.pair, isa)
+	spiI, _ := isa.SPIs()
+	rsa := rp.responderSA(t, spiI)
+	cross.arm()
+	var wg sync.WaitGroup
+	var errs [2]error
+	for k, sa := range []*IKESA{isa, rsa} {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			errs[k] = sa.RekeyIKE(ctx)
+		})
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("rekeys: %v / %v", errs[0], errs[1])
+	}
+	mu.Lock()
+	// Before the requests crossed every answer was dropped, after it only
+	// the Delete let the loser's answer through.
+	if !deleteSeen {
+		t.Fatal("the winner sent no Delete")
+	}
+	t.Logf("loser's answer held back behind the Delete after crossing: %v", heldAnswer)
+	mu.Unlock()
+	isa.mu.Lock()
+	loserCollisions, stillInitiator := isa.lt.collisions, isa.initiator
+	isa.mu.Unlock()
+	if loserCollisions != 1 || stillInitiator {
+		t.Fatalf("the original initiator (lowest nonces) resolved %d collisions, initiator of the survivor: %v", loserCollisions, stillInitiator)
+	}
+	a, b := isa.SPIs()
+	if c, d := rsa.SPIs(); a != c || b != d {
+		t.Fatal("the ends disagree on the survivor")
+	}
+	checkEstablished(t, rp.pair, isa)
+	if isa.Children()[0] != ic || rsa.Children()[0] != rc || rp.iniEv.len() != 2 || len(rp.iniEv.log()) != 2 {
+		t.Fatalf("Child SA changed: %v", rp.iniEv.log())
+	}
+	for _, e := range []*Endpoint{rp.ini, rp.resp} {
+		waitFor(t, func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.sas) == 1 })
+	}
+	if err := isa.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }
