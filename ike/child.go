@@ -10,7 +10,7 @@ import (
 	"github.com/espy-dpi/espy/ike/message"
 )
 
-// ChildSA is an ESP SA pair negotiated in IKE_AUTH.
+// ChildSA is an ESP SA pair negotiated in IKE_AUTH or CREATE_CHILD_SA.
 type ChildSA struct {
 	Suite  Suite
 	Mode   Mode
@@ -28,7 +28,12 @@ type ChildSA struct {
 
 	rk         rekeyState  // guarded by the IKE SA's mu
 	rekeyTimer *time.Timer // ChildRekeyTime; guarded by the IKE SA's mu
-	infos      [2]SAInfo   // outbound, inbound
+	hardTimer  *time.Timer // ChildLifeTime; guarded by the IKE SA's mu
+	// policy is the configuration the SA was negotiated under, which its
+	// rekeys use; nil: the IKE SA's Config.
+	policy     *ChildConfig
+	ni, nr     []byte    // nonces of the exchange that created it (CREATE_CHILD_SA)
+	infos      [2]SAInfo // outbound, inbound
 	registered bool
 	ep         *Endpoint
 }
@@ -132,9 +137,7 @@ func (c *ChildSA) register(r SARegistrar) error {
 }
 
 func (c *ChildSA) unregister(r SARegistrar) {
-	if c.rekeyTimer != nil {
-		c.rekeyTimer.Stop()
-	}
+	c.stopTimers()
 	if !c.registered {
 		return
 	}

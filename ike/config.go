@@ -193,12 +193,37 @@ type Config struct {
 	// peer stops answering within the retransmission schedule.
 	DPDInterval time.Duration
 
-	// ChildRekeyTime, when positive, makes this host rekey each Child SA
-	// it holds under this configuration (RekeyChild) that long after the
-	// SA was set up, less a random 0-10 % so that both ends rarely start
-	// at once. A failed rekey is retried after a tenth of the interval.
-	// Zero leaves rekeying to the peer (strongSwan: rekey_time, 1 h).
+	// IKE SA lifetimes, as strongSwan's rekey_time, reauth_time,
+	// over_time and rand_time. At the soft lifetime (IKERekeyTime, or
+	// IKEReauthTime when set, less a random part of up to IKERandTime)
+	// the IKE SA is rekeyed, or reauthenticated make-before-break; at the
+	// hard lifetime (the earlier soft time plus IKEOverTime) it is deleted.
+	// A rekey resets both. Zero means the default: IKERekeyTime
+	// DefaultIKERekeyTime, IKEReauthTime off, IKEOverTime a tenth of the
+	// larger soft time, IKERandTime IKEOverTime. Negative turns the timer
+	// off (no soft action; without a soft lifetime no hard one either).
+	IKERekeyTime  time.Duration
+	IKEReauthTime time.Duration
+	IKEOverTime   time.Duration
+	IKERandTime   time.Duration
+
+	// Child SA lifetimes, as strongSwan's rekey_time, life_time and
+	// rand_time: each Child SA is rekeyed (RekeyChild) ChildRekeyTime after
+	// it is set up, less a random part of up to ChildRandTime, and deleted
+	// at ChildLifeTime if it has not been replaced by then. A failed rekey
+	// is retried after a tenth of ChildRekeyTime. Zero means the default:
+	// ChildRekeyTime DefaultChildRekeyTime, ChildLifeTime 110 % of
+	// ChildRekeyTime, ChildRandTime their difference. Negative turns the
+	// timer off (ChildRekeyTime < 0 leaves rekeying to the peer).
 	ChildRekeyTime time.Duration
+	ChildLifeTime  time.Duration
+	ChildRandTime  time.Duration
+
+	// Children are further Child SA configurations for the responder: a
+	// Child SA (in IKE_AUTH or CREATE_CHILD_SA) is negotiated under the
+	// first of this Config's own selectors and these whose mode matches
+	// and whose selectors intersect the proposed ones.
+	Children []ChildConfig
 
 	// Registrar is told about every Child SA established under this
 	// configuration. Nil: nobody is told.
@@ -279,6 +304,12 @@ func (c *Config) validate() (*Config, error) {
 	}
 	if cc.Logger == nil {
 		cc.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cc.lifetimeDefaults(); err != nil {
+		return nil, err
+	}
+	if err := cc.validateChildren(); err != nil {
+		return nil, err
 	}
 	return &cc, nil
 }

@@ -29,12 +29,13 @@ func CheckProposal(p Proposal, ikeSA, allowWeak bool) error {
 }
 
 // narrowTSLocked is the responder's answer to a Child SA's TSi and TSr:
-// Config.NarrowTS when set, else the intersection with RemoteTS and LocalTS.
-// Empty lists mean TS_UNACCEPTABLE. Call with sa.mu held.
-func (sa *IKESA) narrowTSLocked(tsi, tsr []message.Selector) (nsi, nsr []message.Selector) {
+// Config.NarrowTS when set, else the intersection with the Child SA
+// policy's remote and local selectors. Empty lists mean TS_UNACCEPTABLE.
+// Call with sa.mu held.
+func (sa *IKESA) narrowTSLocked(local, remote, tsi, tsr []message.Selector) (nsi, nsr []message.Selector) {
 	c := sa.cfg
 	if c.NarrowTS == nil {
-		return narrow(tsi, selectorsOr(c.RemoteTS, sa.remote.Addr())), narrow(tsr, selectorsOr(c.LocalTS, sa.local.Addr()))
+		return narrow(tsi, selectorsOr(remote, sa.remote.Addr())), narrow(tsr, selectorsOr(local, sa.local.Addr()))
 	}
 	nsi, nsr, err := c.NarrowTS(tsi, tsr)
 	if err != nil {

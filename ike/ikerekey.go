@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -43,12 +44,19 @@ func (sa *IKESA) ikeRekeyLocked(in inbound, ps []message.Payload, saP *message.S
 		refuse(message.INVALID_KE_PAYLOAD, binary.BigEndian.AppendUint16(nil, suite.DH), "KE for another group")
 		return
 	}
-	// A request of ours in flight would be lost with the old keys.
+	// A request of ours in flight would be lost with the old keys, unless
+	// it is our own rekey of the IKE SA: then both rekeys complete and the
+	// nonces decide which new SA stays (RFC 7296 2.8.2, in RekeyIKE).
+	collision := false
 	if !sa.reqMu.TryLock() {
-		refuse(message.TEMPORARY_FAILURE, nil, "a request of ours is outstanding")
-		return
+		if sa.lt.rekeyNi == nil || sa.lt.peerRekey != nil {
+			refuse(message.TEMPORARY_FAILURE, nil, "a request of ours is outstanding")
+			return
+		}
+		collision = true
+	} else {
+		defer sa.reqMu.Unlock()
 	}
-	defer sa.reqMu.Unlock()
 	kex, err := ikecrypto.GenerateKey(suite.DH, sa.rand())
 	if err != nil {
 		refuse(message.TEMPORARY_FAILURE, nil, err.Error())
@@ -70,7 +78,7 @@ func (sa *IKESA) ikeRekeyLocked(in inbound, ps []message.Payload, saP *message.S
 	spiR := sa.ep.newSPILocked()
 	sa.ep.sas[spiR] = sa // reserved; routed here only once the peer uses it
 	sa.ep.mu.Unlock()
-	keys, out, inC, prf, err := rekeyedIKEKeys(sa.prf, sa.keys.SKd, suite, gir, ni, nr, spiI, spiR, false)
+	k, err := rekeyedIKEKeys(sa.prf, sa.keys.SKd, suite, gir, ni, nr, spiI, spiR, false)
 	clear(gir)
 	if err != nil {
 		sa.ep.mu.Lock()
@@ -82,17 +90,76 @@ func (sa *IKESA) ikeRekeyLocked(in inbound, ps []message.Payload, saP *message.S
 	saResp := saPayload([]Proposal{suiteProposal(suite)}, message.ProtoIKE, binary.BigEndian.AppendUint64(nil, spiR))
 	saResp.Proposals[0].Num = prop.Num
 	sa.respondLocked(in, []message.Payload{saResp, &message.Nonce{Data: nr}, &message.KE{Group: suite.DH, Data: kex.PublicKey()}})
-
+	if collision {
+		sa.lt.peerRekey = k
+		sa.log.Info("ike: simultaneous IKE SA rekey: answered the peer's, ours is outstanding")
+		return
+	}
 	old := sa.retireLocked()
 	oldLocal := old.localSPI()
-	sa.initiator = false
-	sa.spiI, sa.spiR = spiI, spiR
-	sa.suite, sa.prf, sa.keys, sa.out, sa.in = suite, prf, keys, out, inC
-	sa.ni, sa.nr = ni, nr
-	sa.nextReqID, sa.peerReqID, sa.lastResp = 0, 0, nil
-	sa.log = sa.cfg.Logger.With("spii", fmt.Sprintf("%016x", spiI), "spir", fmt.Sprintf("%016x", spiR), "peer", sa.remote)
+	sa.switchLocked(k)
 	time.AfterFunc(retiredLinger, old.teardown)
 	sa.log.Info("ike: IKE SA rekeyed by the peer", "old_local_spi", fmt.Sprintf("%016x", oldLocal), "suite", suite.String())
+}
+
+// unreserve drops the routing of SPI spi to sa, if it is still sa's.
+func (e *Endpoint) unreserve(spi uint64, sa *IKESA) {
+	e.mu.Lock()
+	if e.sas[spi] == sa {
+		delete(e.sas, spi)
+	}
+	e.mu.Unlock()
+}
+
+// ikeKeys is a new IKE SA negotiated by a rekey exchange.
+type ikeKeys struct {
+	spiI, spiR uint64
+	suite      Suite
+	prf        *ikecrypto.PRF
+	keys       *ikecrypto.IKEKeys
+	out, in    *ikecrypto.SKCipher
+	ni, nr     []byte
+	initiator  bool // this host initiated the rekey exchange
+}
+
+func (k *ikeKeys) localSPI() uint64 {
+	if k.initiator {
+		return k.spiI
+	}
+	return k.spiR
+}
+
+// switchLocked gives sa the SPIs and keys of the new IKE SA k; its Child
+// SAs stay. Message IDs restart and the lifetimes are started anew.
+func (sa *IKESA) switchLocked(k *ikeKeys) {
+	sa.initiator = k.initiator
+	sa.spiI, sa.spiR = k.spiI, k.spiR
+	sa.suite, sa.prf, sa.keys, sa.out, sa.in = k.suite, k.prf, k.keys, k.out, k.in
+	sa.ni, sa.nr = k.ni, k.nr
+	sa.nextReqID, sa.peerReqID, sa.lastResp = 0, 0, nil
+	sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = nil, nil, false
+	// sa.log keeps the first SPIs: it is read without the lock.
+	sa.log.Info("ike: IKE SA now on new SPIs", "new_spii", fmt.Sprintf("%016x", k.spiI), "new_spir", fmt.Sprintf("%016x", k.spiR))
+	sa.startLifetimeLocked()
+}
+
+// spareLocked returns a retired IKE SA holding the redundant SA k of a
+// rekey collision, routed by its SPI, without Child SAs: its initiator
+// deletes it, the other end answers that Delete with it.
+func (sa *IKESA) spareLocked(k *ikeKeys) *IKESA {
+	x := &IKESA{
+		ep: sa.ep, cfg: sa.cfg, initiator: k.initiator, created: time.Now(),
+		log:    sa.cfg.Logger.With("spii", fmt.Sprintf("%016x", k.spiI), "spir", fmt.Sprintf("%016x", k.spiR), "redundant", true),
+		respCh: make(chan inbound, 4), dead: make(chan struct{}),
+		state: stateEstablished, retired: true, spiI: k.spiI, spiR: k.spiR,
+		local: sa.local, remote: sa.remote, natt: sa.natt, natLocal: sa.natLocal, natRemote: sa.natRemote,
+		suite: k.suite, prf: k.prf, keys: k.keys, in: k.in, out: k.out, ni: k.ni, nr: k.nr, peerID: sa.peerID,
+		deleteSent: !k.initiator,
+	}
+	sa.ep.mu.Lock()
+	sa.ep.sas[k.localSPI()] = x
+	sa.ep.mu.Unlock()
+	return x
 }
 
 // retireLocked makes a copy of the IKE SA's current keys and state
@@ -118,8 +185,14 @@ func (sa *IKESA) retireLocked() *IKESA {
 // 1.3.2, 2.18): new SPIs, nonces and Diffie-Hellman (the current group
 // first, then one INVALID_KE_PAYLOAD), keys from the old SK_d; the IKESA
 // keeps its Child SAs and becomes the new SA's initiator. The old SA is then
-// deleted. A simultaneous rekey by the peer makes both fail with
-// TEMPORARY_FAILURE (no collision resolution for IKE SAs yet).
+// deleted.
+//
+// If the peer rekeys the IKE SA at the same time and each end answers the
+// other's request, the new SA created with the lowest of the four nonces
+// is redundant and deleted by its initiator, and the IKESA takes the other
+// (RFC 7296 2.8.2); if the peer refuses ours because its own completed,
+// the IKESA takes the peer's. Either way RekeyIKE returns nil once the IKE
+// SA is rekeyed.
 func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 	sa.reqMu.Lock()
 	defer sa.reqMu.Unlock()
@@ -134,23 +207,38 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 	spiI := sa.ep.newSPILocked()
 	sa.ep.sas[spiI] = sa // reserved; the peer uses it once rekeyed
 	sa.ep.mu.Unlock()
-	release := func() {
-		sa.ep.mu.Lock()
-		if sa.ep.sas[spiI] == sa {
-			delete(sa.ep.sas, spiI)
-		}
-		sa.ep.mu.Unlock()
-	}
+	release := func() { sa.ep.unreserve(spiI, sa) }
 	ni, err := sa.randomBytes(nonceLen)
 	if err != nil {
 		release()
 		return err
 	}
+	sa.mu.Lock()
+	sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = ni, nil, false
+	sa.mu.Unlock()
+	defer func() {
+		sa.mu.Lock()
+		p := sa.lt.peerRekey
+		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = nil, nil, false
+		sa.mu.Unlock()
+		if p != nil {
+			// The SA went before the peer's rekey could be taken.
+			sa.ep.unreserve(p.spiR, sa)
+		}
+	}()
+	// fail gives up on our rekey; if we answered the peer's meanwhile, the
+	// IKE SA is rekeyed all the same.
+	fail := func(err error) error {
+		release()
+		if sa.adoptPeerRekey() {
+			return nil
+		}
+		return err
+	}
 	for round := 0; ; round++ {
 		kex, err := ikecrypto.GenerateKey(group, sa.rand())
 		if err != nil {
-			release()
-			return err
+			return fail(err)
 		}
 		resp, err := sa.requestHeld(ctx, message.CREATE_CHILD_SA, []message.Payload{
 			saPayload(sa.cfg.IKE, message.ProtoIKE, binary.BigEndian.AppendUint64(nil, spiI)),
@@ -158,8 +246,7 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 			&message.KE{Group: group, Data: kex.PublicKey()},
 		})
 		if err != nil {
-			release()
-			return fmt.Errorf("ike: IKE SA rekey: %w", err)
+			return fail(fmt.Errorf("ike: IKE SA rekey: %w", err))
 		}
 		if n := message.FindNotify(resp, message.INVALID_KE_PAYLOAD); n != nil && round == 0 && len(n.Data) == 2 {
 			if g := binary.BigEndian.Uint16(n.Data); g != group && proposesGroup(sa.cfg.IKE, g) {
@@ -169,28 +256,113 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		}
 		for _, n := range message.Notifies(resp) {
 			if n.Kind.IsError() {
-				release()
-				return fmt.Errorf("ike: IKE SA rekey refused: %w", &NotifyError{Type: n.Kind, Data: append([]byte(nil), n.Data...)})
+				return fail(fmt.Errorf("ike: IKE SA rekey refused: %w", &NotifyError{Type: n.Kind, Data: append([]byte(nil), n.Data...)}))
 			}
 		}
-		old, err := sa.ikeRekeyed(resp, kex, ni, spiI)
+		k, err := sa.ikeRekeyKeys(resp, kex, ni, spiI)
 		if err != nil {
-			release()
-			return err
+			return fail(err)
 		}
-		// The old SA is ours to delete; its Child SAs live on in sa.
-		defer old.teardown()
-		_, err = old.request(ctx, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
-		if err != nil {
-			return fmt.Errorf("ike: delete of the rekeyed IKE SA: %w", err)
-		}
-		return nil
+		return sa.ikeRekeyFinish(ctx, k)
 	}
 }
 
-// ikeRekeyed checks the answer to our IKE SA rekey and switches sa to the
-// new SA, returning the retired old one.
-func (sa *IKESA) ikeRekeyed(resp []message.Payload, kex ikecrypto.KeyExchange, ni []byte, spiI uint64) (*IKESA, error) {
+// adoptPeerRekey switches to the peer's new IKE SA that we answered while
+// our rekey was outstanding, if there is one; the peer deletes the old SA.
+func (sa *IKESA) adoptPeerRekey() bool {
+	sa.mu.Lock()
+	p, oldDeleted := sa.lt.peerRekey, sa.lt.oldDeleted
+	if p == nil || sa.state != stateEstablished {
+		sa.mu.Unlock()
+		return false
+	}
+	old := sa.retireLocked()
+	sa.switchLocked(p)
+	sa.log.Info("ike: IKE SA rekeyed by the peer (our simultaneous rekey failed)")
+	sa.mu.Unlock()
+	if oldDeleted {
+		old.teardown()
+	} else {
+		time.AfterFunc(retiredLinger, old.teardown)
+	}
+	return true
+}
+
+// ikeRekeyFinish installs the new IKE SA k of our rekey and deletes the SA
+// that goes: the old one, or after a collision (RFC 7296 2.8.2) ours if
+// it holds the lowest nonce (the peer then deletes the old one).
+func (sa *IKESA) ikeRekeyFinish(ctx context.Context, k *ikeKeys) error {
+	sa.mu.Lock()
+	if sa.state != stateEstablished {
+		sa.mu.Unlock()
+		sa.ep.unreserve(k.spiI, sa)
+		return ErrDeleted
+	}
+	p, oldDeleted := sa.lt.peerRekey, sa.lt.oldDeleted
+	old := sa.retireLocked()
+	if p == nil {
+		old.deleteSent = false
+		sa.switchLocked(k)
+		sa.log.Info("ike: IKE SA rekeyed", "suite", k.suite.String())
+		sa.mu.Unlock()
+		return sa.deleteRetired(ctx, old, "rekeyed", nil)
+	}
+	ours, theirs := minBytes(k.ni, k.nr), minBytes(p.ni, p.nr)
+	sa.lt.collisions++
+	if bytes.Compare(ours, theirs) < 0 {
+		// Ours is redundant: we delete it, the peer deletes the old SA.
+		sa.lt.lastLowest = [2][]byte{ours, theirs}
+		sa.switchLocked(p)
+		spare := sa.spareLocked(k)
+		sa.log.Info("ike: simultaneous IKE SA rekey, ours redundant")
+		sa.mu.Unlock()
+		if oldDeleted {
+			old.teardown()
+		} else {
+			time.AfterFunc(retiredLinger, old.teardown)
+		}
+		return sa.deleteRetired(ctx, spare, "redundant", nil)
+	}
+	// The peer's is redundant and the peer deletes it; we delete the old.
+	sa.lt.lastLowest = [2][]byte{theirs, ours}
+	old.deleteSent = false
+	sa.switchLocked(k)
+	spare := sa.spareLocked(p)
+	sa.log.Info("ike: simultaneous IKE SA rekey, the peer's redundant")
+	sa.mu.Unlock()
+	time.AfterFunc(retiredLinger, spare.teardown)
+	// The old SA keeps answering a retransmission of the peer's rekey
+	// request (its answer may have been lost) until the peer deletes its
+	// redundant SA, which it does once it has the answer.
+	return sa.deleteRetired(ctx, old, "rekeyed", spare.dead)
+}
+
+// deleteRetired deletes a retired IKE SA (INFORMATIONAL Delete) and drops
+// it, at once or, with keep, once keep is closed (or after retiredLinger).
+func (sa *IKESA) deleteRetired(ctx context.Context, x *IKESA, what string, keep <-chan struct{}) error {
+	if keep == nil {
+		defer x.teardown()
+	} else {
+		defer func() {
+			go func() {
+				select {
+				case <-keep:
+				case <-sa.ep.closed:
+				case <-time.After(retiredLinger):
+				}
+				x.teardown()
+			}()
+		}()
+	}
+	if _, err := x.request(ctx, message.INFORMATIONAL, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}}); err != nil {
+		return fmt.Errorf("ike: delete of the %s IKE SA: %w", what, err)
+	}
+	return nil
+}
+
+// ikeRekeyKeys checks the answer to our IKE SA rekey and derives the new
+// SA's keys.
+func (sa *IKESA) ikeRekeyKeys(resp []message.Payload, kex ikecrypto.KeyExchange, ni []byte, spiI uint64) (*ikeKeys, error) {
 	saP, _ := message.Get(resp, message.PayloadSA).(*message.SA)
 	nr, _ := message.Get(resp, message.PayloadNonce).(*message.Nonce)
 	ke, _ := message.Get(resp, message.PayloadKE).(*message.KE)
@@ -218,54 +390,41 @@ func (sa *IKESA) ikeRekeyed(resp []message.Payload, kex ikecrypto.KeyExchange, n
 	}
 	nrc := append([]byte(nil), nr.Data...)
 	spiR := binary.BigEndian.Uint64(prop.SPI)
-	keys, out, in, prf, err := rekeyedIKEKeys(sa.prf, sa.keys.SKd, suite, gir, ni, nrc, spiI, spiR, true)
+	k, err := rekeyedIKEKeys(sa.prf, sa.keys.SKd, suite, gir, ni, nrc, spiI, spiR, true)
 	clear(gir)
-	if err != nil {
-		return nil, err
-	}
-	old := sa.retireLocked()
-	old.deleteSent = false
-	sa.initiator = true
-	sa.spiI, sa.spiR = spiI, spiR
-	sa.suite, sa.prf, sa.keys, sa.out, sa.in = suite, prf, keys, out, in
-	sa.ni, sa.nr = ni, nrc
-	sa.nextReqID, sa.peerReqID, sa.lastResp = 0, 0, nil
-	sa.log = sa.cfg.Logger.With("spii", fmt.Sprintf("%016x", spiI), "spir", fmt.Sprintf("%016x", spiR), "peer", sa.remote)
-	sa.log.Info("ike: IKE SA rekeyed", "suite", suite.String())
-	return old, nil
+	return k, err
 }
 
 // rekeyedIKEKeys derives the keys of a rekeyed IKE SA, SKEYSEED =
 // prf(SK_d (old), g^ir (new) | Ni | Nr), with this host as the initiator
-// or responder of the rekey exchange, and returns them with our outbound
-// and inbound ciphers and the new PRF.
-func rekeyedIKEKeys(oldPRF *ikecrypto.PRF, skd []byte, s Suite, gir, ni, nr []byte, spiI, spiR uint64, initiator bool) (*ikecrypto.IKEKeys, *ikecrypto.SKCipher, *ikecrypto.SKCipher, *ikecrypto.PRF, error) {
+// or responder of the rekey exchange.
+func rekeyedIKEKeys(oldPRF *ikecrypto.PRF, skd []byte, s Suite, gir, ni, nr []byte, spiI, spiR uint64, initiator bool) (*ikeKeys, error) {
 	prf, err := ikecrypto.LookupPRF(s.PRF)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	e, err := ikecrypto.LookupEncr(s.Encr.ID)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	integLen := 0
 	if !e.AEAD {
 		in, err := ikecrypto.LookupInteg(s.Integ)
 		if err != nil {
-			return nil, nil, nil, nil, err
+			return nil, err
 		}
 		integLen = in.KeyLen
 	}
 	bits, err := e.CheckKeyBits(s.Encr.KeyBits)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	// RFC 7296 2.18: the old SA's PRF computes SKEYSEED, the new one
 	// prf+.
 	seed := ikecrypto.RekeySKEYSEED(oldPRF, skd, gir, ni, nr)
 	keys, err := ikecrypto.DeriveIKEKeysFromSeed(prf, seed, ni, nr, spiI, spiR, e.KeyLen(bits), integLen)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	eo, ao, ei, ai := keys.SKer, keys.SKar, keys.SKei, keys.SKai
 	if initiator {
@@ -273,11 +432,11 @@ func rekeyedIKEKeys(oldPRF *ikecrypto.PRF, skd []byte, s Suite, gir, ni, nr []by
 	}
 	out, err := ikecrypto.NewSKCipher(e.ID, bits, s.Integ, eo, ao)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	in, err := ikecrypto.NewSKCipher(e.ID, bits, s.Integ, ei, ai)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
-	return keys, out, in, prf, nil
+	return &ikeKeys{spiI: spiI, spiR: spiR, suite: s, prf: prf, keys: keys, out: out, in: in, ni: ni, nr: nr, initiator: initiator}, nil
 }

@@ -74,6 +74,13 @@ func (sa *IKESA) informationalLocked(in inbound, ps []message.Payload) {
 	if deleteIKE {
 		// RFC 7296 1.4.1: the response to an IKE SA delete is empty.
 		sa.respondLocked(in, nil)
+		if sa.lt.rekeyNi != nil && sa.lt.peerRekey != nil {
+			// The peer's rekey won a collision (RFC 7296 2.8.2) and it
+			// deletes the old SA: RekeyIKE moves to the peer's new SA.
+			sa.lt.oldDeleted = true
+			sa.log.Info("ike: peer deleted the old IKE SA during a simultaneous rekey")
+			return
+		}
 		sa.log.Info("ike: peer deleted IKE SA", "spii", sa.spiI, "spir", sa.spiR)
 		go sa.teardown()
 		return

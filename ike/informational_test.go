@@ -37,7 +37,7 @@ func TestInformational(t *testing.T) {
 	}
 
 	resp, err = sa.request(ctx, message.CREATE_CHILD_SA, []message.Payload{&message.Nonce{Data: make([]byte, 32)}})
-	if err != nil || message.FindNotify(resp, message.NO_ADDITIONAL_SAS) == nil {
+	if err != nil || message.FindNotify(resp, message.INVALID_SYNTAX) == nil {
 		t.Fatalf("CREATE_CHILD_SA: %v %v", err, resp)
 	}
 

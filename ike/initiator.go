@@ -30,6 +30,7 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	sa := newSA(e, c, true)
 	sa.remote = remote
+	sa.lt.origRemote = remote
 	sa.local = e.localFor(remote, false)
 	e.mu.Lock()
 	select {
@@ -292,6 +293,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()
 	sa.log.Info("ike: IKE SA established", "peer_id", peer.String())

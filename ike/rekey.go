@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
@@ -64,9 +63,9 @@ func (sa *IKESA) dropChildLocked(c *ChildSA) {
 	}
 }
 
-// createChildLocked answers a CREATE_CHILD_SA request. Only the rekeying
-// of an existing ESP Child SA (RFC 7296 1.3.3) is accepted; new Child SAs
-// and IKE SA rekeying are refused with NO_ADDITIONAL_SAS.
+// createChildLocked answers a CREATE_CHILD_SA request: the rekeying of the
+// IKE SA (RFC 7296 1.3.2) or of a Child SA (1.3.3), or a new Child SA
+// (1.3.1).
 func (sa *IKESA) createChildLocked(in inbound, ps []message.Payload) {
 	if sa.state != stateEstablished {
 		// Before IKE_AUTH completed there is nothing to rekey.
@@ -80,17 +79,24 @@ func (sa *IKESA) createChildLocked(in inbound, ps []message.Payload) {
 	sa.respondLocked(in, sa.rekeyAnswerLocked(ps))
 }
 
-// rekeyAnswerLocked negotiates the Child SA of a rekey request and returns
-// the payloads of the answer (a single notify when refused).
+// refuseChild logs and builds the answer refusing a CREATE_CHILD_SA request.
+func (sa *IKESA) refuseChild(n message.NotifyType, data []byte, why string) []message.Payload {
+	sa.log.Info("ike: CREATE_CHILD_SA refused", "notify", n, "why", why)
+	return []message.Payload{&message.Notify{Kind: n, Data: data}}
+}
+
+// rekeyAnswerLocked negotiates the Child SA of a CREATE_CHILD_SA request
+// (a rekey with REKEY_SA, else a new one) and returns the payloads of the
+// answer (a single notify when refused).
 func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
-	refuse := func(n message.NotifyType, data []byte, why string) []message.Payload {
-		sa.log.Info("ike: CREATE_CHILD_SA refused", "notify", n, "why", why)
-		return []message.Payload{&message.Notify{Kind: n, Data: data}}
-	}
-	c := sa.cfg
+	refuse := sa.refuseChild
 	saP, _ := message.Get(ps, message.PayloadSA).(*message.SA)
 	if saP != nil && len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == message.ProtoIKE {
-		return refuse(message.NO_ADDITIONAL_SAS, nil, "IKE SA rekeying on retired keys")
+		// RFC 7296 2.25: this SA is being deleted (it was rekeyed).
+		return refuse(message.TEMPORARY_FAILURE, nil, "IKE SA rekeying on retired keys")
+	}
+	if sa.retired {
+		return refuse(message.TEMPORARY_FAILURE, nil, "CREATE_CHILD_SA on a rekeyed IKE SA")
 	}
 	var rekey *message.Notify
 	for _, n := range message.Notifies(ps) {
@@ -99,17 +105,21 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 			break
 		}
 	}
-	if rekey == nil {
-		return refuse(message.NO_ADDITIONAL_SAS, nil, "only Child SA rekeying is supported")
-	}
 	nonce, _ := message.Get(ps, message.PayloadNonce).(*message.Nonce)
 	tsi, _ := message.Get(ps, message.PayloadTSi).(*message.TS)
 	tsr, _ := message.Get(ps, message.PayloadTSr).(*message.TS)
 	if saP == nil || nonce == nil || tsi == nil || tsr == nil {
-		return refuse(message.INVALID_SYNTAX, nil, "rekey request lacks SA, Nonce or TS")
+		return refuse(message.INVALID_SYNTAX, nil, "CREATE_CHILD_SA request lacks SA, Nonce or TS")
 	}
 	if !nonceFits(nonce.Data, sa.suite.PRF) {
 		return refuse(message.INVALID_SYNTAX, nil, fmt.Sprintf("nonce of %d bytes", len(nonce.Data)))
+	}
+	mode := ModeTunnel
+	if message.FindNotify(ps, message.USE_TRANSPORT_MODE) != nil {
+		mode = ModeTransport
+	}
+	if rekey == nil {
+		return sa.newChildAnswerLocked(ps, saP, nonce, tsi, tsr, mode)
 	}
 	if len(rekey.SPI) != 4 {
 		return refuse(message.INVALID_SYNTAX, nil, fmt.Sprintf("REKEY_SA with a %d-byte SPI", len(rekey.SPI)))
@@ -123,12 +133,38 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 		// RFC 7296 2.25: we are deleting it, or it was rekeyed already.
 		return refuse(message.TEMPORARY_FAILURE, nil, fmt.Sprintf("Child SA %08x is being replaced", oldSPI))
 	}
-	suite, prop, ok := choose(c.ESP, saP.Proposals, message.ProtoESP)
+	if mode != old.Mode {
+		return refuse(message.NO_PROPOSAL_CHOSEN, nil, "rekey changes the mode")
+	}
+	pol := sa.policyOf(old)
+	child, out := sa.answerChildLocked(ps, pol, saP, nonce, tsi, tsr, mode)
+	if child == nil {
+		return out
+	}
+	old.rk.replacedBy, old.rk.peerNi, old.rk.peerNr = child, child.ni, child.nr
+	sa.log.Info("ike: Child SA rekeyed by the peer", "old_in", fmt.Sprintf("%08x", old.InSPI), "in", fmt.Sprintf("%08x", child.InSPI),
+		"out", fmt.Sprintf("%08x", child.OutSPI), "pfs", child.Suite.DH, "collision", old.rk.rekeying)
+	return out
+}
+
+// answerChildLocked negotiates a Child SA under policy pol as the responder
+// of a CREATE_CHILD_SA exchange: proposals, traffic selectors (narrowed to
+// pol's), then the PFS exchange; it registers and adds the Child SA and
+// returns it with the answer's payloads, or nil and a refusal.
+func (sa *IKESA) answerChildLocked(ps []message.Payload, pol *ChildConfig, saP *message.SA, nonce *message.Nonce, tsi, tsr *message.TS, mode Mode) (*ChildSA, []message.Payload) {
+	refuse := func(n message.NotifyType, data []byte, why string) (*ChildSA, []message.Payload) {
+		return nil, sa.refuseChild(n, data, why)
+	}
+	suite, prop, ok := choose(pol.ESP, saP.Proposals, message.ProtoESP)
 	if !ok {
 		return refuse(message.NO_PROPOSAL_CHOSEN, nil, "no acceptable ESP proposal")
 	}
 	if len(prop.SPI) != 4 || binary.BigEndian.Uint32(prop.SPI) == 0 {
 		return refuse(message.INVALID_SYNTAX, nil, fmt.Sprintf("proposal SPI of %d bytes", len(prop.SPI)))
+	}
+	nsi, nsr := sa.narrowTSLocked(pol.LocalTS, pol.RemoteTS, tsi.Selectors, tsr.Selectors)
+	if len(nsi) == 0 || len(nsr) == 0 || len(nsi) > 255 || len(nsr) > 255 {
+		return refuse(message.TS_UNACCEPTABLE, nil, "traffic selectors")
 	}
 	var gir []byte
 	var ker *message.KE
@@ -146,17 +182,6 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 		}
 		ker = &message.KE{Group: suite.DH, Data: kex.PublicKey()}
 	}
-	mode := ModeTunnel
-	if message.FindNotify(ps, message.USE_TRANSPORT_MODE) != nil {
-		mode = ModeTransport
-	}
-	if mode != old.Mode {
-		return refuse(message.NO_PROPOSAL_CHOSEN, nil, "rekey changes the mode")
-	}
-	nsi, nsr := sa.narrowTSLocked(tsi.Selectors, tsr.Selectors)
-	if len(nsi) == 0 || len(nsr) == 0 || len(nsi) > 255 || len(nsr) > 255 {
-		return refuse(message.TS_UNACCEPTABLE, nil, "traffic selectors")
-	}
 	spi, err := sa.newESPSPI()
 	if err != nil {
 		return refuse(message.TEMPORARY_FAILURE, nil, err.Error())
@@ -171,13 +196,11 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 	if err != nil {
 		return refuse(message.NO_PROPOSAL_CHOSEN, nil, err.Error())
 	}
-	if err := child.register(c.Registrar); err != nil {
+	child.policy, child.ni, child.nr = pol, ni, nr
+	if err := child.register(sa.cfg.Registrar); err != nil {
 		return refuse(message.TEMPORARY_FAILURE, nil, err.Error())
 	}
 	sa.addChildLocked(child)
-	old.rk.replacedBy, old.rk.peerNi, old.rk.peerNr = child, ni, nr
-	sa.log.Info("ike: Child SA rekeyed by the peer", "old_in", fmt.Sprintf("%08x", old.InSPI), "in", fmt.Sprintf("%08x", child.InSPI),
-		"out", fmt.Sprintf("%08x", child.OutSPI), "pfs", suite.DH, "collision", old.rk.rekeying)
 	var out []message.Payload
 	if mode == ModeTransport {
 		out = append(out, &message.Notify{Kind: message.USE_TRANSPORT_MODE})
@@ -186,7 +209,7 @@ func (sa *IKESA) rekeyAnswerLocked(ps []message.Payload) []message.Payload {
 	if ker != nil {
 		out = append(out, ker)
 	}
-	return append(out, &message.TS{Initiator: true, Selectors: nsi}, &message.TS{Selectors: nsr})
+	return child, append(out, &message.TS{Initiator: true, Selectors: nsi}, &message.TS{Selectors: nsr})
 }
 
 // RekeyChild replaces the Child SA old with a new one negotiated in a
@@ -218,22 +241,43 @@ func (sa *IKESA) RekeyChild(ctx context.Context, old *ChildSA) (*ChildSA, error)
 		sa.mu.Unlock()
 	}()
 
-	c := sa.cfg
-	group := pfsGroup(c.ESP)
+	pol := sa.policyOf(old)
+	st, resp, err := sa.childExchange(ctx, old, pol, old.LocalTS, old.RemoteTS, old.Mode)
+	if err != nil {
+		var ne *NotifyError
+		if errors.As(err, &ne) && ne.Type == message.CHILD_SA_NOT_FOUND {
+			// RFC 7296 2.25: the peer has no such SA (its Delete may be on
+			// the way); it is gone for us too.
+			sa.mu.Lock()
+			sa.dropChildLocked(old)
+			sa.mu.Unlock()
+		}
+		return nil, err
+	}
+	return sa.rekeyComplete(ctx, old, st, resp)
+}
+
+// childExchange runs the CREATE_CHILD_SA exchange for a new Child SA under
+// pol with selectors tsi/tsr, rekeying old if it is not nil. The first
+// round sends a KE for the first PFS group of pol's proposals; one
+// INVALID_KE_PAYLOAD for another group we propose is followed. An error
+// notify in the answer is returned as a *NotifyError.
+func (sa *IKESA) childExchange(ctx context.Context, old *ChildSA, pol *ChildConfig, tsi, tsr []message.Selector, mode Mode) (*rekeyInit, []message.Payload, error) {
+	group := pfsGroup(pol.ESP)
 	tried := map[uint16]bool{}
 	for round := 0; ; round++ {
 		tried[group] = true
-		ps, st, err := sa.rekeyRequest(old, group)
+		ps, st, err := sa.rekeyRequest(old, pol, tsi, tsr, mode, group)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		resp, err := sa.request(ctx, message.CREATE_CHILD_SA, ps)
 		if err != nil {
-			return nil, fmt.Errorf("ike: CREATE_CHILD_SA: %w", err)
+			return nil, nil, fmt.Errorf("ike: CREATE_CHILD_SA: %w", err)
 		}
 		if n := message.FindNotify(resp, message.INVALID_KE_PAYLOAD); n != nil && round == 0 && len(n.Data) == 2 {
 			g := binary.BigEndian.Uint16(n.Data)
-			if !tried[g] && proposesGroup(c.ESP, g) {
+			if !tried[g] && proposesGroup(pol.ESP, g) {
 				sa.log.Debug("ike: peer wants another PFS group", "group", g)
 				group = g
 				continue
@@ -241,26 +285,34 @@ func (sa *IKESA) RekeyChild(ctx context.Context, old *ChildSA) (*ChildSA, error)
 		}
 		for _, n := range message.Notifies(resp) {
 			if n.Kind.IsError() {
-				return nil, fmt.Errorf("ike: rekey refused: %w", &NotifyError{Type: n.Kind, Data: append([]byte(nil), n.Data...)})
+				what := "new Child SA"
+				if old != nil {
+					what = "rekey"
+				}
+				return nil, nil, fmt.Errorf("ike: %s refused: %w", what, &NotifyError{Type: n.Kind, Data: append([]byte(nil), n.Data...)})
 			}
 		}
-		return sa.rekeyComplete(ctx, old, st, resp)
+		return st, resp, nil
 	}
 }
 
-// rekeyInit is our side of an outstanding rekey exchange.
+// rekeyInit is our side of an outstanding CREATE_CHILD_SA exchange.
 type rekeyInit struct {
-	spi    []byte
-	ni, nr []byte // nr once answered
-	kex    ikecrypto.KeyExchange
+	spi      []byte
+	ni, nr   []byte // nr once answered
+	kex      ikecrypto.KeyExchange
+	pol      *ChildConfig
+	tsi, tsr []message.Selector // as proposed
+	mode     Mode
 }
 
-// rekeyRequest builds the CREATE_CHILD_SA request rekeying old: SK{N(REKEY_SA),
-// [N(USE_TRANSPORT_MODE)], SA, Ni, [KEi], TSi, TSr}.
-func (sa *IKESA) rekeyRequest(old *ChildSA, group uint16) ([]message.Payload, *rekeyInit, error) {
+// rekeyRequest builds the CREATE_CHILD_SA request for a Child SA under pol:
+// SK{[N(REKEY_SA)], [N(USE_TRANSPORT_MODE)], SA, Ni, [KEi], TSi, TSr}, with
+// REKEY_SA when old is being rekeyed.
+func (sa *IKESA) rekeyRequest(old *ChildSA, pol *ChildConfig, tsi, tsr []message.Selector, mode Mode, group uint16) ([]message.Payload, *rekeyInit, error) {
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
-	st := &rekeyInit{}
+	st := &rekeyInit{pol: pol, tsi: tsi, tsr: tsr, mode: mode}
 	var err error
 	if st.spi, err = sa.newESPSPI(); err != nil {
 		return nil, nil, err
@@ -268,18 +320,21 @@ func (sa *IKESA) rekeyRequest(old *ChildSA, group uint16) ([]message.Payload, *r
 	if st.ni, err = sa.randomBytes(nonceLen); err != nil {
 		return nil, nil, err
 	}
-	ps := []message.Payload{&message.Notify{Protocol: message.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, old.InSPI), Kind: message.REKEY_SA}}
-	if old.Mode == ModeTransport {
+	var ps []message.Payload
+	if old != nil {
+		ps = append(ps, &message.Notify{Protocol: message.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, old.InSPI), Kind: message.REKEY_SA})
+	}
+	if mode == ModeTransport {
 		ps = append(ps, &message.Notify{Kind: message.USE_TRANSPORT_MODE})
 	}
-	ps = append(ps, saPayload(sa.cfg.ESP, message.ProtoESP, st.spi), &message.Nonce{Data: st.ni})
+	ps = append(ps, saPayload(pol.ESP, message.ProtoESP, st.spi), &message.Nonce{Data: st.ni})
 	if group != 0 {
 		if st.kex, err = ikecrypto.GenerateKey(group, sa.rand()); err != nil {
 			return nil, nil, err
 		}
 		ps = append(ps, &message.KE{Group: group, Data: st.kex.PublicKey()})
 	}
-	ps = append(ps, &message.TS{Initiator: true, Selectors: old.LocalTS}, &message.TS{Selectors: old.RemoteTS})
+	ps = append(ps, &message.TS{Initiator: true, Selectors: tsi}, &message.TS{Selectors: tsr})
 	return ps, st, nil
 }
 
@@ -357,7 +412,6 @@ func minBytes(a, b []byte) []byte {
 // rekeyInstall checks the CREATE_CHILD_SA response and registers the new
 // Child SA.
 func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payload) (*ChildSA, error) {
-	c := sa.cfg
 	espSA, _ := message.Get(resp, message.PayloadSA).(*message.SA)
 	nr, _ := message.Get(resp, message.PayloadNonce).(*message.Nonce)
 	rtsi, _ := message.Get(resp, message.PayloadTSi).(*message.TS)
@@ -365,7 +419,7 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 	if espSA == nil || nr == nil || rtsi == nil || rtsr == nil {
 		return nil, fmt.Errorf("ike: CREATE_CHILD_SA response lacks SA, Nonce or TS: %w", ErrProtocol)
 	}
-	suite, prop, err := accepted(c.ESP, espSA, message.ProtoESP)
+	suite, prop, err := accepted(st.pol.ESP, espSA, message.ProtoESP)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errRefusedNew, err)
 	}
@@ -374,6 +428,10 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 	}
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
+	if sa.state != stateEstablished {
+		// Torn down meanwhile: nothing may be registered on a dead SA.
+		return nil, ErrDeleted
+	}
 	if !nonceFits(nr.Data, sa.suite.PRF) {
 		return nil, fmt.Errorf("%w: nonce of %d bytes: %w", errRefusedNew, len(nr.Data), ErrProtocol)
 	}
@@ -388,17 +446,17 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 			return nil, fmt.Errorf("%w: %w", errRefusedNew, err)
 		}
 	}
-	if !within(rtsi.Selectors, old.LocalTS) || !within(rtsr.Selectors, old.RemoteTS) {
+	if !within(rtsi.Selectors, st.tsi) || !within(rtsr.Selectors, st.tsr) {
 		return nil, fmt.Errorf("%w: responder widened the traffic selectors: %w", errRefusedNew, ErrProposal)
 	}
 	mode := ModeTunnel
 	if message.FindNotify(resp, message.USE_TRANSPORT_MODE) != nil {
 		mode = ModeTransport
 	}
-	if mode != old.Mode {
+	if mode != st.mode {
 		return nil, fmt.Errorf("%w: responder chose %v mode: %w", errRefusedNew, mode, ErrProposal)
 	}
-	if !sa.hasChildLocked(old) {
+	if old != nil && !sa.hasChildLocked(old) {
 		// The peer deleted old meanwhile; the new SA replaces nothing.
 		return nil, fmt.Errorf("%w: %w", errRefusedNew, ErrNoChild)
 	}
@@ -409,59 +467,14 @@ func (sa *IKESA) rekeyInstall(old *ChildSA, st *rekeyInit, resp []message.Payloa
 		return nil, fmt.Errorf("%w: %w", errRefusedNew, err)
 	}
 	st.nr = nrc
-	if err := child.register(c.Registrar); err != nil {
+	child.policy, child.ni, child.nr = st.pol, st.ni, nrc
+	if err := child.register(sa.cfg.Registrar); err != nil {
 		return nil, fmt.Errorf("%w: %w", errRefusedNew, err)
 	}
 	sa.addChildLocked(child)
-	sa.log.Info("ike: Child SA rekeyed", "old_in", fmt.Sprintf("%08x", old.InSPI), "in", fmt.Sprintf("%08x", child.InSPI),
-		"out", fmt.Sprintf("%08x", child.OutSPI), "pfs", suite.DH)
+	if old != nil {
+		sa.log.Info("ike: Child SA rekeyed", "old_in", fmt.Sprintf("%08x", old.InSPI), "in", fmt.Sprintf("%08x", child.InSPI),
+			"out", fmt.Sprintf("%08x", child.OutSPI), "pfs", suite.DH)
+	}
 	return child, nil
-}
-
-// addChildLocked adds an installed Child SA to the IKE SA and schedules its
-// rekeying (Config.ChildRekeyTime).
-func (sa *IKESA) addChildLocked(c *ChildSA) {
-	sa.children = append(sa.children, c)
-	d := sa.cfg.ChildRekeyTime
-	if d <= 0 {
-		return
-	}
-	if b, err := sa.randomBytes(2); err == nil {
-		d -= d / 10 * time.Duration(binary.BigEndian.Uint16(b)) / 65535
-	}
-	sa.scheduleRekeyLocked(c, d)
-}
-
-func (sa *IKESA) scheduleRekeyLocked(c *ChildSA, d time.Duration) {
-	c.rekeyTimer = time.AfterFunc(d, func() { sa.autoRekey(c) })
-}
-
-// autoRekey runs when a Child SA's rekey time has come.
-func (sa *IKESA) autoRekey(c *ChildSA) {
-	sa.mu.Lock()
-	ok := sa.state == stateEstablished && sa.hasChildLocked(c) && !c.rk.rekeying && !c.rk.done && c.rk.replacedBy == nil
-	sa.mu.Unlock()
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-sa.dead:
-		case <-sa.ep.closed:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
-	_, err := sa.RekeyChild(ctx, c)
-	if err == nil || errors.Is(err, ErrNoChild) || errors.Is(err, ErrRekeying) || errors.Is(err, ErrDeleted) || errors.Is(err, ErrClosed) {
-		return
-	}
-	sa.log.Info("ike: Child SA rekey failed, retrying", "in", fmt.Sprintf("%08x", c.InSPI), "err", err)
-	sa.mu.Lock()
-	if sa.hasChildLocked(c) && c.rk.replacedBy == nil && !c.rk.done {
-		sa.scheduleRekeyLocked(c, max(sa.cfg.ChildRekeyTime/10, time.Second))
-	}
-	sa.mu.Unlock()
 }

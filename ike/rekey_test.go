@@ -351,7 +351,10 @@ func TestRekeyMalformed(t *testing.T) {
 		{"mode change", append([]message.Payload{rekeySA(spi(ic.InSPI)), &message.Notify{Kind: message.USE_TRANSPORT_MODE}, esp("aes128gcm16-x25519"), nonce, x25519}, ts...), message.NO_PROPOSAL_CHOSEN, nil},
 		{"foreign selectors", []message.Payload{rekeySA(spi(ic.InSPI)), esp("aes128gcm16-x25519"), nonce, x25519,
 			&message.TS{Initiator: true, Selectors: []message.Selector{PrefixSelector(netip.MustParsePrefix("192.0.2.0/24"))}}, ts[1]}, message.TS_UNACCEPTABLE, nil},
-		{"new Child SA", append([]message.Payload{esp("aes128gcm16-x25519"), nonce, x25519}, ts...), message.NO_ADDITIONAL_SAS, nil},
+		{"new Child SA, foreign selectors", []message.Payload{esp("aes128gcm16-x25519"), nonce, x25519,
+			&message.TS{Initiator: true, Selectors: []message.Selector{PrefixSelector(netip.MustParsePrefix("192.0.2.0/24"))}}, ts[1]}, message.TS_UNACCEPTABLE, nil},
+		{"new Child SA, transport mode", append([]message.Payload{&message.Notify{Kind: message.USE_TRANSPORT_MODE}, esp("aes128gcm16-x25519"), nonce, x25519}, ts...), message.TS_UNACCEPTABLE, nil},
+		{"new Child SA, no KE", append([]message.Payload{esp("aes128gcm16-x25519"), nonce}, ts...), message.INVALID_KE_PAYLOAD, []byte{0, 31}},
 		{"IKE rekey zero SPI", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, make([]byte, 8)), nonce, x25519}, message.INVALID_SYNTAX, nil},
 		{"IKE rekey no KE", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, spi(1)), nonce}, message.INVALID_SYNTAX, nil},
 		{"IKE rekey wrong group", []message.Payload{saPayload(rp.iniCfg.IKE, message.ProtoIKE, append(spi(1), spi(2)...)), nonce,
@@ -385,7 +388,9 @@ func TestRekeyMalformed(t *testing.T) {
 // sides, and deleting the IKE SA leaves nothing registered.
 func TestChildRekeyTime(t *testing.T) {
 	rp := newRekeyPair(t, "aes128gcm16-x25519", "aes128gcm16-x25519")
-	rp.iniCfg.ChildRekeyTime = 200 * time.Millisecond
+	// The hard lifetime well above the rekey time: a loaded machine may
+	// take a while to rekey.
+	rp.iniCfg.ChildRekeyTime, rp.iniCfg.ChildLifeTime = 200*time.Millisecond, 10*time.Second
 	isa, rsa, ic, _ := rp.establish(t)
 	seen := map[uint32]bool{ic.InSPI: true}
 	waitFor(t, func() bool {

@@ -267,6 +267,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()
 	if message.FindNotify(ps, message.INITIAL_CONTACT) != nil {
@@ -308,13 +309,13 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 // acceptChildLocked negotiates the Child SA of an IKE_AUTH request and
 // returns the payloads of the answer.
 func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, error) {
-	c := sa.cfg
 	espSA, _ := message.Get(ps, message.PayloadSA).(*message.SA)
 	tsi, _ := message.Get(ps, message.PayloadTSi).(*message.TS)
 	tsr, _ := message.Get(ps, message.PayloadTSr).(*message.TS)
 	if espSA == nil || tsi == nil || tsr == nil {
 		return nil, &NotifyError{Type: message.INVALID_SYNTAX}
 	}
+	c, pol := sa.authPolicyLocked(ps, tsi, tsr)
 	suite, prop, ok := choose(withoutDH(c.ESP), espSA.Proposals, message.ProtoESP)
 	if !ok {
 		return nil, &NotifyError{Type: message.NO_PROPOSAL_CHOSEN}
@@ -330,7 +331,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 		return nil, &NotifyError{Type: message.NO_PROPOSAL_CHOSEN}
 	}
 	// TSi is the initiator's (our remote) side, TSr ours.
-	nsi, nsr := sa.narrowTSLocked(tsi.Selectors, tsr.Selectors)
+	nsi, nsr := sa.narrowTSLocked(c.LocalTS, c.RemoteTS, tsi.Selectors, tsr.Selectors)
 	if len(nsi) == 0 || len(nsr) == 0 || len(nsi) > 255 || len(nsr) > 255 {
 		return nil, &NotifyError{Type: message.TS_UNACCEPTABLE}
 	}
@@ -342,6 +343,7 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 	if err != nil {
 		return nil, err
 	}
+	child.policy = pol
 	if err := child.register(c.Registrar); err != nil {
 		// The flow cache could not take the SA; refuse it rather than
 		// carry traffic espy cannot see.

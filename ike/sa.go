@@ -79,6 +79,8 @@ type IKESA struct {
 	frag fragState
 	// certRequested records a CERTREQ from the peer (RFC 7296 3.7).
 	certRequested bool
+	// lt holds lifetime timers and IKE SA rekey collision state (lifetime.go).
+	lt lifecycle
 }
 
 func newSA(ep *Endpoint, cfg *Config, initiator bool) *IKESA {
@@ -410,6 +412,7 @@ func (sa *IKESA) teardown() {
 	sa.mu.Lock()
 	sa.state = stateDead
 	sa.releaseFragmentsLocked()
+	sa.lt.stop()
 	children := sa.children
 	sa.children = nil
 	reg := sa.cfg.Registrar

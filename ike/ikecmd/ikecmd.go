@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key (PKCS#8, SEC 1 or PKCS#1) of -cert")
 	fs.StringVar(&o.caFile, "ca", "", "PEM CA certificates: require the peer to authenticate with a certificate from them")
 	fs.DurationVar(&o.dpd, "dpd", 0, "check every interval that the peer is alive (0: never)")
-	fs.DurationVar(&o.childRekey, "child-rekey", 0, "rekey each Child SA this long after it is set up (0: leave it to the peer); -esp groups such as aes128gcm16-x25519 add PFS")
+	fs.DurationVar(&o.childRekey, "child-rekey", 0, "rekey each Child SA this long after it is set up (0: 1h; negative: leave it to the peer); -esp groups such as aes128gcm16-x25519 add PFS")
 	fs.StringVar(&o.ikeProps, "ike", "aes128gcm16-prfsha256-x25519,aes256-sha256-modp2048", "IKE proposals, comma-separated, strongSwan notation")
 	fs.StringVar(&o.espProps, "esp", "aes128gcm16,null-sha256", "ESP proposals, comma-separated")
 	fs.StringVar(&o.localTS, "local-ts", "", "our traffic selectors, comma-separated prefixes (default: our address)")
