@@ -276,6 +276,7 @@ func (sa *IKESA) exchange(ctx context.Context, pkt []byte, exch message.Exchange
 		sa.mu.Unlock()
 		if n > 0 {
 			sa.log.Debug("ike: retransmit", "exchange", exch, "id", msgID, "try", n)
+			sa.ep.retransmits.Add(1)
 		}
 		sa.ep.send(pkt, remote, natt)
 		timer := time.NewTimer(r.interval(n))
