@@ -3,6 +3,7 @@ package ike
 import (
 	"net/netip"
 	"runtime"
+	"time"
 )
 
 // DefaultQueueLen is the number of received messages an endpoint holds for
@@ -31,6 +32,8 @@ func (e *Endpoint) startWorkers() {
 		q = DefaultQueueLen
 	}
 	e.work = make(chan job, q)
+	e.workers.Add(1)
+	go e.expireLoop()
 	e.workers.Add(n)
 	for range n {
 		go func() {
@@ -39,6 +42,24 @@ func (e *Endpoint) startWorkers() {
 				e.handle(j.pkt, j.from, j.natt)
 			}
 		}()
+	}
+}
+
+// expireLoop drops half-open SAs that timed out even when no new
+// IKE_SA_INIT request arrives to trigger the scan.
+func (e *Endpoint) expireLoop() {
+	defer e.workers.Done()
+	t := time.NewTicker(expireScan)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.closed:
+			return
+		case <-t.C:
+			e.mu.Lock()
+			e.expireHalfOpenLocked()
+			e.mu.Unlock()
+		}
 	}
 }
 
