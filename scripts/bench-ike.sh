@@ -14,9 +14,10 @@
 #   --sockets S     initiator socket pairs (default 4)
 #   --delete M      espy ike bench -delete (default each: every SA is
 #                   deleted as soon as it is up, inside the measured time)
-#   --cookies       leave both responders' cookie thresholds at their
-#                   defaults (charon 10, espy 30) instead of switching
-#                   cookies off; the initiator then does the extra round trip
+#   --cookies       both responders demand cookies from 10 half-open SAs on
+#                   (charon's default cookie_threshold) instead of never;
+#                   with -init-limit above that, most handshakes then take
+#                   the extra round trip
 #   --pin           pin the initiator to CPU 0 and the responder to CPU 1
 #                   (taskset), so the initiator's work never competes with
 #                   the responder's
@@ -102,13 +103,15 @@ psk=bench-ike-psk-not-a-secret
 if [ "$cookies" -eq 1 ]; then
 	charon_limits="cookie_threshold = 10
   block_threshold = 1000000"
-	espy_limits=""
+	espy_limits="-cookie-threshold 10 -max-half-open 1000000"
 else
 	charon_limits="cookie_threshold = 1000000
   block_threshold = 1000000"
 	espy_limits="-cookie-threshold 1000000 -max-half-open 1000000"
 fi
 mkdir -p "$dir/run"
+# swanctl --load-all looks for credentials next to swanctl.conf.
+for d in x509 x509ca x509ocsp x509aa x509ac x509crl pubkey private rsa ecdsa bliss pkcs8 pkcs12; do mkdir -p "$dir/$d"; done
 cat >"$dir/strongswan.conf" <<EOF
 charon {
   load_modular = no
