@@ -5,12 +5,13 @@
 #
 # usage: scripts/bench-ike.sh [--count N] [--init-limit L] [--rounds R]
 #                             [--sockets S] [--delete each|end|never]
-#                             [--cookies] [--pin]
+#                             [--cookies] [--pin] [--nice N]
 #
-#   --count N       IKE SAs per measured run (default 10000)
+#   --count N       IKE SAs per measured run (default 5000)
 #   --init-limit L  handshakes in flight (load-tester's init_limit; default 64)
 #   --rounds R      measured runs per responder, alternating charon, espy
-#                   (default 2); the rates are summed over the rounds
+#                   (default 4, so that both see the machine's other load
+#                   alike); the rates are averaged over the rounds
 #   --sockets S     initiator socket pairs (default 4)
 #   --delete M      espy ike bench -delete (default each: every SA is
 #                   deleted as soon as it is up, inside the measured time)
@@ -21,6 +22,9 @@
 #   --pin           pin the initiator to CPU 0 and the responder to CPU 1
 #                   (taskset), so the initiator's work never competes with
 #                   the responder's
+#   --nice N        run initiator and responder at this niceness (default
+#                   -5; both alike) so that other work on a shared machine
+#                   disturbs the measurement less; 0 to leave it
 #
 # Two network namespaces (random suffix, removed on exit) joined by a veth
 # pair: the initiator on 192.0.2.1, the responder on 192.0.2.2. charon runs
@@ -48,7 +52,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-count=10000 init_limit=64 rounds=2 sockets=4 delete=each cookies=0 pin=0
+count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=0 nice=-5
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--count) count=$2; shift ;;
@@ -58,6 +62,7 @@ while [ $# -gt 0 ]; do
 	--delete) delete=$2; shift ;;
 	--cookies) cookies=1 ;;
 	--pin) pin=1 ;;
+	--nice) nice=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench-ike: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
@@ -166,8 +171,8 @@ secrets {
 }
 EOF
 
-resp_cpu="" ini_cpu=""
-if [ "$pin" -eq 1 ]; then resp_cpu="taskset -c 1" ini_cpu="taskset -c 0"; fi
+resp_cpu="nice -n $nice" ini_cpu="nice -n $nice"
+if [ "$pin" -eq 1 ]; then resp_cpu="$resp_cpu taskset -c 1" ini_cpu="$ini_cpu taskset -c 0"; fi
 
 start_charon() {
 	rm -f "$dir/charon.vici"
@@ -202,7 +207,7 @@ rate() { sed -n 's/.* rate=\([0-9.]*\).*/\1/p'; }
 # cpu_ticks prints the responder's user+system CPU time in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$resp_pid/stat"; }
 
-declare -A sum=([charon]=0 [espy]=0)
+declare -A sum=([charon]=0 [espy]=0) cpu=([charon]=0 [espy]=0) icpu=([charon]=0 [espy]=0)
 for r in $(seq "$rounds"); do
 	for who in charon espy; do
 		"start_$who"
@@ -214,11 +219,16 @@ for r in $(seq "$rounds"); do
 		cpu_us=$(awk -v a="$t0" -v b="$t1" -v n="$count" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }')
 		echo "round $r $who: $line responder_cpu_us_per_sa=$cpu_us"
 		sum[$who]=$(echo "${sum[$who]} $(echo "$line" | rate)" | awk '{print $1 + $2}')
+		cpu[$who]=$((${cpu[$who]} + cpu_us))
+		icpu[$who]=$((${icpu[$who]} + $(echo "$line" | sed -n 's/.* cpu_us_per_sa=\([0-9]*\).*/\1/p')))
 		if echo "$line" | grep -qv ' failed=0 '; then
 			grep '^failed:' "$dir/bench.out" | tail -5 >&2 || true
 		fi
 	done
 done
-awk -v c="${sum[charon]}" -v e="${sum[espy]}" -v n="$rounds" 'BEGIN {
-	printf "charon: %.1f IKE SAs/s\nespy:   %.1f IKE SAs/s\nratio espy/charon: %.2f\n", c / n, e / n, (c > 0 ? e / c : 0)
+awk -v c="${sum[charon]}" -v e="${sum[espy]}" -v n="$rounds" \
+	-v cc="${cpu[charon]}" -v ce="${cpu[espy]}" -v ic="${icpu[charon]}" -v ie="${icpu[espy]}" 'BEGIN {
+	printf "charon: %.1f IKE SAs/s, responder CPU %.0f us/SA (initiator %.0f us/SA)\n", c / n, cc / n, ic / n
+	printf "espy:   %.1f IKE SAs/s, responder CPU %.0f us/SA (initiator %.0f us/SA)\n", e / n, ce / n, ie / n
+	printf "ratio espy/charon: %.2f (rate); responder CPU per SA charon/espy: %.2f\n", (c > 0 ? e / c : 0), (ce > 0 ? cc / ce : 0)
 }'

@@ -90,6 +90,17 @@ type Result struct {
 	Elapsed     time.Duration // from the first handshake started to the last one finished
 	P50, P99    time.Duration // handshake latency of the established SAs
 	Deleted     int           // SAs deleted (DeleteEach, DeleteAtEnd)
+	// CPU is the CPU time (user and system) this process spent during
+	// the measurement: the initiator's cost.
+	CPU time.Duration
+}
+
+// CPUPerSA is the initiator's CPU time per established SA.
+func (r *Result) CPUPerSA() time.Duration {
+	if r.Established == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Established)
 }
 
 // Rate is established IKE SAs per second.
@@ -102,9 +113,9 @@ func (r *Result) Rate() float64 {
 
 // Line is the fixed machine-readable summary.
 func (r *Result) Line() string {
-	return fmt.Sprintf("ikebench: target=%s established=%d failed=%d retransmits=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f",
+	return fmt.Sprintf("ikebench: target=%s established=%d failed=%d retransmits=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f cpu_us_per_sa=%d",
 		r.Target, r.Established, r.Failed, r.Retransmits, r.Elapsed.Seconds(), r.Rate(),
-		float64(r.P50)/float64(time.Millisecond), float64(r.P99)/float64(time.Millisecond))
+		float64(r.P50)/float64(time.Millisecond), float64(r.P99)/float64(time.Millisecond), r.CPUPerSA().Microseconds())
 }
 
 // maxSamples bounds the latency samples kept (a long -duration run).
@@ -152,6 +163,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		runCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
+	cpu0 := processCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range max(cfg.InitLimit, 1) {
@@ -196,7 +208,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	r := &Result{Target: cfg.Target, Failures: failures, Elapsed: time.Duration(lastDone.Load() - start.UnixNano())}
+	r := &Result{Target: cfg.Target, Failures: failures, Elapsed: time.Duration(lastDone.Load() - start.UnixNano()), CPU: processCPU() - cpu0}
 	if lastDone.Load() == 0 {
 		r.Elapsed = time.Since(start)
 	}

@@ -102,7 +102,7 @@ func TestRun(t *testing.T) {
 			if len(ids) != want {
 				t.Errorf("%d distinct initiator identities on the responder, want %d", len(ids), want)
 			}
-			if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=40 failed=0 retransmits=\d+ seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+$`).MatchString(r.Line()) {
+			if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=40 failed=0 retransmits=\d+ seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+$`).MatchString(r.Line()) {
 				t.Errorf("summary line %q", r.Line())
 			}
 		})

@@ -39,7 +39,7 @@ func TestBench(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	last := lines[len(lines)-1]
-	if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=12 failed=0 retransmits=0 seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+$`).MatchString(last) {
+	if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=12 failed=0 retransmits=0 seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+$`).MatchString(last) {
 		t.Fatalf("summary %q in\n%s", last, out.String())
 	}
 	if !strings.Contains(out.String(), "deleted: 12\n") {
