@@ -5,7 +5,7 @@
 #
 # usage: scripts/bench-ike.sh [--count N] [--init-limit L] [--rounds R]
 #                             [--sockets S] [--delete each|end|never]
-#                             [--cookies] [--pin] [--nice N]
+#                             [--cookies] [--no-pin] [--nice N]
 #
 #   --count N       IKE SAs per measured run (default 5000)
 #   --init-limit L  handshakes in flight (load-tester's init_limit; default 64)
@@ -19,9 +19,11 @@
 #                   (charon's default cookie_threshold) instead of never;
 #                   with -init-limit above that, most handshakes then take
 #                   the extra round trip
-#   --pin           pin the initiator to CPU 0 and the responder to CPU 1
-#                   (taskset), so the initiator's work never competes with
-#                   the responder's
+#   --no-pin        let initiator and responder share both CPUs; by default
+#                   (taskset) the initiator runs on CPU 0 and the responder
+#                   on CPU 1, so each responder gets exactly one CPU (charon's
+#                   16 threads as espy's GOMAXPROCS=1) and the initiator's
+#                   work, the same for both, does not dilute the comparison
 #   --nice N        run initiator and responder at this niceness (default
 #                   -5; both alike) so that other work on a shared machine
 #                   disturbs the measurement less; 0 to leave it
@@ -52,7 +54,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=0 nice=-5
+count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=1 nice=-5
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--count) count=$2; shift ;;
@@ -61,7 +63,7 @@ while [ $# -gt 0 ]; do
 	--sockets) sockets=$2; shift ;;
 	--delete) delete=$2; shift ;;
 	--cookies) cookies=1 ;;
-	--pin) pin=1 ;;
+	--no-pin) pin=0 ;;
 	--nice) nice=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench-ike: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -80,7 +82,7 @@ command -v swanctl >/dev/null || die "swanctl is missing (Debian: strongswan-swa
 command -v ip >/dev/null || die "ip is missing (Debian: iproute2)"
 if [ "$pin" -eq 1 ]; then
 	command -v taskset >/dev/null || die "taskset is missing (Debian: util-linux)"
-	[ "$(nproc)" -ge 2 ] || die "--pin needs two CPUs"
+	[ "$(nproc)" -ge 2 ] || die "pinning needs two CPUs (use --no-pin)"
 fi
 
 tag=$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')
