@@ -5,7 +5,7 @@
 #
 # usage: scripts/bench-ike.sh [--count N] [--init-limit L] [--rounds R]
 #                             [--sockets S] [--delete each|end|never]
-#                             [--cookies] [--no-pin] [--nice N]
+#                             [--cookies] [--no-pin] [--nice N] [--shares S]
 #
 #   --count N       IKE SAs per measured run (default 5000)
 #   --init-limit L  handshakes in flight (load-tester's init_limit; default 64)
@@ -25,14 +25,22 @@
 #                   16 threads as espy's GOMAXPROCS=1) and the initiator's
 #                   work, the same for both, does not dilute the comparison
 #   --nice N        run initiator and responder at this niceness (default
-#                   -5; both alike) so that other work on a shared machine
-#                   disturbs the measurement less; 0 to leave it
+#                   0; both alike)
+#   --shares S      CPU weight of the initiator's and of the responder's
+#                   cgroup (default 4096, four plain processes' worth)
 #
 # Two network namespaces (random suffix, removed on exit) joined by a veth
 # pair: the initiator on 192.0.2.1, the responder on 192.0.2.2. charon runs
 # with kernel-libipsec and a private /run, as in ike/interop_test.go; espy
 # as `espy ike respond`. Suite for both: IKE aes128gcm16-prfsha256-x25519,
 # ESP aes128gcm16, PSK, tunnel mode, one Child SA per IKE SA.
+#
+# Scheduling: the initiator and the responder each run in a cgroup of their
+# own with the same CPU weight (--shares; cgroup v1 cpu.shares or v2
+# cpu.weight), so that on a machine shared with other work a responder is
+# one scheduling entity whatever its thread count (charon has 16 threads,
+# espy GOMAXPROCS), and other work disturbs both alike. Without a writable
+# cpu cgroup hierarchy the script says so and runs without.
 #
 # Fairness (charon knobs, all in the generated strongswan.conf):
 #   * threads = 16 (charon's default), ikesa_table_size = 4096 and
@@ -54,7 +62,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=1 nice=-5
+count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=1 nice=0 shares=4096
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--count) count=$2; shift ;;
@@ -65,6 +73,7 @@ while [ $# -gt 0 ]; do
 	--cookies) cookies=1 ;;
 	--no-pin) pin=0 ;;
 	--nice) nice=$2; shift ;;
+	--shares) shares=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench-ike: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
@@ -89,8 +98,10 @@ tag=$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 nsi=ikeb-i-$tag nsr=ikeb-r-$tag
 dir=$(mktemp -d /tmp/bench-ike.XXXXXX)
 resp_pid=""
+cg_ini="" cg_resp=""
 cleanup() {
 	if [ -n "$resp_pid" ]; then kill "$resp_pid" 2>/dev/null || true; wait "$resp_pid" 2>/dev/null || true; fi
+	for g in "$cg_ini" "$cg_resp"; do [ -n "$g" ] && rmdir "$g" 2>/dev/null || true; done
 	ip netns del "$nsi" 2>/dev/null || true
 	ip netns del "$nsr" 2>/dev/null || true
 	rm -rf "$dir"
@@ -173,12 +184,37 @@ secrets {
 }
 EOF
 
+# One cgroup each for initiator and responder (see Scheduling above).
+if [ -d /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpu ]; then
+	cg_ini=/sys/fs/cgroup/cpu/ikeb-i-$tag cg_resp=/sys/fs/cgroup/cpu/ikeb-r-$tag
+	mkdir "$cg_ini" "$cg_resp"
+	for g in "$cg_ini" "$cg_resp"; do echo "$shares" >"$g/cpu.shares"; done
+elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null && [ -w /sys/fs/cgroup ]; then
+	grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+	cg_ini=/sys/fs/cgroup/ikeb-i-$tag cg_resp=/sys/fs/cgroup/ikeb-r-$tag
+	mkdir "$cg_ini" "$cg_resp"
+	for g in "$cg_ini" "$cg_resp"; do echo $((shares * 100 / 1024)) >"$g/cpu.weight"; done
+else
+	echo "bench-ike: no writable cpu cgroup hierarchy: running without (charon's threads weigh more than espy's on a busy machine)" >&2
+fi
+# incg GROUP CMD... execs CMD inside cgroup GROUP (or plainly without
+# one). It replaces the shell it runs in: call it in a subshell (a
+# background job or a pipeline), whose PID then is CMD's.
+incg() {
+	local g=$1
+	shift
+	if [ -n "$g" ]; then
+		exec sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$g" "$@"
+	fi
+	exec "$@"
+}
+
 resp_cpu="nice -n $nice" ini_cpu="nice -n $nice"
 if [ "$pin" -eq 1 ]; then resp_cpu="$resp_cpu taskset -c 1" ini_cpu="$ini_cpu taskset -c 0"; fi
 
 start_charon() {
 	rm -f "$dir/charon.vici"
-	STRONGSWAN_CONF=$dir/strongswan.conf ip netns exec "$nsr" $resp_cpu sh -c "mount --bind $dir/run /run && exec $charon" >"$dir/charon.out" 2>&1 &
+	STRONGSWAN_CONF=$dir/strongswan.conf incg "$cg_resp" ip netns exec "$nsr" $resp_cpu sh -c "mount --bind $dir/run /run && exec $charon" >"$dir/charon.out" 2>&1 &
 	resp_pid=$!
 	for _ in $(seq 100); do [ -S "$dir/charon.vici" ] && break; sleep 0.1; done
 	[ -S "$dir/charon.vici" ] || { cat "$dir/charon.out" >&2; die "charon did not start"; }
@@ -186,7 +222,7 @@ start_charon() {
 }
 
 start_espy() {
-	ESPY_IKE_PSK=$psk ip netns exec "$nsr" $resp_cpu "$espy" ike respond -listen 192.0.2.2 -local-id r.bench.example \
+	ESPY_IKE_PSK=$psk incg "$cg_resp" ip netns exec "$nsr" $resp_cpu "$espy" ike respond -listen 192.0.2.2 -local-id r.bench.example \
 		-ike aes128gcm16-prfsha256-x25519 -esp aes128gcm16 -quiet $espy_limits >/dev/null 2>"$dir/espy.err" &
 	resp_pid=$!
 	for _ in $(seq 100); do ip netns exec "$nsr" ss -Hlun 'sport = :500' | grep -q . && break; sleep 0.1; done
@@ -200,7 +236,7 @@ stop_responder() {
 
 # bench N prints the summary line of one run of N SAs.
 bench() {
-	ESPY_IKE_PSK=$psk ip netns exec "$nsi" $ini_cpu "$espy" ike bench -listen 192.0.2.1 -count "$1" \
+	ESPY_IKE_PSK=$psk incg "$cg_ini" ip netns exec "$nsi" $ini_cpu "$espy" ike bench -listen 192.0.2.1 -count "$1" \
 		-init-limit "$init_limit" -sockets "$sockets" -delete "$delete" -encap -timeout 60s \
 		-ike aes128gcm16-prfsha256-x25519 -esp aes128gcm16 192.0.2.2 | tee -a "$dir/bench.out" | grep '^ikebench:'
 }
