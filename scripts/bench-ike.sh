@@ -4,7 +4,7 @@
 # the same initiator (espy ike bench), and prints the ratio espy/charon.
 #
 # usage: scripts/bench-ike.sh [--count N] [--init-limit L] [--rounds R]
-#                             [--sockets S] [--delete each|end|never]
+#                             [--sockets S] [--delete each|end]
 #                             [--cookies] [--no-pin] [--nice N] [--shares S]
 #
 #   --count N       IKE SAs per measured run (default 5000)

@@ -32,21 +32,18 @@ const (
 	// DeleteEach deletes each IKE SA as soon as it is up, inside the
 	// measured time (an INFORMATIONAL exchange per SA more).
 	DeleteEach
-	// DeleteNever leaves the SAs to the responder's timeouts.
-	DeleteNever
 )
 
-// ParseDeleteMode reads "end", "each" or "never".
+// ParseDeleteMode reads "end" or "each". (There is no "never": closing
+// the initiator's endpoints tells the peer about every SA anyway.)
 func ParseDeleteMode(s string) (DeleteMode, error) {
 	switch s {
 	case "end":
 		return DeleteAtEnd, nil
 	case "each":
 		return DeleteEach, nil
-	case "never":
-		return DeleteNever, nil
 	}
-	return 0, fmt.Errorf("ikebench: delete mode %q: want end, each or never", s)
+	return 0, fmt.Errorf("ikebench: delete mode %q: want end or each", s)
 }
 
 // ErrConfig means an unusable benchmark configuration.
@@ -89,7 +86,7 @@ type Result struct {
 	Retransmits uint64
 	Elapsed     time.Duration // from the first handshake started to the last one finished
 	P50, P99    time.Duration // handshake latency of the established SAs
-	Deleted     int           // SAs deleted (DeleteEach, DeleteAtEnd)
+	Deleted     int           // SAs deleted with an acknowledged INFORMATIONAL exchange
 	// CPU is the CPU time (user and system) this process spent during
 	// the measurement: the initiator's cost.
 	CPU time.Duration

@@ -63,7 +63,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&localTS, "local-ts", "", "our traffic selectors, comma-separated prefixes (default: our address)")
 	fs.StringVar(&remoteTS, "remote-ts", "", "the target's traffic selectors (default: its address)")
 	fs.BoolVar(&cfg.Encap, "encap", false, "force UDP encapsulation: IKE_AUTH on the NAT-T port")
-	fs.StringVar(&deleteMode, "delete", "each", "when to delete the SAs: each (right after each is up, timed), end (all after the measurement, untimed), never")
+	fs.StringVar(&deleteMode, "delete", "each", "when to delete the SAs: each (right after each is up, timed) or end (all after the measurement, untimed)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -137,9 +137,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for _, k := range reasons {
 			fmt.Fprintf(stdout, "failed: %s %d\n", k, r.Failures[k])
 		}
-		if cfg.Delete != ikebench.DeleteNever {
-			fmt.Fprintf(stdout, "deleted: %d\n", r.Deleted)
-		}
+		fmt.Fprintf(stdout, "deleted: %d\n", r.Deleted)
 		fmt.Fprintf(stdout, "established %d IKE SAs in %v (%.1f/s), %d failed, %d retransmits, latency p50 %v p99 %v, initiator CPU %v per SA\n",
 			r.Established, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Failed, r.Retransmits, r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.CPUPerSA())
 		fmt.Fprintln(stdout, r.Line())
