@@ -97,8 +97,9 @@ func newFloodLab(t *testing.T) *floodLab {
 	for _, p := range spoofed {
 		run(t, "ip", "-n", l.nsResp, "route", "add", "blackhole", p.String())
 	}
+	// /proc/sys/net shows the namespace of the process reading it.
 	for _, k := range []string{"all", "default", vr} {
-		run(t, "ip", "netns", "exec", l.nsResp, "sysctl", "-q", "-w", "net.ipv4.conf."+k+".rp_filter=0")
+		run(t, "ip", "netns", "exec", l.nsResp, "sh", "-c", "echo 0 >/proc/sys/net/ipv4/conf/"+k+"/rp_filter")
 	}
 	return l
 }
