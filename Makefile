@@ -5,7 +5,7 @@ BIN       := bin/espy
 SAMPLE    := testdata/sample.pcap
 FUZZTIME  ?= 20s
 
-.PHONY: all build run test deps lint bench bench-replay bench-accuracy fuzz generate check-generate clean
+.PHONY: all build run test deps lint bench bench-replay bench-accuracy bench-ike fuzz generate check-generate clean
 
 all: build
 
@@ -41,6 +41,11 @@ bench-replay: build
 ## bench-accuracy: espy and tshark's NULL heuristic scored on ../shared/corpus.
 bench-accuracy: build
 	./scripts/bench-accuracy.sh
+
+## bench-ike: IKE SAs/s with espy and with strongSwan's charon as responder,
+## same load from espy ike bench, and the ratio (root; BENCH_IKE_ARGS=--help).
+bench-ike: build
+	./scripts/bench-ike.sh $(BENCH_IKE_ARGS)
 
 ## fuzz: a short run of each fuzz target.
 fuzz:

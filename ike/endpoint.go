@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/espy-dpi/espy/ike/message"
@@ -41,6 +42,8 @@ type ListenConfig struct {
 	AlwaysCookie    bool          // require cookies for every IKE_SA_INIT
 	MaxHalfOpen     int           // 0: DefaultMaxHalfOpen
 	HalfOpenTimeout time.Duration // 0: DefaultHalfOpenTimeout
+	Workers         int           // goroutines handling received messages; 0: GOMAXPROCS
+	QueueLen        int           // received messages waiting for them before drops; 0: DefaultQueueLen
 	Logger          *slog.Logger  // nil: discard
 
 	Fragments FragmentLimits // IKE fragment reassembly (RFC 7383); zero fields: defaults
@@ -63,6 +66,17 @@ type Endpoint struct {
 	halfOpen  map[halfOpenKey]*IKESA
 	inSPIs    map[uint32]bool // inbound ESP SPIs of registered Child SAs
 	responder []*Config
+	// lastExpire is when expireHalfOpenLocked last scanned halfOpen.
+	lastExpire time.Time
+	// localAddrs caches localFor's route lookups for a wildcard socket.
+	localAddrs map[netip.Addr]netip.Addr
+
+	// work feeds received messages to the worker pool (workers.go).
+	work                    chan job
+	workers                 sync.WaitGroup
+	stopOnce                sync.Once
+	queueDrops, cookiesSent atomic.Uint64
+	retransmits             atomic.Uint64
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -115,6 +129,7 @@ func NewEndpoint(ike, natt *net.UDPConn, lc ListenConfig) *Endpoint {
 		closed: make(chan struct{}),
 	}
 	e.frag.init(lc.Fragments)
+	e.startWorkers()
 	e.wg.Add(2)
 	go e.readLoop(ike, false)
 	go e.readLoop(natt, true)
@@ -209,6 +224,7 @@ func (e *Endpoint) Close() error {
 	}
 	err := errors.Join(e.ike.Close(), e.natt.Close())
 	e.wg.Wait()
+	e.stopWorkers()
 	return err
 }
 
@@ -239,7 +255,7 @@ func (e *Endpoint) readLoop(c *net.UDPConn, natt bool) {
 			pkt = pkt[4:]
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		e.handle(append([]byte(nil), pkt...), from, natt)
+		e.enqueue(pkt, from, natt)
 	}
 }
 
@@ -266,12 +282,37 @@ func (e *Endpoint) localFor(remote netip.AddrPort, natt bool) netip.AddrPort {
 	}
 	a := ap.Addr().Unmap()
 	if a.IsUnspecified() {
-		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote)); err == nil {
-			a = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-			c.Close()
-		}
+		a = e.routeSource(remote, a)
 	}
 	return netip.AddrPortFrom(a, ap.Port())
+}
+
+// maxLocalAddrs bounds the route lookup cache of localFor.
+const maxLocalAddrs = 4096
+
+// routeSource returns the source address the kernel picks towards remote
+// (def if it has no route). Asking costs a socket, so answers are cached,
+// and the cache is emptied when it reaches maxLocalAddrs peers.
+func (e *Endpoint) routeSource(remote netip.AddrPort, def netip.Addr) netip.Addr {
+	e.mu.Lock()
+	a, ok := e.localAddrs[remote.Addr()]
+	e.mu.Unlock()
+	if ok {
+		return a
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote))
+	if err != nil {
+		return def
+	}
+	a = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	c.Close()
+	e.mu.Lock()
+	if e.localAddrs == nil || len(e.localAddrs) >= maxLocalAddrs {
+		e.localAddrs = map[netip.Addr]netip.Addr{}
+	}
+	e.localAddrs[remote.Addr()] = a
+	e.mu.Unlock()
+	return a
 }
 
 // newSPI returns a fresh nonzero SPI not in use; call with e.mu held.

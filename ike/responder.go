@@ -1,9 +1,11 @@
 package ike
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -49,7 +51,11 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 		return
 	}
 	cfg := cfgs[0]
-	log := cfg.Logger.With("spii", fmt.Sprintf("%016x", hdr.SPIi), "peer", from)
+	log := cfg.Logger
+	if logs(log) {
+		// Only when it prints: the flood path should not pay for it.
+		log = log.With("spii", fmt.Sprintf("%016x", hdr.SPIi), "peer", from)
+	}
 	req, err := message.Decode(pkt)
 	if err != nil {
 		log.Debug("ike: bad IKE_SA_INIT", "err", err)
@@ -75,6 +81,7 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 		c, ok := req.Payloads[0].(*message.Notify)
 		if !ok || c.Kind != message.COOKIE || !e.cookies.valid(c.Data, ni.Data, from.Addr(), hdr.SPIi) {
 			log.Debug("ike: demanding cookie", "half_open", halfOpen)
+			e.cookiesSent.Add(1)
 			e.replyStateless(hdr, from, natt, &message.Notify{Kind: message.COOKIE, Data: e.cookies.make(ni.Data, from.Addr(), hdr.SPIi)})
 			return
 		}
@@ -134,7 +141,10 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 	e.sas[sa.spiR] = sa
 	e.halfOpen[key] = sa
 	e.mu.Unlock()
-	sa.log = log.With("spir", fmt.Sprintf("%016x", sa.spiR))
+	sa.log = log
+	if logs(log) {
+		sa.log = log.With("spir", fmt.Sprintf("%016x", sa.spiR))
+	}
 	sa.suite = suite
 	sa.ni, sa.nr = append([]byte(nil), ni.Data...), nr
 	sa.remote, sa.natt = from, natt
@@ -202,9 +212,22 @@ func suiteProposal(s Suite) Proposal {
 	return p
 }
 
-// expireHalfOpenLocked drops responder SAs whose IKE_AUTH never came.
+// logs reports whether l prints anything at all.
+func logs(l *slog.Logger) bool { return l.Enabled(context.Background(), slog.LevelError) }
+
+// expireScan is how often expireHalfOpenLocked looks at every half-open
+// SA; scanning for each IKE_SA_INIT would make a flood quadratic.
+const expireScan = time.Second
+
+// expireHalfOpenLocked drops responder SAs whose IKE_AUTH never came, at
+// most expireScan after their timeout.
 func (e *Endpoint) expireHalfOpenLocked() {
-	limit := time.Now().Add(-e.lc.HalfOpenTimeout)
+	now := time.Now()
+	if now.Sub(e.lastExpire) < expireScan {
+		return
+	}
+	e.lastExpire = now
+	limit := now.Add(-e.lc.HalfOpenTimeout)
 	for k, sa := range e.halfOpen {
 		if sa.created.Before(limit) {
 			delete(e.halfOpen, k)
@@ -274,12 +297,17 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		// The peer has no other IKE SA with us (it restarted): drop the
 		// ones we still keep for its identity (RFC 7296 2.4). Done
 		// asynchronously, as it takes the other SAs' locks.
-		go func(addr netip.Addr, id Identity) {
+		go func(addr netip.Addr, id Identity, created time.Time) {
 			for _, old := range sa.ep.established(addr, id, sa) {
+				if !old.created.Before(created) {
+					// Set up after this one (this goroutine may run
+					// late): not what the peer's restart left behind.
+					continue
+				}
 				old.log.Info("ike: INITIAL_CONTACT from the peer, deleting old IKE SA")
 				old.teardown()
 			}
-		}(sa.remote.Addr(), peer)
+		}(sa.remote.Addr(), peer, sa.created)
 	}
 	sa.ep.mu.Lock()
 	for k, v := range sa.ep.halfOpen {

@@ -305,6 +305,7 @@ func (sa *IKESA) exchangeAll(ctx context.Context, pkts [][]byte, exch message.Ex
 		sa.mu.Unlock()
 		if n > 0 {
 			sa.log.Debug("ike: retransmit", "exchange", exch, "id", msgID, "try", n)
+			sa.ep.retransmits.Add(1)
 		}
 		sa.sendAll(pkts, remote, natt)
 		timer := time.NewTimer(r.interval(n))

@@ -29,6 +29,7 @@ import (
 
 const usage = `usage: espy ike initiate [flags] REMOTE-ADDRESS
        espy ike respond [flags]
+       espy ike bench [flags] TARGET-ADDRESS   (a load generator; see espy ike bench -h)
 
 Runs espy's IKEv2 stack (PSK authentication) and prints one JSON line per
 event: "listening", "established" (an IKE SA, with its peer and
@@ -59,9 +60,14 @@ type options struct {
 	port, natPort, remotePort, rNAT    uint
 	transport, encap, once, verbose    bool
 	timeout                            time.Duration
+	cookieThreshold, maxHalfOpen       int
+	quiet                              bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "bench" {
+		return bench(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 {
 		if code, ok := controlMain(ctx, args, stdout, stderr); ok {
 			return code
@@ -98,10 +104,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.once, "once", false, "exit (deleting the SA) once the first Child SA is up")
 	fs.BoolVar(&o.verbose, "v", false, "log protocol events to stderr")
 	fs.DurationVar(&o.timeout, "timeout", 0, "give up initiating after this long (0: the retransmission schedule)")
+	fs.BoolVar(&o.quiet, "quiet", false, "print only the listening and error events (benchmarks)")
+	fs.IntVar(&o.cookieThreshold, "cookie-threshold", ike.DefaultCookieThreshold, "half-open IKE SAs from which cookies are demanded (respond)")
+	fs.IntVar(&o.maxHalfOpen, "max-half-open", ike.DefaultMaxHalfOpen, "half-open IKE SAs beyond which IKE_SA_INIT requests are dropped (respond)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	out := newJSONOut(stdout)
+	out.quiet = o.quiet
 	if err := execute(ctx, mode, fs.Args(), &o, out, stderr); err != nil {
 		out.emit(map[string]any{"event": "error", "error": err.Error()})
 		fmt.Fprintf(stderr, "espy ike: %v\n", err)
@@ -115,7 +125,8 @@ func execute(ctx context.Context, mode string, rest []string, o *options, out *j
 	if err != nil {
 		return err
 	}
-	lc := ike.ListenConfig{Port: uint16(o.port), NATPort: uint16(o.natPort), Logger: cfg.Logger}
+	lc := ike.ListenConfig{Port: uint16(o.port), NATPort: uint16(o.natPort), Logger: cfg.Logger,
+		CookieThreshold: o.cookieThreshold, MaxHalfOpen: o.maxHalfOpen}
 	if o.listen != "" {
 		if lc.Addr, err = netip.ParseAddr(o.listen); err != nil {
 			return fmt.Errorf("-listen: %w", err)
@@ -336,6 +347,8 @@ type jsonOut struct {
 	// up is closed when the first IKE SA is established (printed).
 	up              chan struct{}
 	establishedOnce sync.Once
+	// quiet drops every event but "listening" and "error".
+	quiet bool
 }
 
 func newJSONOut(w io.Writer) *jsonOut {
@@ -374,6 +387,10 @@ func saJSON(event string, i ike.SAInfo) map[string]any {
 
 // established prints an IKE SA that completed IKE_AUTH.
 func (j *jsonOut) established(sa *ike.IKESA) {
+	if j.quiet {
+		j.establishedOnce.Do(func() { close(j.up) })
+		return
+	}
 	spiI, spiR := sa.SPIs()
 	local, remote, natt := sa.Addrs()
 	s := sa.Suite()
@@ -389,7 +406,9 @@ func (j *jsonOut) established(sa *ike.IKESA) {
 
 // RegisterSA implements ike.SARegistrar by printing the SA.
 func (j *jsonOut) RegisterSA(i ike.SAInfo) error {
-	j.emit(saJSON("sa_registered", i))
+	if !j.quiet {
+		j.emit(saJSON("sa_registered", i))
+	}
 	if i.Inbound {
 		j.firstOnce.Do(func() { close(j.first) })
 	}
@@ -397,4 +416,8 @@ func (j *jsonOut) RegisterSA(i ike.SAInfo) error {
 }
 
 // UnregisterSA implements ike.SARegistrar.
-func (j *jsonOut) UnregisterSA(i ike.SAInfo) { j.emit(saJSON("sa_unregistered", i)) }
+func (j *jsonOut) UnregisterSA(i ike.SAInfo) {
+	if !j.quiet {
+		j.emit(saJSON("sa_unregistered", i))
+	}
+}
