@@ -157,7 +157,7 @@ func (in *Inbound) open(pkt []byte) ([]byte, uint8, uint64, error) {
 		binary.BigEndian.PutUint32(in.ctr[12:], 2)
 		ctrXOR(t.block, &in.ctr, plain, in.ks[:])
 		aad := aeadAAD(pkt, in.esn, in.esnHi[:], &in.aad)
-		sealed := t.aead.Seal(plain[len(plain):len(plain)], in.ctr[:12], plain, aad)
+		sealed := t.aead.Seal(plain[len(plain):], in.ctr[:12], plain, aad)
 		if subtle.ConstantTimeCompare(sealed[len(plain):len(plain)+t.icv], icv) != 1 {
 			return nil, 0, 0, ErrAuth
 		}
