@@ -61,6 +61,8 @@ type Endpoint struct {
 	inSPIs    map[uint32]bool // inbound ESP SPIs of registered Child SAs
 	responder []*Config
 
+	espHandler espDemux // ESP-in-UDP consumer (a data plane), may be nil
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
@@ -228,8 +230,11 @@ func (e *Endpoint) readLoop(c *net.UDPConn, natt bool) {
 		pkt := buf[:n]
 		if natt {
 			// On the NAT-T port, IKE carries a non-ESP marker; anything
-			// else is ESP-in-UDP (no data plane here) or a keepalive.
+			// else is ESP-in-UDP or a keepalive (one byte).
 			if n < len(nonESPMarker) || !bytes.Equal(pkt[:4], nonESPMarker) {
+				if h := e.espHandler.Load(); h != nil && n > len(nonESPMarker) {
+					(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+				}
 				continue
 			}
 			pkt = pkt[4:]
