@@ -250,8 +250,12 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 	return nil
 }
 
-// RemoveSA implements ike.DataPlane.
+// RemoveSA implements ike.DataPlane. After Close it does nothing: the
+// device and its routes are gone already.
 func (d *DataPlane) RemoveSA(i ike.SAInfo) {
+	if d.closed.Load() {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.sas.Load()

@@ -71,12 +71,13 @@ func TestEspyToEspy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { sa.Delete(ctx(t)) })
 			out, _ := sa.Children()[0].Infos()
 			if out.Mode != c.mode || (out.Encap == ike.EncapUDP) != c.encap {
 				t.Fatalf("negotiated %+v", out)
 			}
-			ping(t, l.a, srcB, 3)
-			ping(t, l.b, srcA, 3)
+			ping(t, l.a, srcB, 3, a.dp, b.dp)
+			ping(t, l.b, srcA, 3, a.dp, b.dp)
 			tcpBothWays(t, l.a, l.b, srcB, 1<<20)
 			tcpBothWays(t, l.b, l.a, srcA, 256<<10)
 			checkCounters(t, "a", a.dp, beforeA)

@@ -211,8 +211,8 @@ func TestInteropCharonTraffic(t *testing.T) {
 	lts, rts := []netip.Prefix{netip.PrefixFrom(innerA, 32)}, []netip.Prefix{netip.PrefixFrom(innerB, 32)}
 
 	check := func(t *testing.T, c struct{ esp, charonESP string }, child *ike.ChildSA, before Status) {
-		ping(t, l.a, innerB, 2)
-		ping(t, l.b, innerA, 2)
+		ping(t, l.a, innerB, 2, a.dp)
+		ping(t, l.b, innerA, 2, a.dp)
 		tcpBothWays(t, l.a, l.b, innerB, 256<<10)
 		tcpBothWays(t, l.b, l.a, innerA, 256<<10)
 		out := ch.listSAs(t)
@@ -278,7 +278,9 @@ func TestInteropCharonTraffic(t *testing.T) {
 				if len(sas) != 1 || len(sas[0].Children()) != 1 {
 					t.Fatalf("espy has %d IKE SAs", len(sas))
 				}
-				t.Cleanup(func() { exec.Command("swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", ch.uri).Run() })
+				t.Cleanup(func() {
+					exec.Command("swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", ch.uri).Run()
+				})
 				check(t, c, sas[0].Children()[0], before)
 				run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", ch.uri)
 				deadline := time.Now().Add(5 * time.Second)

@@ -128,16 +128,17 @@ func start(t testing.TB, ns string, addr netip.Addr, tunAddrs ...netip.Prefix) *
 }
 
 // ping sends count echo requests from namespace ns to dst and fails the
-// test unless all are answered.
-func ping(t testing.TB, ns string, dst netip.Addr, count int) {
+// test unless all are answered; the data planes' counters are logged then.
+func ping(t testing.TB, ns string, dst netip.Addr, count int, dps ...*DataPlane) {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst.String()).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ping %v from %s: %v\n%s", dst, ns, err, out)
+	if err == nil && strings.Contains(string(out), fmt.Sprintf("%d received", count)) {
+		return
 	}
-	if !strings.Contains(string(out), fmt.Sprintf("%d received", count)) {
-		t.Fatalf("ping %v from %s:\n%s", dst, ns, out)
+	for _, dp := range dps {
+		t.Logf("%s: %+v", dp.Name(), dp.Status())
 	}
+	t.Fatalf("ping %v from %s: %v\n%s", dst, ns, err, out)
 }
 
 // tcpBothWays listens in namespace srv on srvAddr, connects from
@@ -169,8 +170,17 @@ func tcpBothWays(t testing.TB, cli, srv string, srvAddr netip.Addr, size int) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
-		go func() { c.Write(down); c.(*net.TCPConn).CloseWrite() }()
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := c.Write(down)
+			c.(*net.TCPConn).CloseWrite()
+			wrote <- err
+		}()
 		got, err := io.ReadAll(c)
+		// Closing before the write is done would cut the download short.
+		if werr := <-wrote; err == nil {
+			err = werr
+		}
 		srvRes <- res{got, err}
 	}()
 	var c net.Conn
@@ -206,8 +216,9 @@ func tcpBothWays(t testing.TB, cli, srv string, srvAddr netip.Addr, size int) {
 
 // checkCounters fails unless every SA of dp carried traffic and no packet
 // failed authentication or replay checks, and no packet was dropped since
-// status before (NoSA is not checked: the device's own IPv6 router and
-// listener solicitations match no SA).
+// status before. NoSA and UnknownSPI are not checked: the device's own
+// IPv6 router and listener solicitations match no SA, and ESP of an SA
+// being deleted can still be queued when the peer has removed it.
 func checkCounters(t testing.TB, who string, dp *DataPlane, before Status) {
 	t.Helper()
 	st := dp.Status()
@@ -222,7 +233,7 @@ func checkCounters(t testing.TB, who string, dp *DataPlane, before Status) {
 			t.Errorf("%s: SA %08x inbound=%v: %+v", who, s.SPI, s.Inbound, s.Counters)
 		}
 	}
-	if st.SelectorDrops != before.SelectorDrops || st.UnknownSPI != before.UnknownSPI || st.SendErrors != before.SendErrors || st.TunWriteErrors != before.TunWriteErrors {
+	if st.SelectorDrops != before.SelectorDrops || st.SendErrors != before.SendErrors || st.TunWriteErrors != before.TunWriteErrors {
 		t.Errorf("%s: status %+v", who, st)
 	}
 }

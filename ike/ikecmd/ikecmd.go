@@ -59,6 +59,7 @@ type options struct {
 	port, natPort, remotePort, rNAT    uint
 	transport, encap, once, verbose    bool
 	timeout                            time.Duration
+	dp                                 dpOptions
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -93,6 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.once, "once", false, "exit (deleting the SA) once the first Child SA is up")
 	fs.BoolVar(&o.verbose, "v", false, "log protocol events to stderr")
 	fs.DurationVar(&o.timeout, "timeout", 0, "give up initiating after this long (0: the retransmission schedule)")
+	o.dp.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -123,6 +125,11 @@ func execute(ctx context.Context, mode string, rest []string, o *options, out *j
 	defer ep.Close()
 	ikeAddr, nattAddr := ep.Addrs()
 	out.emit(map[string]any{"event": "listening", "ike": ikeAddr.String(), "natt": nattAddr.String()})
+	stopDP, err := o.dp.start(ep, cfg, out)
+	if err != nil {
+		return err
+	}
+	defer stopDP()
 
 	switch mode {
 	case "respond":
