@@ -65,6 +65,7 @@ type DataPlane struct {
 	selectorDrops  atomic.Uint64
 	sendErrors     atomic.Uint64
 	tunWriteErrors atomic.Uint64
+	removed        [2]esp.Counters // outbound, inbound SAs no longer installed; guarded by mu
 }
 
 // tables is an immutable snapshot of the installed SAs; writers replace
@@ -139,7 +140,7 @@ func Open(cfg Config) (dp *DataPlane, err error) {
 		return nil, err
 	}
 	if ep := cfg.Endpoint; ep != nil {
-		if err := ep.Control(d.mark); err != nil {
+		if err := ep.Control(func(fd uintptr) error { bigBuffers(fd); return d.mark(fd) }); err != nil {
 			return nil, fmt.Errorf("esptun: mark IKE sockets: %w", err)
 		}
 		ep.SetESPHandler(d.udpInput())
@@ -155,6 +156,21 @@ func Open(cfg Config) (dp *DataPlane, err error) {
 		go d.rawLoop(d.rawf6, false)
 	}
 	return d, nil
+}
+
+// socketBuffer is the receive and send buffer of the sockets carrying
+// ESP: the default (about 200 KB) overflows while a reader is descheduled
+// under bulk TCP, and each overflow is a lost packet.
+const socketBuffer = 4 << 20
+
+// bigBuffers raises fd's buffers, beyond net.core.rmem_max where the
+// process may (CAP_NET_ADMIN); failure leaves the defaults.
+func bigBuffers(fd uintptr) {
+	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], socketBuffer) != nil {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], socketBuffer)
+		}
+	}
 }
 
 func (d *DataPlane) mark(fd uintptr) error {
@@ -175,6 +191,7 @@ func (d *DataPlane) openRaw() error {
 			unix.Close(fd)
 			return fmt.Errorf("esptun: SO_MARK: %w", err)
 		}
+		bigBuffers(uintptr(fd))
 		f := os.NewFile(uintptr(fd), "esp")
 		if fam == unix.AF_INET {
 			d.raw4, d.rawf4 = fd, f
@@ -234,19 +251,22 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 	if err != nil {
 		return err
 	}
-	replaces := false
+	// As the exchange's responder, keep sending on the SA being replaced
+	// until the peer shows it has the new pair; as its initiator, the
+	// peer installed the pair before answering.
+	pending := false
 	for _, o := range old.out {
-		if sameTraffic(&o.info, &k.SAInfo) && o.active.Load() {
-			replaces = true
+		if sameTraffic(&o.info, &k.SAInfo) && o.active.Load() && !k.Initiated {
+			pending = true
 		}
 	}
-	s.active.Store(!replaces)
+	s.active.Store(!pending)
 	if err := d.addRoutes(&k.SAInfo); err != nil {
 		return err
 	}
 	nt.out = append([]*outSA{s}, old.out...)
 	d.sas.Store(nt)
-	d.log.Debug("esptun: outbound SA installed", "spi", fmt.Sprintf("%08x", k.SPI), "active", !replaces)
+	d.log.Debug("esptun: outbound SA installed", "spi", fmt.Sprintf("%08x", k.SPI), "active", !pending)
 	return nil
 }
 
@@ -271,6 +291,9 @@ func (d *DataPlane) RemoveSA(i ike.SAInfo) {
 			}
 		}
 		d.sas.Store(nt)
+		// The receiving goroutine may still be in Open: the late
+		// packets of a removed SA are not counted.
+		addCounters(&d.removed[1], old.in[i.SPI].in.Counters())
 		return
 	}
 	nt.out = nil
@@ -296,7 +319,16 @@ func (d *DataPlane) RemoveSA(i ike.SAInfo) {
 		}
 	}
 	d.sas.Store(nt)
+	addCounters(&d.removed[0], gone.o.Counters())
 	d.delRoutes(&gone.info)
+}
+
+func addCounters(sum *esp.Counters, c esp.Counters) {
+	sum.Packets += c.Packets
+	sum.Bytes += c.Bytes
+	sum.ReplayDrops += c.ReplayDrops
+	sum.AuthFailures += c.AuthFailures
+	sum.OtherDrops += c.OtherDrops
 }
 
 // routesFor lists the routes an outbound SA needs: its remote selectors
@@ -382,12 +414,18 @@ type Status struct {
 	SelectorDrops  uint64 // decrypted packets outside the SA's selectors
 	SendErrors     uint64
 	TunWriteErrors uint64
+	// RemovedOut and RemovedIn sum the counters of the outbound and
+	// inbound SAs removed so far (deleted or rekeyed).
+	RemovedOut, RemovedIn esp.Counters
 }
 
 // Status returns the counters.
 func (d *DataPlane) Status() Status {
 	t := d.sas.Load()
 	st := Status{NoSA: d.noSA.Load(), UnknownSPI: d.noSPI.Load(), SelectorDrops: d.selectorDrops.Load(), SendErrors: d.sendErrors.Load(), TunWriteErrors: d.tunWriteErrors.Load()}
+	d.mu.Lock()
+	st.RemovedOut, st.RemovedIn = d.removed[0], d.removed[1]
+	d.mu.Unlock()
 	for _, o := range t.out {
 		st.SAs = append(st.SAs, SAStatus{SPI: o.info.SPI, Active: o.active.Load(), Mode: o.mode, Encap: o.info.Encap, Counters: o.o.Counters()})
 	}

@@ -18,6 +18,11 @@ type KeyedSA struct {
 	// PairSPI is the SPI of the other direction of the same Child SA, so
 	// that a data plane can tell when a rekeyed pair carries traffic.
 	PairSPI uint32
+	// Initiated is true when this host initiated the exchange that
+	// created the SA. A responder's new outbound SA should wait until
+	// the peer, which installs its SAs only on the response, uses the
+	// pair (RFC 7296 2.8).
+	Initiated bool
 }
 
 // DataPlane carries the traffic of Child SAs: Linux XFRM, or espy's
@@ -75,7 +80,7 @@ func (c *ChildSA) registerSA(r SARegistrar, dir int) error {
 	if !ok {
 		return r.RegisterSA(c.infos[dir])
 	}
-	k := KeyedSA{SAInfo: c.infos[dir], PairSPI: c.infos[1-dir].SPI}
+	k := KeyedSA{SAInfo: c.infos[dir], PairSPI: c.infos[1-dir].SPI, Initiated: c.Initiated}
 	// EncrI/IntegI protect initiator-to-responder traffic: our outbound
 	// when we initiated the exchange that created the SA.
 	if (dir == 0) == c.Initiated {
