@@ -88,8 +88,10 @@ func (d *dpOptions) start(ep *ike.Endpoint, cfg *ike.Config, out *jsonOut) (func
 	return func() {
 		st := dp.Status()
 		dp.Close()
-		var pkts [2]uint64
-		var auth, replay uint64
+		// Deleted SAs count too: the initiator deletes its SA before this.
+		pkts := [2]uint64{st.RemovedOut.Packets, st.RemovedIn.Packets}
+		auth := st.RemovedIn.AuthFailures
+		replay := st.RemovedIn.ReplayDrops
 		for _, s := range st.SAs {
 			if s.Inbound {
 				pkts[1] += s.Counters.Packets
