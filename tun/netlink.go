@@ -107,8 +107,9 @@ func (n *Netlink) do(m *msg) error {
 	}
 }
 
-// SetLink brings link index up with the given MTU (0: unchanged).
-func (n *Netlink) SetLink(index, mtu int) error {
+// SetLink brings link index up with the given MTU and transmit queue
+// length (0: unchanged).
+func (n *Netlink) SetLink(index, mtu, txQueueLen int) error {
 	// struct ifinfomsg: family, pad, type, index, flags, change.
 	h := make([]byte, 16)
 	binary.NativeEndian.PutUint32(h[4:], uint32(index))
@@ -117,6 +118,9 @@ func (n *Netlink) SetLink(index, mtu int) error {
 	m := newMsg(unix.RTM_NEWLINK, 0, h)
 	if mtu > 0 {
 		m.u32(unix.IFLA_MTU, uint32(mtu))
+	}
+	if txQueueLen > 0 {
+		m.u32(unix.IFLA_TXQLEN, uint32(txQueueLen))
 	}
 	if err := n.do(m); err != nil {
 		return fmt.Errorf("tun: set link %d up, mtu %d: %w", index, mtu, err)

@@ -60,7 +60,7 @@ func TestDeviceAndNetlink(t *testing.T) {
 		if nl, err = OpenNetlink(); err != nil {
 			return err
 		}
-		if err := nl.SetLink(dev.Index(), 1380); err != nil {
+		if err := nl.SetLink(dev.Index(), 1380, 2000); err != nil {
 			return err
 		}
 		if err := nl.AddAddr(dev.Index(), tunAddr); err != nil {
@@ -96,6 +96,7 @@ func TestDeviceAndNetlink(t *testing.T) {
 	}
 	for _, c := range []struct{ args, want string }{
 		{"link show espytest0", "mtu 1380"},
+		{"link show espytest0", "qlen 2000"},
 		{"addr show espytest0", "inet 198.51.100.1/32"},
 		{"route show table 4242", "203.0.113.0/24 dev espytest0 proto static scope link src 198.51.100.1"},
 		{"rule show", "4000:\tfrom all fwmark 0x4242 lookup main"},
