@@ -83,7 +83,10 @@ func (in *Inbound) Open(pkt []byte) (payload []byte, nh uint8, seq uint64, err e
 		in.c.other.Add(1)
 	}
 	if err != nil {
-		return nil, 0, seq, in.errs[err]
+		if e, ok := in.errs[err]; ok {
+			return nil, 0, seq, e
+		}
+		return nil, 0, seq, &SAError{SPI: in.spi, Err: err}
 	}
 	return payload, nh, seq, nil
 }

@@ -227,6 +227,9 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 	if k.Encap == ike.EncapUDP && d.cfg.Endpoint == nil {
 		return fmt.Errorf("esptun: SA %08x is UDP-encapsulated and no IKE endpoint is configured", k.SPI)
 	}
+	if k.Encap == ike.EncapNone && k.Dst.Is6() && d.rawf6 == nil {
+		return fmt.Errorf("esptun: SA %08x: plain ESP over IPv6 without an IPv6 raw socket", k.SPI)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.sas.Load()
