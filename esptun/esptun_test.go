@@ -97,3 +97,53 @@ func TestEspyToEspy(t *testing.T) {
 		})
 	}
 }
+
+// TestEspyToEspyIPv6 runs IKE and ESP over IPv6 between the namespaces:
+// transport mode (plain ESP on the IPv6 raw socket, inner IPv6) and tunnel
+// mode carrying IPv6 inside UDP-encapsulated ESP.
+func TestEspyToEspyIPv6(t *testing.T) {
+	l := newLab(t)
+	outerA, outerB := netip.MustParseAddr("2001:db8::a"), netip.MustParseAddr("2001:db8::b")
+	in6A, in6B := netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:b::1")
+	run(t, "ip", "-n", l.a, "addr", "add", "2001:db8::a/64", "dev", "eeta"+l.tag, "nodad")
+	run(t, "ip", "-n", l.b, "addr", "add", "2001:db8::b/64", "dev", "eetb"+l.tag, "nodad")
+	a := start(t, l.a, outerA, netip.PrefixFrom(in6A, 128))
+	b := start(t, l.b, outerB, netip.PrefixFrom(in6B, 128))
+	for _, c := range []struct {
+		esp   string
+		mode  ike.Mode
+		encap bool
+	}{
+		{"null-sha256", ike.ModeTransport, false},
+		{"aes128gcm16", ike.ModeTunnel, true},
+	} {
+		t.Run(c.mode.String(), func(t *testing.T) {
+			before := [2]Status{a.dp.Status(), b.dp.Status()}
+			var lts, rts []netip.Prefix
+			srcA, srcB := outerA, outerB
+			if c.mode == ike.ModeTunnel {
+				lts, rts = []netip.Prefix{netip.PrefixFrom(in6A, 128)}, []netip.Prefix{netip.PrefixFrom(in6B, 128)}
+				srcA, srcB = in6A, in6B
+			}
+			if err := b.ep.Respond(peerConfig("b.lab.example", "a.lab.example", c.esp, c.mode, false, rts, lts, ike.WithDataPlane(nil, b.dp))); err != nil {
+				t.Fatal(err)
+			}
+			sa, err := a.ep.Initiate(ctx(t), peerConfig("a.lab.example", "b.lab.example", c.esp, c.mode, c.encap, lts, rts, ike.WithDataPlane(nil, a.dp)), netip.AddrPortFrom(outerB, ike.DefaultPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sa.Delete(ctx(t)) })
+			if out, _ := sa.Children()[0].Infos(); out.Dst != outerB || (out.Encap == ike.EncapUDP) != c.encap {
+				t.Fatalf("negotiated %+v", out)
+			}
+			ping(t, l.a, srcB, 2, a.dp, b.dp)
+			ping(t, l.b, srcA, 2, a.dp, b.dp)
+			tcpBothWays(t, l.a, l.b, srcB, 256<<10)
+			checkCounters(t, "a", a.dp, before[0])
+			checkCounters(t, "b", b.dp, before[1])
+			if err := sa.Delete(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
