@@ -258,6 +258,53 @@ func TestInteropCharonTraffic(t *testing.T) {
 			})
 		}
 	})
+	// Rekeys from both ends under a 100 packets/s ping: charon's libipsec
+	// must receive no packet on an SA it has not installed yet, and the
+	// other way round.
+	t.Run("rekeys", func(t *testing.T) {
+		cfg := peerConfig("a.lab.example", "b.lab.example", "null-sha256", ike.ModeTunnel, false, lts, rts, ike.WithDataPlane(nil, a.dp))
+		sa, err := a.ep.Initiate(ctx(t), cfg, netip.AddrPortFrom(addrB, ike.DefaultPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sa.Delete(ctx(t)) })
+		const count = 150
+		pingDone := make(chan string, 1)
+		go func() {
+			out, _ := exec.Command("ip", "netns", "exec", l.a, "ping", "-c", fmt.Sprint(count), "-i", "0.01", "-W", "2", innerB.String()).CombinedOutput()
+			pingDone <- string(out)
+		}()
+		time.Sleep(300 * time.Millisecond)
+		first := sa.Children()[0].InSPI
+		run(t, "swanctl", "--rekey", "--child", "net", "--uri", ch.uri)
+		deadline := time.Now().Add(5 * time.Second)
+		for cs := sa.Children(); len(cs) != 1 || cs[0].InSPI == first; cs = sa.Children() {
+			if time.Now().After(deadline) {
+				t.Fatal("charon's rekey did not replace the Child SA")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		child, err := sa.RekeyChild(ctx(t), sa.Children()[0])
+		if err != nil {
+			t.Fatalf("espy's rekey: %v", err)
+		}
+		if out := <-pingDone; !strings.Contains(out, fmt.Sprintf("%d received", count)) {
+			t.Logf("espy: %+v", a.dp.Status())
+			t.Fatalf("echoes lost during the rekeys:\n%s", out[strings.LastIndex(out, "---"):])
+		}
+		out := ch.listSAs(t)
+		if !strings.Contains(out, fmt.Sprintf("in  %08x", child.OutSPI)) || !strings.Contains(out, fmt.Sprintf("out %08x", child.InSPI)) {
+			t.Fatalf("charon does not list the rekeyed SA %08x/%08x:\n%s", child.InSPI, child.OutSPI, out)
+		}
+		st := a.dp.Status()
+		if st.RemovedIn.AuthFailures != 0 || st.RemovedIn.ReplayDrops != 0 {
+			t.Fatalf("drops on the replaced SAs: %+v", st)
+		}
+		if err := sa.Delete(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("charon-initiates", func(t *testing.T) {
 		var ps []ike.Proposal
 		for _, c := range cases {
