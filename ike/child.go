@@ -123,12 +123,12 @@ func (c *ChildSA) register(r SARegistrar) error {
 		c.registered = true
 		return nil
 	}
-	if err := r.RegisterSA(c.infos[0]); err != nil {
+	if err := c.registerSA(r, 0); err != nil {
 		c.releaseSPI()
 		return fmt.Errorf("ike: register outbound SA %08x: %w", c.OutSPI, err)
 	}
-	if err := r.RegisterSA(c.infos[1]); err != nil {
-		r.UnregisterSA(c.infos[0])
+	if err := c.registerSA(r, 1); err != nil {
+		c.unregisterSA(r, 0)
 		c.releaseSPI()
 		return fmt.Errorf("ike: register inbound SA %08x: %w", c.InSPI, err)
 	}
@@ -144,8 +144,8 @@ func (c *ChildSA) unregister(r SARegistrar) {
 	c.registered = false
 	c.releaseSPI()
 	if r != nil {
-		r.UnregisterSA(c.infos[0])
-		r.UnregisterSA(c.infos[1])
+		c.unregisterSA(r, 0)
+		c.unregisterSA(r, 1)
 	}
 }
 

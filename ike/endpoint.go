@@ -78,6 +78,8 @@ type Endpoint struct {
 	queueDrops, cookiesSent atomic.Uint64
 	retransmits             atomic.Uint64
 
+	espHandler espDemux // ESP-in-UDP consumer (a data plane), may be nil
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
@@ -248,8 +250,11 @@ func (e *Endpoint) readLoop(c *net.UDPConn, natt bool) {
 		pkt := buf[:n]
 		if natt {
 			// On the NAT-T port, IKE carries a non-ESP marker; anything
-			// else is ESP-in-UDP (no data plane here) or a keepalive.
+			// else is ESP-in-UDP or a keepalive (one byte).
 			if n < len(nonESPMarker) || !bytes.Equal(pkt[:4], nonESPMarker) {
+				if h := e.espHandler.Load(); h != nil && n > len(nonESPMarker) {
+					(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+				}
 				continue
 			}
 			pkt = pkt[4:]

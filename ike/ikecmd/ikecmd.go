@@ -62,6 +62,7 @@ type options struct {
 	timeout                            time.Duration
 	cookieThreshold, maxHalfOpen       int
 	quiet                              bool
+	dp                                 dpOptions
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -107,6 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.quiet, "quiet", false, "print only the listening and error events (benchmarks)")
 	fs.IntVar(&o.cookieThreshold, "cookie-threshold", ike.DefaultCookieThreshold, "half-open IKE SAs from which cookies are demanded (respond)")
 	fs.IntVar(&o.maxHalfOpen, "max-half-open", ike.DefaultMaxHalfOpen, "half-open IKE SAs beyond which IKE_SA_INIT requests are dropped (respond)")
+	o.dp.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -139,6 +141,11 @@ func execute(ctx context.Context, mode string, rest []string, o *options, out *j
 	defer ep.Close()
 	ikeAddr, nattAddr := ep.Addrs()
 	out.emit(map[string]any{"event": "listening", "ike": ikeAddr.String(), "natt": nattAddr.String()})
+	stopDP, err := o.dp.start(ep, cfg, out)
+	if err != nil {
+		return err
+	}
+	defer stopDP()
 
 	switch mode {
 	case "respond":

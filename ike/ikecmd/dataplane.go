@@ -1,0 +1,107 @@
+package ikecmd
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/espy-dpi/espy/esptun"
+	"github.com/espy-dpi/espy/ike"
+)
+
+// dpOptions are the data-plane flags.
+type dpOptions struct {
+	kind    string // none, tun, auto
+	tunName string
+	tunAddr string
+	tunMTU  int
+}
+
+func (d *dpOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.kind, "dataplane", "none", "carry the Child SAs' traffic: none (negotiate only), tun (userspace ESP over a TUN device), auto (kernel XFRM where the kernel has ESP, else tun; XFRM is not implemented yet)")
+	fs.StringVar(&d.tunName, "tun-name", esptun.DefaultName, "TUN device of -dataplane tun")
+	fs.StringVar(&d.tunAddr, "tun-addr", "", "addresses of the TUN device, comma-separated prefixes (tunnel mode: our inner address, e.g. 198.51.100.1/32)")
+	fs.IntVar(&d.tunMTU, "tun-mtu", esptun.DefaultMTU, "MTU of the TUN device")
+}
+
+// kernelESP reports whether the running kernel has ESP (esp4 built in or
+// loaded), which an XFRM data plane needs.
+func kernelESP() bool {
+	if _, err := os.Stat("/sys/module/esp4"); err == nil {
+		return true
+	}
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasSuffix(s.Text(), " esp_output") || strings.Contains(s.Text(), " esp_output\t") {
+			return true
+		}
+	}
+	return false
+}
+
+// start opens the data plane chosen by the flags, hooks it into cfg and
+// reports the choice; the returned function closes it and reports its
+// counters.
+func (d *dpOptions) start(ep *ike.Endpoint, cfg *ike.Config, out *jsonOut) (func(), error) {
+	kesp := kernelESP()
+	switch d.kind {
+	case "none":
+		// Negotiation only, as before data planes existed: no event.
+		return func() {}, nil
+	case "tun":
+	case "auto":
+		// Only the userspace data plane exists so far; say so.
+	default:
+		return nil, fmt.Errorf("-dataplane %q: want none, tun or auto", d.kind)
+	}
+	var addrs []netip.Prefix
+	if d.tunAddr != "" {
+		for _, f := range strings.Split(d.tunAddr, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(f))
+			if err != nil {
+				return nil, fmt.Errorf("-tun-addr: %w", err)
+			}
+			addrs = append(addrs, p)
+		}
+	}
+	dp, err := esptun.Open(esptun.Config{Name: d.tunName, MTU: d.tunMTU, Addrs: addrs, Endpoint: ep, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Registrar = ike.WithDataPlane(cfg.Registrar, dp)
+	ev := map[string]any{"event": "dataplane", "kind": "tun", "device": dp.Name(), "mtu": dp.MTU(), "kernel_esp": kesp, "desc": dp.String()}
+	if d.kind == "auto" {
+		ev["reason"] = "XFRM data plane not implemented"
+		if !kesp {
+			ev["reason"] = "kernel without ESP (CONFIG_INET_ESP)"
+		}
+	}
+	out.emit(ev)
+	return func() {
+		st := dp.Status()
+		dp.Close()
+		// Deleted SAs count too: the initiator deletes its SA before this.
+		pkts := [2]uint64{st.RemovedOut.Packets, st.RemovedIn.Packets}
+		auth := st.RemovedIn.AuthFailures
+		replay := st.RemovedIn.ReplayDrops
+		for _, s := range st.SAs {
+			if s.Inbound {
+				pkts[1] += s.Counters.Packets
+			} else {
+				pkts[0] += s.Counters.Packets
+			}
+			auth += s.Counters.AuthFailures
+			replay += s.Counters.ReplayDrops
+		}
+		out.emit(map[string]any{"event": "dataplane_status", "packets_out": pkts[0], "packets_in": pkts[1], "auth_failures": auth,
+			"replay_drops": replay, "no_sa": st.NoSA, "unknown_spi": st.UnknownSPI, "selector_drops": st.SelectorDrops})
+	}, nil
+}
