@@ -2,6 +2,8 @@ package classify
 
 import (
 	"fmt"
+	"math/bits"
+	"slices"
 	"sort"
 
 	"github.com/espy-dpi/espy/policy"
@@ -27,9 +29,12 @@ const wideCollisionLimit = 15
 // Classifier is a set of tuple tables.
 type Classifier struct {
 	tables   []*table
+	f        *prefilter
 	disjoint bool
-	limit    int
-	where    map[uint64]whereItem
+	// bulk defers the prefilter to finish, for a classifier built in one go.
+	bulk  bool
+	limit int
+	where map[uint64]whereItem
 }
 
 type whereItem struct {
@@ -40,7 +45,7 @@ type whereItem struct {
 // New returns an empty classifier. When disjoint is true the caller promises
 // that no two items overlap, and lookups stop at the first hit.
 func New(disjoint bool) *Classifier {
-	return &Classifier{disjoint: disjoint, limit: DefaultCollisionLimit, where: map[uint64]whereItem{}}
+	return &Classifier{disjoint: disjoint, limit: DefaultCollisionLimit, where: map[uint64]whereItem{}, f: new(prefilter)}
 }
 
 // Len returns the number of items.
@@ -72,10 +77,39 @@ func (c *Classifier) Insert(it Item) error {
 		}
 		c.tables = append(c.tables, best)
 	}
-	best.insert(newItem(&it), &it.Box)
+	x := newItem(&it)
+	if err := best.insert(x, it.ID, &it.Box); err != nil {
+		if best.n == 0 {
+			c.tables = c.tables[:len(c.tables)-1]
+		}
+		return fmt.Errorf("classify: insert item %d: %w", it.ID, err)
+	}
 	c.where[it.ID] = whereItem{best, it.Box}
+	before := c.tables
+	if !c.bulk {
+		before = slices.Clone(c.tables)
+	}
 	c.reorder()
+	if c.bulk {
+		return nil
+	}
+	if !slices.Equal(before, c.tables) {
+		c.f.rebuild(c.tables)
+	} else if i := slices.Index(c.tables, best); i < filterTables {
+		c.f.add(&x, 1<<i)
+	}
 	return nil
+}
+
+// finish ends a bulk build: it builds the prefilter.
+func (c *Classifier) finish() {
+	c.bulk = false
+	for _, tb := range c.tables {
+		if tb.dead > 0 {
+			tb.compact()
+		}
+	}
+	c.f.rebuild(c.tables)
 }
 
 // Delete removes the item with the given ID and reports whether it existed.
@@ -95,6 +129,11 @@ func (c *Classifier) Delete(id uint64) bool {
 		}
 	}
 	c.reorder()
+	// Rebuilt rather than patched: the deleted item's bits may be the
+	// only ones in their slots, and the table order may have changed.
+	if !c.bulk {
+		c.f.rebuild(c.tables)
+	}
 	return true
 }
 
@@ -111,28 +150,48 @@ func (c *Classifier) reorder() {
 // Lookup returns the value of the best item containing p.
 func (c *Classifier) Lookup(p *policy.Packet) (value int32, ok bool) {
 	k := packetKey(p)
+	v4 := isV4(p)
+	cand := c.f.candidates(p)
+	tables := c.tables
+	rest := tables[min(len(tables), filterTables):]
 	if c.disjoint {
-		for _, tb := range c.tables {
-			if x := tb.lookup(p, &k, ^uint32(0)); x != nil {
-				return x.value, true
+		for ; cand != 0; cand &= cand - 1 {
+			tb := tables[bits.TrailingZeros32(cand)]
+			if j := tb.lookup(p, k.maskedHash(&tb.mask), ^uint32(0), v4); j >= 0 {
+				return tb.items[j].value, true
+			}
+		}
+		for _, tb := range rest {
+			if j := tb.lookup(p, k.maskedHash(&tb.mask), ^uint32(0), v4); j >= 0 {
+				return tb.items[j].value, true
 			}
 		}
 		return 0, false
 	}
-	var best *item
+	var best *table
+	bj := 0
 	bound := ^uint32(0)
-	for _, tb := range c.tables {
+	for ; cand != 0; cand &= cand - 1 {
+		tb := tables[bits.TrailingZeros32(cand)]
 		if tb.minPrio >= bound {
 			break
 		}
-		if x := tb.lookup(p, &k, bound); x != nil {
-			best, bound = x, x.prio
+		if j := tb.lookup(p, k.maskedHash(&tb.mask), bound, v4); j >= 0 {
+			best, bj, bound = tb, j, tb.items[j].prio
+		}
+	}
+	for _, tb := range rest {
+		if tb.minPrio >= bound {
+			break
+		}
+		if j := tb.lookup(p, k.maskedHash(&tb.mask), bound, v4); j >= 0 {
+			best, bj, bound = tb, j, tb.items[j].prio
 		}
 	}
 	if best == nil {
 		return 0, false
 	}
-	return best.value, true
+	return best.items[bj].value, true
 }
 
 // probeCost and itemCost weigh a table probe against an item's range check
@@ -143,31 +202,43 @@ const probeCost, itemCost = 7, 1
 // cost returns the work an ordered lookup of p does: probes and item
 // checks, weighted. It follows Lookup step by step.
 func (c *Classifier) cost(p *policy.Packet) int {
+	probes, items := c.work(p)
+	return probes*probeCost + items*itemCost
+}
+
+// work returns the probes and item checks an ordered lookup of p does,
+// following Lookup step by step.
+func (c *Classifier) work(p *policy.Packet) (probes, items int) {
 	k := packetKey(p)
-	n := 0
 	bound := ^uint32(0)
-	for _, tb := range c.tables {
+	cand := c.f.candidates(p)
+	for i, tb := range c.tables {
 		if tb.minPrio >= bound {
 			break
 		}
-		n += probeCost
-		h := k.maskedHash(&tb.mask)
-		_, j := tb.find(h)
-		if j < 0 {
+		if i < filterTables && cand&(1<<i) == 0 {
 			continue
 		}
-		s := &tb.slots[j]
-		for i := range s.items {
-			x := &s.items[i]
+		if tb.packed && !isV4(p) {
+			continue
+		}
+		probes++
+		c, ok := tb.find(k.maskedHash(&tb.mask))
+		if !ok {
+			continue
+		}
+		start, m := cellBucket(tb.index[c])
+		for i := start; i < start+m; i++ {
+			x := &tb.items[i]
 			if x.prio >= bound {
 				break
 			}
-			n += itemCost
+			items++
 			if x.contains(p) {
 				bound = x.prio
 				break
 			}
 		}
 	}
-	return n
+	return probes, items
 }

@@ -48,6 +48,7 @@ var ErrPrecedence = errors.New("classify: duplicate precedence")
 // records why in Fallback.
 func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 	s := &Set{c: New(false), rules: make(map[string]ruleRef, len(rules)), gen: 1}
+	s.c.bulk = true
 	for i := range rules {
 		if i > 0 && rules[i].Precedence <= rules[i-1].Precedence {
 			return nil, fmt.Errorf("classify: rule %q: precedence %d not above %q's %d: %w",
@@ -69,6 +70,7 @@ func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 			return nil, err
 		}
 	}
+	s.c.finish()
 	if err := s.tune(rules, order); err != nil {
 		return nil, err
 	}
@@ -192,6 +194,7 @@ func (s *Set) Remove(name string) (policy.Delta, error) {
 // alternative and to check the entries (see Set).
 func BuildDisjoint(d *policy.Decorrelated) (*Classifier, []policy.Verdict, error) {
 	c := New(true)
+	c.bulk = true
 	var verdicts []policy.Verdict
 	vals := map[string]int32{}
 	for i, r := range d.Rules() {
@@ -207,6 +210,7 @@ func BuildDisjoint(d *policy.Decorrelated) (*Classifier, []policy.Verdict, error
 			return nil, nil, err
 		}
 	}
+	c.finish()
 	return c, verdicts, nil
 }
 
@@ -237,12 +241,14 @@ func (s *Set) tune(rules []policy.Rule, order []int) error {
 	}
 	alt := New(false)
 	alt.limit = wideCollisionLimit
+	alt.bulk = true
 	for _, i := range order {
 		ref := s.rules[rules[i].Name]
 		if err := alt.Insert(Item{ID: ref.id, Box: rules[i].Box, Priority: ref.prio, Value: ref.value}); err != nil {
 			return err
 		}
 	}
+	alt.finish()
 	step := max(1, len(rules)/maxSample)
 	cur, wide := 0, 0
 	for i := 0; i < len(rules); i += step {
