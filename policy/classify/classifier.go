@@ -38,8 +38,8 @@ type Classifier struct {
 }
 
 type whereItem struct {
-	tb  *table
-	box policy.Box
+	tb *table
+	h  uint64 // the item's bucket hash in tb
 }
 
 // New returns an empty classifier. When disjoint is true the caller promises
@@ -61,42 +61,51 @@ func (c *Classifier) Insert(it Item) error {
 	}
 	nat := natural(&it.Box)
 	var best *table
+	var h uint64
 	for _, tb := range c.tables {
 		if !tb.t.within(nat) || (best != nil && tb.t.bits() <= best.t.bits()) {
 			continue
 		}
-		if tb.bucketLen(&it.Box) >= c.limit {
+		th := tb.boxHash(&it.Box)
+		if tb.bucketLen(th) >= c.limit {
 			continue
 		}
-		best = tb
+		best, h = tb, th
 	}
 	if best == nil {
 		best = newTable(relax(nat))
-		if best.bucketLen(&it.Box) >= c.limit {
+		if h = best.boxHash(&it.Box); best.bucketLen(h) >= c.limit {
 			best = newTable(nat)
+			h = best.boxHash(&it.Box)
 		}
 		c.tables = append(c.tables, best)
 	}
 	x := newItem(&it)
-	if err := best.insert(x, it.ID, &it.Box); err != nil {
+	var err error
+	if c.bulk {
+		err = best.add(x, it.ID, h)
+	} else {
+		err = best.insert(x, it.ID, h)
+	}
+	if err != nil {
 		if best.n == 0 {
 			c.tables = c.tables[:len(c.tables)-1]
 		}
 		return fmt.Errorf("classify: insert item %d: %w", it.ID, err)
 	}
-	c.where[it.ID] = whereItem{best, it.Box}
-	before := c.tables
-	if !c.bulk {
-		before = slices.Clone(c.tables)
-	}
-	c.reorder()
+	c.where[it.ID] = whereItem{best, h}
 	if c.bulk {
 		return nil
 	}
+	before := slices.Clone(c.tables)
+	c.reorder()
 	if !slices.Equal(before, c.tables) {
 		c.f.rebuild(c.tables)
 	} else if i := slices.Index(c.tables, best); i < filterTables {
 		c.f.add(&x, 1<<i)
+		if !best.packed {
+			c.f.packed &^= 1 << i
+		}
 	}
 	return nil
 }
@@ -105,10 +114,9 @@ func (c *Classifier) Insert(it Item) error {
 func (c *Classifier) finish() {
 	c.bulk = false
 	for _, tb := range c.tables {
-		if tb.dead > 0 {
-			tb.compact()
-		}
+		tb.layout()
 	}
+	c.reorder()
 	c.f.rebuild(c.tables)
 }
 
@@ -118,7 +126,7 @@ func (c *Classifier) Delete(id uint64) bool {
 	if !ok {
 		return false
 	}
-	w.tb.remove(id, &w.box)
+	w.tb.remove(id, w.h)
 	delete(c.where, id)
 	if w.tb.n == 0 {
 		for i, tb := range c.tables {
@@ -147,51 +155,104 @@ func (c *Classifier) reorder() {
 	sort.SliceStable(c.tables, func(i, j int) bool { return c.tables[i].minPrio < c.tables[j].minPrio })
 }
 
-// Lookup returns the value of the best item containing p.
+// Lookup returns the value of the best item containing p. It is one loop
+// with the hash and the compact bucket scan written out in place: calls
+// and their spills cost as much as a probe that hits the cache.
 func (c *Classifier) Lookup(p *policy.Packet) (value int32, ok bool) {
 	k := packetKey(p)
+	f := c.f
+	cand := f.src[addrSlot(p.Src)] & f.dst[addrSlot(p.Dst)] & f.proto[p.Proto] &
+		f.sport[portSlot(p.SPort)] & f.dport[portSlot(p.DPort)]
 	v4 := isV4(p)
-	cand := c.f.candidates(p)
-	tables := c.tables
-	rest := tables[min(len(tables), filterTables):]
-	if c.disjoint {
-		for ; cand != 0; cand &= cand - 1 {
-			tb := tables[bits.TrailingZeros32(cand)]
-			if j := tb.lookup(p, k.maskedHash(&tb.mask), ^uint32(0), v4); j >= 0 {
-				return tb.items[j].value, true
-			}
-		}
-		for _, tb := range rest {
-			if j := tb.lookup(p, k.maskedHash(&tb.mask), ^uint32(0), v4); j >= 0 {
-				return tb.items[j].value, true
-			}
-		}
-		return 0, false
+	if !v4 {
+		cand &^= f.packed
 	}
+	tables := c.tables
 	var best *table
 	bj := 0
 	bound := ^uint32(0)
+	sp, dp, pr := p.SPort, p.DPort, p.Proto
+	src, dst := uint32(p.Src.Lo), uint32(p.Dst.Lo)
 	for ; cand != 0; cand &= cand - 1 {
 		tb := tables[bits.TrailingZeros32(cand)]
 		if tb.minPrio >= bound {
 			break
 		}
-		if j := tb.lookup(p, k.maskedHash(&tb.mask), bound, v4); j >= 0 {
-			best, bj, bound = tb, j, tb.items[j].prio
+		m := &tb.mask
+		const c1, c2, c3, c4 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db, 0x8ebc6af09c88c6e3, 0x589965cc75374cc3
+		h := mum(mum(k.srcLo&m.srcLo^c1, k.dstLo&m.dstLo^c2)^c1,
+			mum(k.srcHi&m.srcHi^k.meta&m.meta^c3, k.dstHi&m.dstHi^(k.label&m.label)<<8^c4)^c3)
+		if !tb.packed {
+			if j := tb.lookup(p, h, bound); j >= 0 {
+				best, bj, bound = tb, j, tb.items[j].prio
+				if c.disjoint {
+					break
+				}
+			}
+			continue
 		}
-	}
-	for _, tb := range rest {
-		if tb.minPrio >= bound {
+		index, small := tb.index, tb.small
+		mi := len(index) - 1
+	probe:
+		for i := int(h >> tb.shift); ; i = (i + 1) & mi {
+			e := index[i]
+			if e == 0 {
+				break
+			}
+			if uint32(e>>32) != uint32(h) {
+				continue
+			}
+			start, n := cellBucket(e)
+			bucket := small[start : start+n : start+n]
+			for j := range bucket {
+				x := &bucket[j]
+				if x.prio >= bound {
+					break
+				}
+				out := (uint64(x.sportW) - uint64(sp-x.sport)) |
+					(uint64(x.dportW) - uint64(dp-x.dport)) |
+					(uint64(x.protoW) - uint64(pr-x.proto)) |
+					(uint64(x.srcW) - uint64(src-x.src)) |
+					(uint64(x.dstW) - uint64(dst-x.dst))
+				if out>>63 == 0 {
+					best, bj, bound = tb, start+j, x.prio
+					break probe
+				}
+			}
+		}
+		if c.disjoint && best != nil {
 			break
 		}
-		if j := tb.lookup(p, k.maskedHash(&tb.mask), bound, v4); j >= 0 {
-			best, bj, bound = tb, j, tb.items[j].prio
-		}
+	}
+	if len(tables) > filterTables && !(c.disjoint && best != nil) {
+		// Only policies of very many shapes get here.
+		best, bj = c.lookupRest(p, v4, best, bj, bound)
 	}
 	if best == nil {
 		return 0, false
 	}
-	return best.items[bj].value, true
+	return best.vals[bj], true
+}
+
+// lookupRest goes on with a lookup over the tables past the prefilter's
+// reach, from the best match so far.
+func (c *Classifier) lookupRest(p *policy.Packet, v4 bool, best *table, bj int, bound uint32) (*table, int) {
+	k := packetKey(p)
+	for _, tb := range c.tables[filterTables:] {
+		if tb.minPrio >= bound {
+			break
+		}
+		if tb.packed && !v4 {
+			continue
+		}
+		if j := tb.lookup(p, k.maskedHash(&tb.mask), bound); j >= 0 {
+			best, bj, bound = tb, j, tb.items[j].prio
+			if c.disjoint {
+				break
+			}
+		}
+	}
+	return best, bj
 }
 
 // probeCost and itemCost weigh a table probe against an item's range check
@@ -204,6 +265,15 @@ const probeCost, itemCost = 7, 1
 func (c *Classifier) cost(p *policy.Packet) int {
 	probes, items := c.work(p)
 	return probes*probeCost + items*itemCost
+}
+
+// sampleCost returns the summed cost of looking up every packet of sample.
+func (c *Classifier) sampleCost(sample []policy.Packet) int {
+	n := 0
+	for i := range sample {
+		n += c.cost(&sample[i])
+	}
+	return n
 }
 
 // work returns the probes and item checks an ordered lookup of p does,
@@ -219,7 +289,7 @@ func (c *Classifier) work(p *policy.Packet) (probes, items int) {
 		if i < filterTables && cand&(1<<i) == 0 {
 			continue
 		}
-		if tb.packed && !isV4(p) {
+		if i >= filterTables && tb.packed && !isV4(p) {
 			continue
 		}
 		probes++

@@ -41,12 +41,20 @@ type prefilter struct {
 	src, dst     [1 << addrBits]uint32
 	proto        [256]uint32
 	sport, dport [portSlots]uint32
+	// packed marks the tables holding compact items only, which no
+	// packet outside IPv4 can match.
+	packed uint32
 }
 
 // candidates returns the tables that may hold an item containing p.
+// Classifier.Lookup has it written out in place.
 func (f *prefilter) candidates(p *policy.Packet) uint32 {
-	return f.src[addrSlot(p.Src)] & f.dst[addrSlot(p.Dst)] & f.proto[p.Proto] &
+	cand := f.src[addrSlot(p.Src)] & f.dst[addrSlot(p.Dst)] & f.proto[p.Proto] &
 		f.sport[portSlot(p.SPort)] & f.dport[portSlot(p.DPort)]
+	if !isV4(p) {
+		cand &^= f.packed
+	}
+	return cand
 }
 
 // add sets bit for every slot x's ranges touch.
@@ -99,6 +107,9 @@ func (f *prefilter) rebuild(tables []*table) {
 			break
 		}
 		bit := uint32(1) << i
+		if tb.packed {
+			f.packed |= bit
+		}
 		var any [5]bool
 		tb.eachLive(func(x *item) {
 			switch {

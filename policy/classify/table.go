@@ -154,6 +154,9 @@ type table struct {
 	mask  key
 	index []uint64
 	items []item
+	// vals holds each item's value, position for position: a lookup
+	// reads it once, for its answer, and it is small enough to be cached.
+	vals []int32
 	// small mirrors items in compact form, position for position, while
 	// every item has one (packed is true); lookups then read only small.
 	small   []citem
@@ -169,6 +172,9 @@ type table struct {
 	full []uint64
 	ids  []uint64
 	dead int
+	// pending holds the bucket hash of each item added in bulk, until
+	// layout.
+	pending []uint64
 }
 
 func newTable(t tuple) *table {
@@ -192,25 +198,109 @@ func (tb *table) find(h uint64) (cell int, ok bool) {
 	}
 }
 
-// bucketLen returns how many items share the bucket a box would land in.
-func (tb *table) bucketLen(b *policy.Box) int {
-	k := boxKey(b)
-	if c, ok := tb.find(k.maskedHash(&tb.mask)); ok {
+// bucketLen returns how many items share the bucket with hash h.
+func (tb *table) bucketLen(h uint64) int {
+	if c, ok := tb.find(h); ok {
 		_, n := cellBucket(tb.index[c])
 		return n
 	}
 	return 0
 }
 
-// insert adds x to the bucket of b. A bucket that grows is copied to the
-// end of items with x in place, so buckets stay contiguous; the old copy is
-// dead until the next compaction.
-func (tb *table) insert(x item, id uint64, b *policy.Box) error {
+// boxHash returns the hash of the bucket b belongs to in tb.
+func (tb *table) boxHash(b *policy.Box) uint64 {
+	k := boxKey(b)
+	return k.maskedHash(&tb.mask)
+}
+
+// add appends x to the bucket with hash h without laying the bucket out:
+// a bulk build only counts bucket lengths, and layout places every item
+// once at the end. Until then the table cannot be looked up.
+func (tb *table) add(x item, id uint64, h uint64) error {
 	if 2*(tb.nb+1) > len(tb.index) {
 		tb.grow()
 	}
-	k := boxKey(b)
-	h := k.maskedHash(&tb.mask)
+	c, ok := tb.find(h)
+	n := 0
+	if ok {
+		_, n = cellBucket(tb.index[c])
+	} else {
+		tb.nb++
+	}
+	if n >= maxBucket {
+		return errors.New("classify: tuple table bucket full")
+	}
+	if len(tb.items) >= maxStart {
+		return errTableFull
+	}
+	tb.index[c] = cell(h, 0, n+1)
+	tb.full[c] = h
+	tb.items = append(tb.items, x)
+	tb.ids = append(tb.ids, id)
+	tb.vals = append(tb.vals, x.value)
+	tb.pending = append(tb.pending, h)
+	tb.n++
+	if x.prio < tb.minPrio {
+		tb.minPrio = x.prio
+	}
+	return nil
+}
+
+// layout places the items added in bulk: each bucket contiguous, in index
+// order, sorted by priority, and the compact mirror when every item has a
+// compact form.
+func (tb *table) layout() {
+	if tb.pending == nil {
+		return
+	}
+	// Counting sort by index cell: starts from the bucket lengths.
+	next := make([]int, len(tb.index))
+	at := 0
+	for c, e := range tb.index {
+		if e == 0 {
+			continue
+		}
+		_, n := cellBucket(e)
+		tb.index[c] = cell(tb.full[c], at, n)
+		next[c] = at
+		at += n
+	}
+	items := make([]item, len(tb.items))
+	ids := make([]uint64, len(tb.items))
+	for i, h := range tb.pending {
+		c, _ := tb.find(h)
+		j := next[c]
+		next[c]++
+		// Insertion into the bucket's filled part keeps it sorted.
+		start, _ := cellBucket(tb.index[c])
+		for j > start && items[j-1].prio > tb.items[i].prio {
+			items[j], ids[j] = items[j-1], ids[j-1]
+			j--
+		}
+		items[j], ids[j] = tb.items[i], tb.ids[i]
+	}
+	tb.items, tb.ids, tb.pending, tb.dead = items, ids, nil, 0
+	for i := range items {
+		tb.vals[i] = items[i].value
+	}
+	tb.packed, tb.small = true, make([]citem, len(items))
+	for i := range items {
+		cx, ok := compactItem(&items[i])
+		if !ok {
+			tb.packed, tb.small = false, nil
+			break
+		}
+		tb.small[i] = cx
+	}
+}
+
+// insert adds x to the bucket of b. A bucket that grows is copied to the
+// end of items with x in place, so buckets stay contiguous; the old copy is
+// dead until the next compaction.
+func (tb *table) insert(x item, id uint64, h uint64) error {
+	if 2*(tb.nb+1) > len(tb.index) {
+		tb.grow()
+	}
 	c, ok := tb.find(h)
 	start, n := 0, 0
 	if ok {
@@ -243,6 +333,9 @@ func (tb *table) insert(x item, id uint64, b *policy.Box) error {
 	tb.ids = append(tb.ids, id)
 	tb.items = append(tb.items, tb.items[start+i:start+n]...)
 	tb.ids = append(tb.ids, tb.ids[start+i:start+n]...)
+	tb.vals = append(tb.vals, tb.vals[start:start+i]...)
+	tb.vals = append(tb.vals, x.value)
+	tb.vals = append(tb.vals, tb.vals[start+i:start+n]...)
 	if tb.packed {
 		tb.small = append(tb.small, tb.small[start:start+i]...)
 		tb.small = append(tb.small, cx)
@@ -300,12 +393,15 @@ func (tb *table) compact() {
 		}
 	}
 	tb.items, tb.ids, tb.small, tb.dead = items, ids, small, 0
+	tb.vals = make([]int32, len(items))
+	for i := range items {
+		tb.vals[i] = items[i].value
+	}
 }
 
-// remove deletes the item with the given id from the bucket of b.
-func (tb *table) remove(id uint64, b *policy.Box) bool {
-	k := boxKey(b)
-	c, ok := tb.find(k.maskedHash(&tb.mask))
+// remove deletes the item with the given id from the bucket with hash h.
+func (tb *table) remove(id uint64, h uint64) bool {
+	c, ok := tb.find(h)
 	if !ok {
 		return false
 	}
@@ -316,6 +412,7 @@ func (tb *table) remove(id uint64, b *policy.Box) bool {
 		}
 		copy(tb.items[i:start+n], tb.items[i+1:start+n])
 		copy(tb.ids[i:start+n], tb.ids[i+1:start+n])
+		copy(tb.vals[i:start+n], tb.vals[i+1:start+n])
 		if tb.packed {
 			copy(tb.small[i:start+n], tb.small[i+1:start+n])
 		}
@@ -343,56 +440,31 @@ func (tb *table) recomputeMin() {
 }
 
 // lookup returns the position in items of the best item (lowest priority
-// value) below bound containing p, or -1. h is the packet's key hashed
-// under the table's mask; v4 is isV4(p).
-func (tb *table) lookup(p *policy.Packet, h uint64, bound uint32, v4 bool) int {
+// value) below bound containing p, or -1, reading the wide items. h is the
+// packet's key hashed under the table's mask. Classifier.Lookup has the
+// compact form of this loop written out in place.
+func (tb *table) lookup(p *policy.Packet, h uint64, bound uint32) int {
 	index := tb.index
 	m := len(index) - 1
-	i := int(h >> tb.shift)
-	if tb.packed {
-		if !v4 {
-			return -1
-		}
-		for {
-			e := index[i]
-			if e == 0 {
-				return -1
-			}
-			if uint32(e>>32) == uint32(h) {
-				start, n := cellBucket(e)
-				bucket := tb.small[start : start+n : start+n]
-				for j := range bucket {
-					x := &bucket[j]
-					if x.prio >= bound {
-						break
-					}
-					if x.contains(p) {
-						return start + j
-					}
-				}
-			}
-			i = (i + 1) & m
-		}
-	}
-	for {
+	for i := int(h >> tb.shift); ; i = (i + 1) & m {
 		e := index[i]
 		if e == 0 {
 			return -1
 		}
-		if uint32(e>>32) == uint32(h) {
-			start, n := cellBucket(e)
-			bucket := tb.items[start : start+n : start+n]
-			for j := range bucket {
-				x := &bucket[j]
-				if x.prio >= bound {
-					break
-				}
-				if x.contains(p) {
-					return start + j
-				}
+		if uint32(e>>32) != uint32(h) {
+			continue
+		}
+		start, n := cellBucket(e)
+		bucket := tb.items[start : start+n : start+n]
+		for j := range bucket {
+			x := &bucket[j]
+			if x.prio >= bound {
+				break
+			}
+			if x.contains(p) {
+				return start + j
 			}
 		}
-		i = (i + 1) & m
 	}
 }
 
