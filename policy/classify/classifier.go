@@ -50,6 +50,9 @@ func (c *Classifier) Len() int { return len(c.where) }
 // Tables returns the number of tuple tables.
 func (c *Classifier) Tables() int { return len(c.tables) }
 
+// CollisionLimit returns how many items may share a hash bucket.
+func (c *Classifier) CollisionLimit() int { return c.limit }
+
 // Insert adds an item; IDs must be unique.
 func (c *Classifier) Insert(it Item) error {
 	if _, dup := c.where[it.ID]; dup {

@@ -70,8 +70,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	build := time.Since(t0)
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
-	fmt.Fprintf(stdout, "classifier: TupleMerge over %d ordered rules, %d tuple tables, built in %.1f ms, heap %.1f MiB\n",
-		set.Len(), set.Classifier().Tables(), ms(build), float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/(1<<20))
+	fmt.Fprintf(stdout, "classifier: TupleMerge over %d ordered rules, %d tuple tables (collision limit %d), built in %.1f ms, heap %.1f MiB\n",
+		set.Len(), set.Classifier().Tables(), set.Classifier().CollisionLimit(), ms(build), float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/(1<<20))
 
 	t0 = time.Now()
 	d, derr := policy.Decorrelate(rules, *maxEntries)
