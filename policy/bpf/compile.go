@@ -152,7 +152,14 @@ func (c *Compiled) compile(boxes []policy.Box, rs []Range, disjoint bool, opt Op
 		var best *table
 		var bestKey Key
 		for _, tb := range tabs {
-			if !tb.t.within(nat[i]) || (best != nil && tb.t.bits() <= best.t.bits()) {
+			if !tb.t.within(nat[i]) {
+				continue
+			}
+			// Of equally specific tables, the one holding the best
+			// priority, which keeps the others' best priorities high and
+			// the loop's early exit sooner (probes per ClassBench trace lookup:
+			// acl1_10K 4.97 -> 4.07, ipc1_10K 7.90 -> 6.66).
+			if best != nil && (tb.t.bits() < best.t.bits() || tb.t.bits() == best.t.bits() && tb.min >= best.min) {
 				continue
 			}
 			k := boxKey(&boxes[i])

@@ -86,6 +86,12 @@ func TestBench(t *testing.T) {
 	if !re.MatchString(last) {
 		t.Errorf("last line %q does not match %s", last, re)
 	}
+	// The line before it gives the 99th percentiles.
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	p99 := regexp.MustCompile(`^p99: linear_ns=\d+ classifier_ns=\d+ .* median \d+ p99 \d+ ns `)
+	if len(lines) < 2 || !p99.MatchString(lines[len(lines)-2]) {
+		t.Errorf("line before the last does not match %s:\n%s", p99, out)
+	}
 	// Without a trace, headers are drawn from the rules.
 	code, out, _ = run("bench", "--classbench", "../classbench/testdata/acl1_300", "--rounds", "1")
 	if code != ExitOK || !strings.Contains(out, "mismatches=0") {
