@@ -13,6 +13,7 @@ const (
 	DefaultVerdictEntries   = 65536
 	DefaultPendingEntries   = 16384
 	DefaultInnerRuleEntries = 16384
+	DefaultSPDCacheEntries  = 65536
 	DefaultSampleCount      = 4
 	DefaultSnapLen          = 2048
 	DefaultSampleRate       = 2000 // samples per second per CPU
@@ -31,8 +32,14 @@ type Config struct {
 	PendingEntries   int // pending map (LRU) size; default 16384
 	InnerRuleEntries int // inner-policy map size; default 16384
 	// FlowSlots is the number of per-flow counter slots; default
-	// VerdictEntries. SetVerdict fails with ErrNoSlot when all are in use.
+	// DefaultFlowSlots(VerdictEntries), a quarter more than verdicts.
+	// SetVerdict fails with ErrNoSlot when all are in use.
 	FlowSlots int
+	// SPDCacheEntries sizes the SPD cache (LRU): the compiled SPD's answer
+	// by inner 5-tuple; default 65536.
+	SPDCacheEntries int
+	// NoSPDCache walks the compiled SPD for every packet of a null flow.
+	NoSPDCache bool
 
 	SampleCount     uint32 // samples per unknown flow; default 4
 	DisableSampling bool   // send no samples at all (SampleCount is ignored)
@@ -61,6 +68,15 @@ type Config struct {
 	PinPath string
 }
 
+// DefaultFlowSlots returns the counter slots Load gives a verdict map of
+// verdicts entries: a quarter more, at least 64 more. With exactly as many
+// slots as verdicts a full LRU verdict map stops taking verdicts: every slot
+// belongs to a live verdict, and SetVerdict needs a free slot before the
+// update that would let the LRU evict an old entry (ErrNoSlot for good).
+func DefaultFlowSlots(verdicts int) int {
+	return int(min(int64(verdicts)+max(int64(verdicts)/4, 64), math.MaxInt32-1))
+}
+
 func (c Config) withDefaults() (Config, error) {
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -70,8 +86,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.VerdictEntries, DefaultVerdictEntries)
 	def(&c.PendingEntries, DefaultPendingEntries)
 	def(&c.InnerRuleEntries, DefaultInnerRuleEntries)
-	def(&c.FlowSlots, c.VerdictEntries)
-	for _, n := range []int{c.VerdictEntries, c.PendingEntries, c.InnerRuleEntries, c.FlowSlots} {
+	def(&c.FlowSlots, DefaultFlowSlots(c.VerdictEntries))
+	def(&c.SPDCacheEntries, DefaultSPDCacheEntries)
+	for _, n := range []int{c.VerdictEntries, c.PendingEntries, c.InnerRuleEntries, c.FlowSlots, c.SPDCacheEntries} {
 		if n < 1 || n > math.MaxInt32-1 {
 			return c, fmt.Errorf("ebpf: config: map size %d out of range", n)
 		}
@@ -126,6 +143,9 @@ func (c Config) bpf() bpfEspyConfig {
 	if c.FailClosed {
 		b.FailClosed = 1
 	}
+	if c.NoSPDCache {
+		b.SpdCacheOff = 1
+	}
 	if c.Bridge {
 		b.Bridge = 1
 	}
@@ -150,6 +170,7 @@ func (p *Program) Reconfigure(cfg Config) error {
 	}
 	if cfg.VerdictEntries != p.cfg.VerdictEntries || cfg.PendingEntries != p.cfg.PendingEntries ||
 		cfg.InnerRuleEntries != p.cfg.InnerRuleEntries || cfg.FlowSlots != p.cfg.FlowSlots ||
+		cfg.SPDCacheEntries != p.cfg.SPDCacheEntries ||
 		cfg.PinPath != p.cfg.PinPath {
 		return fmt.Errorf("ebpf: reconfigure: map sizes and pin path are fixed at load")
 	}

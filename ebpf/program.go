@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Sentinel errors callers branch on.
@@ -40,7 +41,10 @@ type Program struct {
 	cfg    Config
 	closed bool
 	slots  slotTable
-	links  map[int]link.Link
+	// slotKeys[s] is the flow whose verdict holds slot s, for SeenFlows.
+	slotKeys []FlowKey
+	seen     []byte // flow_seen, memory-mapped
+	links    map[int]link.Link
 	// linkNetns records the network namespace (inode) of each link.
 	linkNetns map[link.Link]uint64
 }
@@ -63,6 +67,8 @@ func Load(cfg Config) (*Program, error) {
 	spec.Maps[bpfMapInnerRules].MaxEntries = uint32(cfg.InnerRuleEntries)
 	// Slot 0 means "no counters", so the array holds one more.
 	spec.Maps[bpfMapFlowStats].MaxEntries = uint32(cfg.FlowSlots) + 1
+	spec.Maps[bpfMapFlowSeen].MaxEntries = uint32(cfg.FlowSlots/64 + 1)
+	spec.Maps[bpfMapSpdCache].MaxEntries = uint32(cfg.SPDCacheEntries)
 
 	var opts ebpf.CollectionOptions
 	if cfg.PinPath != "" {
@@ -92,7 +98,12 @@ func Load(cfg Config) (*Program, error) {
 		return nil, fmt.Errorf("ebpf: possible CPUs: %w", err)
 	}
 	p.slots.init(cfg.FlowSlots)
+	p.slotKeys = make([]FlowKey, cfg.FlowSlots+1)
 	if err := p.reconcileSlots(); err != nil {
+		p.objs.Close()
+		return nil, err
+	}
+	if err := p.mapSeen(); err != nil {
 		p.objs.Close()
 		return nil, err
 	}
@@ -127,6 +138,12 @@ func (p *Program) Close() error {
 		}
 	}
 	p.links = nil
+	if p.seen != nil {
+		if err := unix.Munmap(p.seen); err != nil {
+			errs = append(errs, fmt.Errorf("ebpf: unmap flow_seen: %w", err))
+		}
+		p.seen = nil
+	}
 	if err := p.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("ebpf: close objects: %w", err))
 	}

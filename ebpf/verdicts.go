@@ -22,6 +22,11 @@ func (p *Program) SetVerdict(k FlowKey, v Verdict) error {
 	if p.closed {
 		return ErrClosed
 	}
+	return p.setVerdictLocked(k, v)
+}
+
+// setVerdictLocked is SetVerdict with p.mu held.
+func (p *Program) setVerdictLocked(k FlowKey, v Verdict) error {
 	var old Verdict
 	err := p.objs.Verdicts.Lookup(&k, &old)
 	switch {
@@ -40,6 +45,7 @@ func (p *Program) SetVerdict(k FlowKey, v Verdict) error {
 		}
 		return fmt.Errorf("ebpf: set verdict %v: %w", k, err)
 	}
+	p.slotKeys[v.Slot] = k
 	if err := p.objs.Pending.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("ebpf: set verdict %v: clear pending: %w", k, err)
 	}
@@ -125,6 +131,21 @@ func (it *VerdictIter) Err() error {
 	return nil
 }
 
+// allocSlotRaw returns a free slot without touching its counters. When the
+// table is full it first reclaims the slots of verdicts the LRU map evicted.
+func (p *Program) allocSlotRaw() (uint32, error) {
+	s := p.slots.alloc()
+	if s == 0 {
+		if err := p.reconcileSlots(); err != nil {
+			return 0, err
+		}
+		if s = p.slots.alloc(); s == 0 {
+			return 0, ErrNoSlot
+		}
+	}
+	return s, nil
+}
+
 // allocSlot returns a free slot with zeroed counters. When the table is
 // full it first reclaims the slots of verdicts the LRU map evicted.
 func (p *Program) allocSlot() (uint32, error) {
@@ -155,6 +176,9 @@ func (p *Program) reconcileSlots() error {
 	it := p.objs.Verdicts.Iterate()
 	for it.Next(&k, &v) {
 		p.slots.mark(v.Slot)
+		if v.Slot != 0 && int(v.Slot) < len(p.slotKeys) {
+			p.slotKeys[v.Slot] = k
+		}
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("ebpf: rebuild slot table: %w", err)

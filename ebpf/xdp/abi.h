@@ -50,6 +50,7 @@ enum bpf_map_type {
 
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
+#define ESPY_BPF_F_MMAPABLE 1024 /* BPF_F_MMAPABLE */
 #define BPF_F_CURRENT_CPU 0xffffffffULL
 
 #endif

@@ -78,6 +78,17 @@ struct espy_flow_stats {
 			 * ESPY_EXIT_NULL_UNPARSED); userspace revokes on their rate */
 };
 
+/*
+ * Value of flow_seen: one byte per flow_stats slot, set by the program when
+ * the slot's flow has a packet and cleared by userspace when it reads it
+ * (memory-mapped, atomic swap of 8 bytes at a time). It tells userspace which
+ * decided flows the fast path handled since its last look, without reading
+ * every per-CPU counter. Slot s is byte s % 64 of entry s / 64.
+ */
+struct espy_seen {
+	__u8 b[64];
+};
+
 /* Key of the inner-policy map: the cleartext 5-tuple inside ESP-NULL. */
 struct espy_inner_key {
 	__u8 family;  /* 4 or 6 */
@@ -97,6 +108,19 @@ struct espy_inner_rule {
 	__u64 hits;    /* packets that matched, all CPUs (atomic add) */
 };
 
+/*
+ * Value of spd_cache, keyed by espy_inner_key (ICMP: type << 8 | code in
+ * sport, as the SPD sees it): the compiled SPD's answer for that 5-tuple
+ * under the policy control word ctl. An entry whose ctl differs from the
+ * current espy_policy_ctl word (every publication bumps its generation) is a
+ * miss, so a publication invalidates the whole cache without a sweep.
+ */
+struct espy_spd_cached {
+	__u64 ctl;    /* espy_policy_ctl word the answer was computed under */
+	__u8 action;  /* enum espy_action, or ESPY_ACTION_DEFAULT, or 0xff punt */
+	__u8 pad[7];
+};
+
 /* The single entry of the config map, filled by userspace at load. */
 struct espy_config {
 	__u64 sample_interval_ns; /* GCRA emission interval per CPU; 0 = no limit */
@@ -107,7 +131,8 @@ struct espy_config {
 	__u8 encrypted_action;    /* enum espy_action for encrypted flows */
 	__u8 inner_default;       /* enum espy_action when no inner rule matches */
 	__u8 bridge;              /* redirect passing frames via bridge_ports */
-	__u32 pad;
+	__u8 spd_cache_off;       /* walk the compiled SPD for every packet */
+	__u8 pad[3];
 };
 
 /* Header of every perf sample; the frame bytes follow it. */
