@@ -3,8 +3,10 @@ package ebpf
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"unsafe"
 
-	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // VerdictBatch collects verdicts for SetVerdicts. Its buffers are reused
@@ -15,7 +17,7 @@ type VerdictBatch struct {
 	Verdicts []Verdict
 
 	slots []uint32
-	zero  []bpfEspyFlowStats
+	zero  []byte
 }
 
 // Add appends one verdict.
@@ -34,13 +36,17 @@ func (b *VerdictBatch) Reset() {
 
 // SetVerdicts stores the verdicts of b, for flows that have none yet (just
 // decided from their samples), and empties b. Each gets a free slot with
-// zeroed counters and its pending count is cleared, as with SetVerdict.
+// zeroed counters, as with SetVerdict.
 //
 // SetVerdict costs four map syscalls per flow (look the old verdict up, zero
 // the counters, write, clear the pending count): most of the userspace cost
-// of a new flow. SetVerdicts writes a batch with three: one batch update
-// zeroes the new slots in flow_stats, one writes the verdicts and one batch
-// delete clears the pending counts. The kernel's batch update takes no
+// of a new flow. SetVerdicts writes a batch with two: one batch update
+// zeroes the new slots in flow_stats, one writes the verdicts. It leaves
+// the pending counts: the program does not read them while a verdict
+// exists, the pending map's LRU reclaims them, and DeleteVerdict clears a
+// flow's count when its verdict goes. (A batch delete would stop at the
+// first flow without a count, one system call per such flow: under a flood
+// the LRU has evicted many.) The kernel's batch update takes no
 // BPF_NOEXIST, so the old verdict is not looked up: a flow that does have
 // one gets a new slot and its counters restart; the old slot returns to
 // the free pool when the slot table is next rebuilt. Use SetVerdict for
@@ -78,10 +84,10 @@ func (p *Program) SetVerdicts(b *VerdictBatch) error {
 		b.slots = append(b.slots, s)
 		b.Verdicts[i].Slot = s
 	}
-	if need := n * p.ncpu; cap(b.zero) < need {
-		b.zero = make([]bpfEspyFlowStats, need)
+	if need := n * p.ncpu * int(unsafe.Sizeof(bpfEspyFlowStats{})); len(b.zero) < need {
+		b.zero = make([]byte, need)
 	}
-	if _, err := p.objs.FlowStats.BatchUpdate(b.slots, b.zero[:n*p.ncpu], nil); err != nil {
+	if err := zeroSlots(p.objs.FlowStats.FD(), b.slots, b.zero); err != nil {
 		for _, s := range b.slots {
 			p.slots.release(s)
 		}
@@ -107,17 +113,35 @@ func (p *Program) SetVerdicts(b *VerdictBatch) error {
 		}
 		i++
 	}
-	for i := 0; i < n; {
-		c, err := p.objs.Pending.BatchDelete(b.Keys[i:], nil)
-		i += c
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("ebpf: set verdicts: clear pending: %w", err))
-			break
-		}
-		i++ // no pending count for entry i: skip it
-	}
 	return errors.Join(errs...)
+}
+
+// mapBatchAttr is the BPF_MAP_*_BATCH part of union bpf_attr.
+type mapBatchAttr struct {
+	inBatch, outBatch, keys, values uint64
+	count, mapFD                    uint32
+	elemFlags, flags                uint64
+}
+
+const bpfMapUpdateBatch = 26 // BPF_MAP_UPDATE_BATCH
+
+// zeroSlots sets the per-CPU counters of slots to zero (zero holds at least
+// len(slots) * CPUs values of zero bytes) with one BPF_MAP_UPDATE_BATCH.
+// It makes the system call itself: cilium/ebpf's per-CPU batch update
+// marshals every CPU's value of every key through reflection, which cost
+// more than the system call.
+func zeroSlots(fd int, slots []uint32, zero []byte) error {
+	attr := mapBatchAttr{
+		keys:   uint64(uintptr(unsafe.Pointer(&slots[0]))),
+		values: uint64(uintptr(unsafe.Pointer(&zero[0]))),
+		count:  uint32(len(slots)),
+		mapFD:  uint32(fd),
+	}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, bpfMapUpdateBatch, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(slots)
+	runtime.KeepAlive(zero)
+	if errno != 0 {
+		return fmt.Errorf("batch update of %d slots: %w", len(slots), errno)
+	}
+	return nil
 }

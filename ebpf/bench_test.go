@@ -67,7 +67,7 @@ func BenchmarkXDPUnknownOverLimit(b *testing.B) {
 // could not keep up with are counted as lost and reported.
 func BenchmarkXDPUnknownSampled(b *testing.B) {
 	p := benchProgram(b, Config{NoRateLimit: true, SampleCount: 1 << 31})
-	r, err := p.NewSampleReader(4 << 20)
+	r, err := p.NewSampleReader()
 	if err != nil {
 		b.Fatal(err)
 	}

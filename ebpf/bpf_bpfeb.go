@@ -149,6 +149,20 @@ type bpfEspyPolicyTable struct {
 	Keys    uint32
 }
 
+type bpfEspySampleBuf struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_       structs.HostLayout
+		Key     bpfEspyFlowKey
+		Ifindex uint32
+		OrigLen uint32
+		CapLen  uint32
+		L3Off   uint16
+		EspOff  uint16
+	}
+	Frame [16384]uint8
+}
+
 type bpfEspySeen struct {
 	_ structs.HostLayout
 	B [64]uint8
@@ -199,6 +213,7 @@ const (
 	bpfMapInnerRules        = "inner_rules"
 	bpfMapPending           = "pending"
 	bpfMapSampleBucket      = "sample_bucket"
+	bpfMapSampleScratch     = "sample_scratch"
 	bpfMapSamples           = "samples"
 	bpfMapSpdCache          = "spd_cache"
 	bpfMapVerdicts          = "verdicts"
@@ -274,6 +289,7 @@ type bpfMapSpecs struct {
 	InnerRules        *ebpf.MapSpec `ebpf:"inner_rules"`
 	Pending           *ebpf.MapSpec `ebpf:"pending"`
 	SampleBucket      *ebpf.MapSpec `ebpf:"sample_bucket"`
+	SampleScratch     *ebpf.MapSpec `ebpf:"sample_scratch"`
 	Samples           *ebpf.MapSpec `ebpf:"samples"`
 	SpdCache          *ebpf.MapSpec `ebpf:"spd_cache"`
 	Verdicts          *ebpf.MapSpec `ebpf:"verdicts"`
@@ -325,6 +341,7 @@ type bpfMaps struct {
 	InnerRules        *ebpf.Map `ebpf:"inner_rules"`
 	Pending           *ebpf.Map `ebpf:"pending"`
 	SampleBucket      *ebpf.Map `ebpf:"sample_bucket"`
+	SampleScratch     *ebpf.Map `ebpf:"sample_scratch"`
 	Samples           *ebpf.Map `ebpf:"samples"`
 	SpdCache          *ebpf.Map `ebpf:"spd_cache"`
 	Verdicts          *ebpf.Map `ebpf:"verdicts"`
@@ -352,6 +369,7 @@ func (m *bpfMaps) Close() error {
 		m.InnerRules,
 		m.Pending,
 		m.SampleBucket,
+		m.SampleScratch,
 		m.Samples,
 		m.SpdCache,
 		m.Verdicts,

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"fmt"
 	"math"
+	"os"
 )
 
 // DefaultPinPath is where a deployed espy pins its maps and links.
@@ -18,10 +19,11 @@ const (
 	DefaultSnapLen          = 2048
 	DefaultSampleRate       = 2000 // samples per second per CPU
 	DefaultSampleBurst      = 64
+	DefaultSampleRingBytes  = 8 << 20
 )
 
-// MaxSnapLen bounds Config.SnapLen: a perf record, header and frame together,
-// must fit the 16-bit size of struct perf_event_header.
+// MaxSnapLen bounds Config.SnapLen: the program assembles a sample in a
+// per-CPU buffer of this many frame bytes (ESPY_MAX_SNAPLEN).
 const MaxSnapLen = 16384
 
 // Config sizes the maps and sets the program's behaviour. The zero value is
@@ -49,6 +51,11 @@ type Config struct {
 	// Defaults 2000/s and 64.
 	SampleRate  uint32
 	SampleBurst uint32
+	// SampleRingBytes sizes the ring buffer that carries samples to
+	// userspace, shared by all CPUs: a power of two, at least a page;
+	// default 8 MiB (some 6,000 samples of 1,300-byte frames, 30 ms of a
+	// flood at 200,000 samples a second).
+	SampleRingBytes int
 	NoRateLimit bool // send every sample the count allows, unbounded
 
 	// FailClosed drops unknown flows (pending and beyond SampleCount),
@@ -101,6 +108,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapLen > MaxSnapLen {
 		return c, fmt.Errorf("ebpf: config: snaplen %d above %d", c.SnapLen, MaxSnapLen)
+	}
+	def(&c.SampleRingBytes, DefaultSampleRingBytes)
+	if r := c.SampleRingBytes; r < os.Getpagesize() || r&(r-1) != 0 || r > 1<<30 {
+		return c, fmt.Errorf("ebpf: config: sample ring of %d bytes: not a power of two between a page and 1 GiB", r)
 	}
 	if c.SampleRate == 0 {
 		c.SampleRate = DefaultSampleRate
@@ -170,7 +181,7 @@ func (p *Program) Reconfigure(cfg Config) error {
 	}
 	if cfg.VerdictEntries != p.cfg.VerdictEntries || cfg.PendingEntries != p.cfg.PendingEntries ||
 		cfg.InnerRuleEntries != p.cfg.InnerRuleEntries || cfg.FlowSlots != p.cfg.FlowSlots ||
-		cfg.SPDCacheEntries != p.cfg.SPDCacheEntries ||
+		cfg.SPDCacheEntries != p.cfg.SPDCacheEntries || cfg.SampleRingBytes != p.cfg.SampleRingBytes ||
 		cfg.PinPath != p.cfg.PinPath {
 		return fmt.Errorf("ebpf: reconfigure: map sizes and pin path are fixed at load")
 	}

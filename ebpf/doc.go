@@ -12,7 +12,7 @@
 //
 //	p, err := ebpf.Load(ebpf.Config{PinPath: ebpf.DefaultPinPath})
 //	mode, err := p.Attach(ifindex, ebpf.AttachAuto)
-//	r, err := p.NewSampleReader(0)
+//	r, err := p.NewSampleReader()
 //	for { r.Read(&s); ...; p.SetVerdict(s.Key, v) }
 //
 // See docs/ebpf.md for the map layouts and exit reasons.

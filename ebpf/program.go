@@ -69,6 +69,7 @@ func Load(cfg Config) (*Program, error) {
 	spec.Maps[bpfMapFlowStats].MaxEntries = uint32(cfg.FlowSlots) + 1
 	spec.Maps[bpfMapFlowSeen].MaxEntries = uint32(cfg.FlowSlots/64 + 1)
 	spec.Maps[bpfMapSpdCache].MaxEntries = uint32(cfg.SPDCacheEntries)
+	spec.Maps[bpfMapSamples].MaxEntries = uint32(cfg.SampleRingBytes)
 
 	var opts ebpf.CollectionOptions
 	if cfg.PinPath != "" {

@@ -613,6 +613,7 @@ type blastResult struct {
 	vethDrops                  uint64 // frames the veth dropped before XDP
 	sampled, limited, lost     uint64 // exit counters
 	readerLost                 float64
+	loopCPU, samplesRead       float64 // daemon's sample-loop CPU seconds and samples read
 	decided, pendingNow        int
 	decisions, pendingDrops    uint64
 	verdicts, verdictsCapacity int
@@ -621,11 +622,23 @@ type blastResult struct {
 func (r blastResult) String() string {
 	rate := func(n float64, d time.Duration) string { return fmt.Sprintf("%.0f/s", n/d.Seconds()) }
 	return fmt.Sprintf("sent %d new flows in %v (%s); XDP saw %d (%s), veth dropped %d; sampled %d (%s), rate-limited %d, lost in perf %d (reader saw %.0f lost); "+
-		"userspace decided %d in %v (%s); cache decided %d, pending %d, pending drops %d; verdict map %d/%d",
+		"userspace decided %d in %v (%s); cache decided %d, pending %d, pending drops %d; verdict map %d/%d; "+
+		"sample loop %.2f µs CPU per sample over %.0f samples (%.0f/s per core)",
 		r.sent, r.sendTime.Round(time.Millisecond), rate(float64(r.sent), r.sendTime), r.seen, rate(float64(r.seen), r.sendTime), r.vethDrops,
 		r.sampled, rate(float64(r.sampled), r.sendTime), r.limited, r.lost, r.readerLost,
 		r.decisions, r.drainTime.Round(time.Millisecond), rate(float64(r.decisions), r.drainTime),
-		r.decided, r.pendingNow, r.pendingDrops, r.verdicts, r.verdictsCapacity)
+		r.decided, r.pendingNow, r.pendingDrops, r.verdicts, r.verdictsCapacity,
+		r.cpuPerSample()*1e6, r.samplesRead, 1/r.cpuPerSample())
+}
+
+// cpuPerSample is the daemon's sample-loop CPU time per sample read, in
+// seconds: the userspace cost of a new flow, independent of what else the
+// machine runs.
+func (r blastResult) cpuPerSample() float64 {
+	if r.samplesRead == 0 {
+		return 0
+	}
+	return r.loopCPU / r.samplesRead
 }
 
 // blast sends n one-frame flows stamped from tmpl with SPIs spi0… in batches
@@ -642,6 +655,7 @@ func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate in
 	}
 	before := d.Cache().Stats().Decisions
 	dropsBefore := vethDrops(t, l)
+	cpuBefore, samplesBefore := d.metric(t, "espy_sample_loop_cpu_seconds_total"), d.metric(t, "espy_samples_total")
 	start := time.Now()
 	for i := 0; i < n; {
 		m := min(batch, n-i)
@@ -685,6 +699,8 @@ func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate in
 	r.vethDrops = vethDrops(t, l) - dropsBefore
 	r.sampled, r.limited, r.lost = c[ebpf.ExitPendingSampled], c[ebpf.ExitSampleRateLimited], c[ebpf.ExitSampleLost]
 	r.readerLost = d.metric(t, "espy_samples_lost_total")
+	r.loopCPU = d.metric(t, "espy_sample_loop_cpu_seconds_total") - cpuBefore
+	r.samplesRead = d.metric(t, "espy_samples_total") - samplesBefore
 	st := d.Cache().Stats()
 	r.decided, r.pendingNow, r.decisions, r.pendingDrops = st.Decided, st.Pending, st.Decisions-before, st.PendingDrops
 	if r.verdicts, err = countVerdicts(d); err != nil {

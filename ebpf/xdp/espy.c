@@ -201,11 +201,22 @@ struct {
 	__type(value, __u64);
 } sample_bucket SEC(".maps");
 
+/* Samples to userspace: one ring shared by all CPUs, sized at load
+ * (Config.SampleRingBytes). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
 } samples SEC(".maps");
+
+/* Per-CPU room to assemble a sample: bpf_ringbuf_output copies from map
+ * memory or the stack, not from the packet, and a frame does not fit the
+ * 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct espy_sample_buf);
+} sample_scratch SEC(".maps");
 
 /* Bridge mode: egress ifindex by ingress ifindex. */
 struct {
@@ -324,28 +335,42 @@ struct pkt {
 };
 
 /*
- * send_sample copies the frame to userspace through the perf array, within
+ * send_sample copies the frame to userspace through the ring buffer, within
  * the per-CPU rate limit, and returns the exit reason that tells how it went.
+ *
+ * The ring buffer's default (adaptive) notification wakes the reader only
+ * when it has consumed everything before this record, that is when it is
+ * idle: a lone sample wakes it at once, while during a flood, when the
+ * reader is busy, records are written without a wakeup. A perf buffer
+ * wakes the reader for every record, which cost the CPU running XDP an
+ * interrupt and an inter-processor wakeup per sample (most of a sample's
+ * kernel cost in a VM). The price is one copy of the frame into per-CPU
+ * scratch memory (bpf_xdp_load_bytes) before the copy into the ring.
  */
 static __always_inline enum espy_exit_reason send_sample(struct xdp_md *ctx,
 							 const struct espy_config *cfg,
 							 const struct pkt *pk)
 {
-	struct espy_sample s = {};
-	__u64 cap;
+	struct espy_sample_buf *b;
+	__u32 zero = 0, cap;
 
 	if (!sample_allowed(cfg))
 		return ESPY_EXIT_SAMPLE_RATELIMITED;
-	s.key = pk->key;
-	s.ifindex = ctx->ingress_ifindex;
-	s.orig_len = pk->frame_len;
+	b = bpf_map_lookup_elem(&sample_scratch, &zero);
+	if (!b)
+		return ESPY_EXIT_SAMPLE_LOST;
 	cap = pk->frame_len < cfg->snaplen ? pk->frame_len : cfg->snaplen;
-	s.cap_len = cap;
-	s.l3_off = pk->l3_off;
-	s.esp_off = pk->esp_off;
-	/* The upper 32 bits of flags make the kernel append cap bytes of the
-	 * frame to the record itself: no copy through the BPF stack. */
-	if (bpf_perf_event_output(ctx, &samples, BPF_F_CURRENT_CPU | (cap << 32), &s, sizeof(s)))
+	if (cap < 1 || cap > ESPY_MAX_SNAPLEN)
+		return ESPY_EXIT_SAMPLE_LOST;
+	b->hdr.key = pk->key;
+	b->hdr.ifindex = ctx->ingress_ifindex;
+	b->hdr.orig_len = pk->frame_len;
+	b->hdr.cap_len = cap;
+	b->hdr.l3_off = pk->l3_off;
+	b->hdr.esp_off = pk->esp_off;
+	if (bpf_xdp_load_bytes(ctx, 0, b->frame, cap))
+		return ESPY_EXIT_SAMPLE_LOST;
+	if (bpf_ringbuf_output(&samples, b, sizeof(b->hdr) + cap, 0))
 		return ESPY_EXIT_SAMPLE_LOST;
 	return ESPY_EXIT_PENDING_SAMPLED;
 }

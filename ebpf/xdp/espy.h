@@ -135,7 +135,7 @@ struct espy_config {
 	__u8 pad[3];
 };
 
-/* Header of every perf sample; the frame bytes follow it. */
+/* Header of every sample record; the frame bytes follow it. */
 struct espy_sample {
 	struct espy_flow_key key;
 	__u32 ifindex;  /* ingress interface */
@@ -143,6 +143,15 @@ struct espy_sample {
 	__u32 cap_len;  /* frame bytes that follow: min(orig_len, snaplen) */
 	__u16 l3_off;   /* offset of the outer IP header in the frame */
 	__u16 esp_off;  /* offset of the ESP (or WESP) header in the frame */
+};
+
+/* Largest frame copy per sample (Go's MaxSnapLen). */
+#define ESPY_MAX_SNAPLEN 16384
+
+/* A sample as it is assembled before it goes to the ring buffer. */
+struct espy_sample_buf {
+	struct espy_sample hdr;
+	__u8 frame[ESPY_MAX_SNAPLEN];
 };
 
 /*
