@@ -56,7 +56,7 @@ type Config struct {
 	// default 8 MiB (some 6,000 samples of 1,300-byte frames, 30 ms of a
 	// flood at 200,000 samples a second).
 	SampleRingBytes int
-	NoRateLimit bool // send every sample the count allows, unbounded
+	NoRateLimit     bool // send every sample the count allows, unbounded
 
 	// FailClosed drops unknown flows (pending and beyond SampleCount),
 	// malformed IPsec and ESP-NULL packets whose inner header cannot be read;
