@@ -24,7 +24,8 @@ type bpfEspyConfig struct {
 	InnerDefault     uint8
 	Bridge           uint8
 	SpdCacheOff      uint8
-	Pad              [3]uint8
+	ExactRules       uint8
+	Pad              [2]uint8
 }
 
 type bpfEspyExitReason uint32

@@ -185,9 +185,22 @@ func (p *Program) Reconfigure(cfg Config) error {
 		cfg.PinPath != p.cfg.PinPath {
 		return fmt.Errorf("ebpf: reconfigure: map sizes and pin path are fixed at load")
 	}
-	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
-		return fmt.Errorf("ebpf: reconfigure: %w", err)
+	if err := p.writeConfig(cfg); err != nil {
+		return err
 	}
 	p.cfg = cfg
+	return nil
+}
+
+// writeConfig writes cfg, and whether the exact stage has rules, to the
+// program's config map. p.mu is held, or p is not shared yet.
+func (p *Program) writeConfig(cfg Config) error {
+	b := cfg.bpf()
+	if p.innerRules > 0 {
+		b.ExactRules = 1
+	}
+	if err := p.objs.Config.Put(uint32(0), b); err != nil {
+		return fmt.Errorf("ebpf: write config: %w", err)
+	}
 	return nil
 }

@@ -41,6 +41,9 @@ type Program struct {
 	cfg    Config
 	closed bool
 	slots  slotTable
+	// innerRules counts the entries of inner_rules: the config tells the
+	// program to skip the exact stage while there are none.
+	innerRules int
 	// slotKeys[s] is the flow whose verdict holds slot s, for SeenFlows.
 	slotKeys []FlowKey
 	seen     []byte // flow_seen, memory-mapped
@@ -90,9 +93,15 @@ func Load(cfg Config) (*Program, error) {
 		}
 		return nil, fmt.Errorf("ebpf: load objects: %w", err)
 	}
-	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
+	// Pinned inner rules survive a restart: count them, so the program
+	// knows whether to look there.
+	var ik InnerKey
+	for it := p.objs.InnerRules.Iterate(); it.Next(&ik, new(InnerRule)); {
+		p.innerRules++
+	}
+	if err := p.writeConfig(cfg); err != nil {
 		p.objs.Close()
-		return nil, fmt.Errorf("ebpf: write config: %w", err)
+		return nil, err
 	}
 	if p.ncpu, err = ebpf.PossibleCPU(); err != nil {
 		p.objs.Close()

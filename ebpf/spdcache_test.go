@@ -114,4 +114,24 @@ func TestSPDCachePublication(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPacket(t, prog, &p, policy.ActionDrop, "exact rule over a cached SPD answer")
+	// Without rules the program skips the exact stage; the last delete
+	// turns that back on, and the cached SPD answer is what remains.
+	if err := prog.DeleteInnerRule(k); err != nil {
+		t.Fatal(err)
+	}
+	checkPacket(t, prog, &p, policy.ActionLog, "exact rule deleted")
+	if err := prog.SetInnerRule(k, ActionDrop, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.SetInnerRule(k, ActionPass, 2); err != nil { // replaced, still one rule
+		t.Fatal(err)
+	}
+	checkPacket(t, prog, &p, policy.ActionAllow, "exact rule replaced")
+	if err := prog.DeleteInnerRule(k); err != nil {
+		t.Fatal(err)
+	}
+	checkPacket(t, prog, &p, policy.ActionLog, "exact rule deleted again")
+	if prog.innerRules != 0 {
+		t.Errorf("%d inner rules counted, want 0", prog.innerRules)
+	}
 }

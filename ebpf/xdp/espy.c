@@ -761,8 +761,14 @@ __attribute__((noinline)) int policy_classify(const struct espy_inner_key *ik, _
 static __always_inline __u8 inner_policy(const struct espy_inner_key *ik, __u32 icmp,
 					 const struct espy_config *cfg)
 {
-	struct espy_inner_rule *r = bpf_map_lookup_elem(&inner_rules, ik);
+	struct espy_inner_rule *r = NULL;
 	int a;
+
+	/* Userspace says whether the exact stage holds anything: an empty
+	 * hash still costs a hash of the 40-byte key, a quarter of a decided
+	 * null flow's packet. */
+	if (cfg->exact_rules)
+		r = bpf_map_lookup_elem(&inner_rules, ik);
 
 	if (r) {
 		__sync_fetch_and_add(&r->hits, 1);

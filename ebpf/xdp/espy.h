@@ -132,7 +132,8 @@ struct espy_config {
 	__u8 inner_default;       /* enum espy_action when no inner rule matches */
 	__u8 bridge;              /* redirect passing frames via bridge_ports */
 	__u8 spd_cache_off;       /* walk the compiled SPD for every packet */
-	__u8 pad[3];
+	__u8 exact_rules;         /* inner_rules holds entries: look there first */
+	__u8 pad[2];
 };
 
 /* Header of every sample record; the frame bytes follow it. */
