@@ -26,7 +26,7 @@ var (
 )
 
 // pinnedMaps are the maps that survive a restart when Config.PinPath is set.
-// The config, counters of exit reasons, sample bucket and perf array are
+// The config, counters of exit reasons, sample bucket and ring buffer are
 // per-process state and are created fresh.
 var pinnedMaps = []string{bpfMapVerdicts, bpfMapFlowStats, bpfMapPending, bpfMapInnerRules}
 

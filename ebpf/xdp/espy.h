@@ -166,7 +166,7 @@ enum espy_exit_reason {
 	ESPY_EXIT_PENDING_SAMPLED,      /* unknown flow, frame sent to userspace */
 	ESPY_EXIT_PENDING_OVER_LIMIT,   /* unknown flow, already sampled N times */
 	ESPY_EXIT_SAMPLE_RATELIMITED,   /* unknown flow, sample budget exhausted */
-	ESPY_EXIT_SAMPLE_LOST,          /* unknown flow, perf buffer full */
+	ESPY_EXIT_SAMPLE_LOST,          /* unknown flow, sample ring full */
 	ESPY_EXIT_NULL_ALLOW,           /* ESP-NULL, inner rule or default allowed */
 	ESPY_EXIT_NULL_DROP,            /* ESP-NULL, inner rule or default dropped */
 	ESPY_EXIT_NULL_COUNT,           /* ESP-NULL, inner rule or default counted */
