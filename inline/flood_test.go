@@ -317,6 +317,9 @@ func spiFlood(t *testing.T, z floodSizes) {
 		t.Errorf("sampled %d + not sampled %d + over limit %d = %d for %d new flows and %d packets of the late one",
 			c[ebpf.ExitPendingSampled], undelivered, c[ebpf.ExitPendingOverLimit], got, sent+1, lateSent)
 	}
+	if got := d.metric(t, "espy_samples_lost_total"); got != float64(c[ebpf.ExitSampleLost]) {
+		t.Errorf("espy_samples_lost_total %.0f, the program counted %d lost samples", got, c[ebpf.ExitSampleLost])
+	}
 	if undelivered == 0 {
 		t.Error("the flood was sampled whole: raise floodFrames or lower the sample rate so the limit is exercised")
 	}
@@ -344,7 +347,7 @@ func TestSPIFlood(t *testing.T) {
 }
 
 // raisedFlood samples at ten times the default rate, more than userspace
-// drains on a small machine: the perf buffers stay full and samples are
+// drains on a small machine: the sample ring stays full and samples are
 // lost. The decided table holds the ESP-NULL quarter of the whole flood, so
 // it never evicts.
 var raisedFlood = floodSizes{

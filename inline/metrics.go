@@ -56,7 +56,7 @@ type exitCollector struct{ prog *ebpf.Program }
 
 var (
 	exitDesc = prometheus.NewDesc("espy_xdp_packets_total", "Frames the XDP program handled, by exit reason.", []string{"reason"}, nil)
-	lostDesc = prometheus.NewDesc("espy_samples_lost_total", "Samples the kernel dropped because a CPU's buffer was full (read from the fast path's counters at scrape time).", nil, nil)
+	lostDesc = prometheus.NewDesc("espy_samples_lost_total", "Samples the fast path could not write because the sample ring was full (its sample-lost counter, read at scrape time).", nil, nil)
 )
 
 func (c *exitCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -566,6 +566,9 @@ func TestNewFlowRate(t *testing.T) {
 			if r.sampled+r.limited+r.lost != r.seen {
 				t.Errorf("sampled %d + rate-limited %d + lost %d != %d new flows", r.sampled, r.limited, r.lost, r.seen)
 			}
+			if r.readerLost != float64(r.lost) {
+				t.Errorf("espy_samples_lost_total %.0f, the program counted %d", r.readerLost, r.lost)
+			}
 			if r.decisions != r.sampled || r.verdicts != int(r.sampled) {
 				t.Errorf("%d samples delivered, %d decisions, %d verdicts in the map: decided flows lost", r.sampled, r.decisions, r.verdicts)
 			}
@@ -628,7 +631,7 @@ type blastResult struct {
 
 func (r blastResult) String() string {
 	rate := func(n float64, d time.Duration) string { return fmt.Sprintf("%.0f/s", n/d.Seconds()) }
-	return fmt.Sprintf("sent %d new flows in %v (%s); XDP saw %d (%s), veth dropped %d; sampled %d (%s), rate-limited %d, lost in perf %d (reader saw %.0f lost); "+
+	return fmt.Sprintf("sent %d new flows in %v (%s); XDP saw %d (%s), veth dropped %d; sampled %d (%s), rate-limited %d, lost (ring full) %d (espy_samples_lost_total %.0f); "+
 		"userspace decided %d in %v (%s); cache decided %d, pending %d, pending drops %d; verdict map %d/%d; "+
 		"sample loop %.2f µs CPU per sample over %.0f samples (%.0f/s per core)",
 		r.sent, r.sendTime.Round(time.Millisecond), rate(float64(r.sent), r.sendTime), r.seen, rate(float64(r.seen), r.sendTime), r.vethDrops,
