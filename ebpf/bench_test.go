@@ -63,11 +63,11 @@ func BenchmarkXDPUnknownOverLimit(b *testing.B) {
 }
 
 // BenchmarkXDPUnknownSampled measures the sample path: every packet is
-// copied to the perf buffer, which a goroutine drains. Packets the reader
+// copied to the sample ring, which a goroutine drains. Packets the reader
 // could not keep up with are counted as lost and reported.
 func BenchmarkXDPUnknownSampled(b *testing.B) {
 	p := benchProgram(b, Config{NoRateLimit: true, SampleCount: 1 << 31})
-	r, err := p.NewSampleReader(4 << 20)
+	r, err := p.NewSampleReader()
 	if err != nil {
 		b.Fatal(err)
 	}

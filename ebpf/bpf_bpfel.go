@@ -23,7 +23,9 @@ type bpfEspyConfig struct {
 	EncryptedAction  uint8
 	InnerDefault     uint8
 	Bridge           uint8
-	Pad              uint32
+	SpdCacheOff      uint8
+	ExactRules       uint8
+	Pad              [2]uint8
 }
 
 type bpfEspyExitReason uint32
@@ -148,6 +150,32 @@ type bpfEspyPolicyTable struct {
 	Keys    uint32
 }
 
+type bpfEspySampleBuf struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_       structs.HostLayout
+		Key     bpfEspyFlowKey
+		Ifindex uint32
+		OrigLen uint32
+		CapLen  uint32
+		L3Off   uint16
+		EspOff  uint16
+	}
+	Frame [16384]uint8
+}
+
+type bpfEspySeen struct {
+	_ structs.HostLayout
+	B [64]uint8
+}
+
+type bpfEspySpdCached struct {
+	_      structs.HostLayout
+	Ctl    uint64
+	Action uint8
+	Pad    [7]uint8
+}
+
 type bpfEspyVerdict struct {
 	_               structs.HostLayout
 	Kind            uint8
@@ -181,11 +209,14 @@ const (
 	bpfMapEspyPolicyTables0 = "espy_policy_tables0"
 	bpfMapEspyPolicyTables1 = "espy_policy_tables1"
 	bpfMapExitCounters      = "exit_counters"
+	bpfMapFlowSeen          = "flow_seen"
 	bpfMapFlowStats         = "flow_stats"
 	bpfMapInnerRules        = "inner_rules"
 	bpfMapPending           = "pending"
 	bpfMapSampleBucket      = "sample_bucket"
+	bpfMapSampleScratch     = "sample_scratch"
 	bpfMapSamples           = "samples"
+	bpfMapSpdCache          = "spd_cache"
 	bpfMapVerdicts          = "verdicts"
 	bpfProgEspyXdp          = "espy_xdp"
 )
@@ -254,11 +285,14 @@ type bpfMapSpecs struct {
 	EspyPolicyTables0 *ebpf.MapSpec `ebpf:"espy_policy_tables0"`
 	EspyPolicyTables1 *ebpf.MapSpec `ebpf:"espy_policy_tables1"`
 	ExitCounters      *ebpf.MapSpec `ebpf:"exit_counters"`
+	FlowSeen          *ebpf.MapSpec `ebpf:"flow_seen"`
 	FlowStats         *ebpf.MapSpec `ebpf:"flow_stats"`
 	InnerRules        *ebpf.MapSpec `ebpf:"inner_rules"`
 	Pending           *ebpf.MapSpec `ebpf:"pending"`
 	SampleBucket      *ebpf.MapSpec `ebpf:"sample_bucket"`
+	SampleScratch     *ebpf.MapSpec `ebpf:"sample_scratch"`
 	Samples           *ebpf.MapSpec `ebpf:"samples"`
+	SpdCache          *ebpf.MapSpec `ebpf:"spd_cache"`
 	Verdicts          *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
@@ -303,11 +337,14 @@ type bpfMaps struct {
 	EspyPolicyTables0 *ebpf.Map `ebpf:"espy_policy_tables0"`
 	EspyPolicyTables1 *ebpf.Map `ebpf:"espy_policy_tables1"`
 	ExitCounters      *ebpf.Map `ebpf:"exit_counters"`
+	FlowSeen          *ebpf.Map `ebpf:"flow_seen"`
 	FlowStats         *ebpf.Map `ebpf:"flow_stats"`
 	InnerRules        *ebpf.Map `ebpf:"inner_rules"`
 	Pending           *ebpf.Map `ebpf:"pending"`
 	SampleBucket      *ebpf.Map `ebpf:"sample_bucket"`
+	SampleScratch     *ebpf.Map `ebpf:"sample_scratch"`
 	Samples           *ebpf.Map `ebpf:"samples"`
+	SpdCache          *ebpf.Map `ebpf:"spd_cache"`
 	Verdicts          *ebpf.Map `ebpf:"verdicts"`
 }
 
@@ -328,11 +365,14 @@ func (m *bpfMaps) Close() error {
 		m.EspyPolicyTables0,
 		m.EspyPolicyTables1,
 		m.ExitCounters,
+		m.FlowSeen,
 		m.FlowStats,
 		m.InnerRules,
 		m.Pending,
 		m.SampleBucket,
+		m.SampleScratch,
 		m.Samples,
+		m.SpdCache,
 		m.Verdicts,
 	)
 }

@@ -9,7 +9,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.VerdictEntries != DefaultVerdictEntries || c.FlowSlots != DefaultVerdictEntries ||
+	if c.VerdictEntries != DefaultVerdictEntries || c.FlowSlots != DefaultVerdictEntries+DefaultVerdictEntries/4 || c.SPDCacheEntries != DefaultSPDCacheEntries ||
 		c.SampleCount != DefaultSampleCount || c.SnapLen != DefaultSnapLen ||
 		c.EncryptedAction != ActionPass || c.InnerDefault != ActionPass {
 		t.Fatalf("defaults: %+v", c)

@@ -24,7 +24,7 @@ func Example() {
 	}
 	log.Printf("XDP in %v mode", mode)
 
-	r, err := p.NewSampleReader(0)
+	r, err := p.NewSampleReader()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -51,10 +51,6 @@ func Example() {
 				return
 			}
 			log.Fatal(err)
-		}
-		if s.Lost != 0 {
-			log.Printf("%d samples lost on CPU %d", s.Lost, s.CPU)
-			continue
 		}
 		// s.Frame[s.ESPOff:] is the ESP packet: hand it to the
 		// heuristics, and once they decide:

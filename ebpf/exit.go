@@ -14,7 +14,7 @@ const (
 	ExitPendingSampled    = ExitReason(bpfEspyExitReasonESPY_EXIT_PENDING_SAMPLED)    // unknown flow, sampled: fail mode
 	ExitPendingOverLimit  = ExitReason(bpfEspyExitReasonESPY_EXIT_PENDING_OVER_LIMIT) // unknown flow, N samples sent: fail mode
 	ExitSampleRateLimited = ExitReason(bpfEspyExitReasonESPY_EXIT_SAMPLE_RATELIMITED) // unknown flow, token bucket empty: fail mode
-	ExitSampleLost        = ExitReason(bpfEspyExitReasonESPY_EXIT_SAMPLE_LOST)        // unknown flow, perf buffer full: fail mode
+	ExitSampleLost        = ExitReason(bpfEspyExitReasonESPY_EXIT_SAMPLE_LOST)        // unknown flow, sample ring full: fail mode
 	ExitNullAllow         = ExitReason(bpfEspyExitReasonESPY_EXIT_NULL_ALLOW)         // ESP-NULL allowed: pass
 	ExitNullDrop          = ExitReason(bpfEspyExitReasonESPY_EXIT_NULL_DROP)          // ESP-NULL dropped by rule or default
 	ExitNullCount         = ExitReason(bpfEspyExitReasonESPY_EXIT_NULL_COUNT)         // ESP-NULL counted: pass

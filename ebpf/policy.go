@@ -24,12 +24,13 @@ type PolicyStat int
 
 // Counters of the inner-policy lookup, per packet of a decided ESP-NULL flow.
 const (
-	PolicyExact   PolicyStat = iota // answered by an exact rule (SetInnerRule)
-	PolicyHit                       // a compiled range matched
-	PolicyMiss                      // no range matched: the policy's miss action
-	PolicyPunt                      // sent to userspace: PUNT action, policy too large, or raced twice
-	PolicyRetry                     // lookup repeated because a publication raced it
-	PolicyDefault                   // no policy published: Config.InnerDefault
+	PolicyExact    PolicyStat = iota // answered by an exact rule (SetInnerRule)
+	PolicyHit                        // a compiled range matched
+	PolicyMiss                       // no range matched: the policy's miss action
+	PolicyPunt                       // sent to userspace: PUNT action, policy too large, or raced twice
+	PolicyRetry                      // lookup repeated because a publication raced it
+	PolicyDefault                    // no policy published: Config.InnerDefault
+	PolicyCacheHit                   // answered by the SPD cache, no walk (Hit and Miss count walks)
 	NumPolicyStats
 )
 

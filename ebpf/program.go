@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Sentinel errors callers branch on.
@@ -25,7 +26,7 @@ var (
 )
 
 // pinnedMaps are the maps that survive a restart when Config.PinPath is set.
-// The config, counters of exit reasons, sample bucket and perf array are
+// The config, counters of exit reasons, sample bucket and ring buffer are
 // per-process state and are created fresh.
 var pinnedMaps = []string{bpfMapVerdicts, bpfMapFlowStats, bpfMapPending, bpfMapInnerRules}
 
@@ -40,7 +41,13 @@ type Program struct {
 	cfg    Config
 	closed bool
 	slots  slotTable
-	links  map[int]link.Link
+	// innerRules counts the entries of inner_rules: the config tells the
+	// program to skip the exact stage while there are none.
+	innerRules int
+	// slotKeys[s] is the flow whose verdict holds slot s, for SeenFlows.
+	slotKeys []FlowKey
+	seen     []byte // flow_seen, memory-mapped
+	links    map[int]link.Link
 	// linkNetns records the network namespace (inode) of each link.
 	linkNetns map[link.Link]uint64
 }
@@ -63,6 +70,9 @@ func Load(cfg Config) (*Program, error) {
 	spec.Maps[bpfMapInnerRules].MaxEntries = uint32(cfg.InnerRuleEntries)
 	// Slot 0 means "no counters", so the array holds one more.
 	spec.Maps[bpfMapFlowStats].MaxEntries = uint32(cfg.FlowSlots) + 1
+	spec.Maps[bpfMapFlowSeen].MaxEntries = uint32(cfg.FlowSlots/64 + 1)
+	spec.Maps[bpfMapSpdCache].MaxEntries = uint32(cfg.SPDCacheEntries)
+	spec.Maps[bpfMapSamples].MaxEntries = uint32(cfg.SampleRingBytes)
 
 	var opts ebpf.CollectionOptions
 	if cfg.PinPath != "" {
@@ -83,16 +93,27 @@ func Load(cfg Config) (*Program, error) {
 		}
 		return nil, fmt.Errorf("ebpf: load objects: %w", err)
 	}
-	if err := p.objs.Config.Put(uint32(0), cfg.bpf()); err != nil {
+	// Pinned inner rules survive a restart: count them, so the program
+	// knows whether to look there.
+	var ik InnerKey
+	for it := p.objs.InnerRules.Iterate(); it.Next(&ik, new(InnerRule)); {
+		p.innerRules++
+	}
+	if err := p.writeConfig(cfg); err != nil {
 		p.objs.Close()
-		return nil, fmt.Errorf("ebpf: write config: %w", err)
+		return nil, err
 	}
 	if p.ncpu, err = ebpf.PossibleCPU(); err != nil {
 		p.objs.Close()
 		return nil, fmt.Errorf("ebpf: possible CPUs: %w", err)
 	}
 	p.slots.init(cfg.FlowSlots)
+	p.slotKeys = make([]FlowKey, cfg.FlowSlots+1)
 	if err := p.reconcileSlots(); err != nil {
+		p.objs.Close()
+		return nil, err
+	}
+	if err := p.mapSeen(); err != nil {
 		p.objs.Close()
 		return nil, err
 	}
@@ -127,6 +148,12 @@ func (p *Program) Close() error {
 		}
 	}
 	p.links = nil
+	if p.seen != nil {
+		if err := unix.Munmap(p.seen); err != nil {
+			errs = append(errs, fmt.Errorf("ebpf: unmap flow_seen: %w", err))
+		}
+		p.seen = nil
+	}
 	if err := p.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("ebpf: close objects: %w", err))
 	}

@@ -97,7 +97,7 @@ func TestShortenedPackets(t *testing.T) {
 func FuzzXDP(f *testing.F) {
 	requireBPF(f)
 	p := loadTest(f, smallMaps(Config{}))
-	if _, err := p.NewSampleReader(64 << 10); err != nil {
+	if _, err := p.NewSampleReader(); err != nil {
 		f.Fatal(err)
 	}
 	for _, fr := range robustFrames(f, p) {

@@ -15,8 +15,28 @@ func (p *Program) SetInnerRule(k InnerKey, a Action, ruleID uint32) error {
 		return fmt.Errorf("ebpf: inner rule %d: action %v not allowed", ruleID, a)
 	}
 	r := InnerRule{Action: uint8(a), RuleId: ruleID}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var old InnerRule
+	isNew := errors.Is(p.objs.InnerRules.Lookup(&k, &old), ebpf.ErrKeyNotExist)
+	if isNew && p.innerRules == 0 {
+		// Turn the exact stage on before the first rule is in place:
+		// a packet in between merely looks into an empty map.
+		p.innerRules++
+		if err := p.writeConfig(p.cfg); err != nil {
+			p.innerRules--
+			return fmt.Errorf("ebpf: inner rule %d: %w", ruleID, err)
+		}
+		p.innerRules--
+	}
 	if err := p.objs.InnerRules.Put(&k, &r); err != nil {
 		return fmt.Errorf("ebpf: inner rule %d: %w", ruleID, err)
+	}
+	if isNew {
+		p.innerRules++
 	}
 	return nil
 }
@@ -36,11 +56,23 @@ func (p *Program) InnerRule(k InnerKey) (InnerRule, error) {
 
 // DeleteInnerRule removes a rule, or returns an error wrapping ErrNotFound.
 func (p *Program) DeleteInnerRule(k InnerKey) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
 	if err := p.objs.InnerRules.Delete(&k); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			err = ErrNotFound
 		}
 		return fmt.Errorf("ebpf: delete inner rule: %w", err)
+	}
+	p.innerRules--
+	if p.innerRules == 0 {
+		// The last rule is gone: skip the exact stage again.
+		if err := p.writeConfig(p.cfg); err != nil {
+			return fmt.Errorf("ebpf: delete inner rule: %w", err)
+		}
 	}
 	return nil
 }

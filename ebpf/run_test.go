@@ -3,6 +3,7 @@ package ebpf
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"runtime"
 	"testing"
 
@@ -46,7 +47,7 @@ func smallMaps(c Config) Config {
 
 func sampleReader(t testing.TB, p *Program) *SampleReader {
 	t.Helper()
-	r, err := p.NewSampleReader(64 << 10)
+	r, err := p.NewSampleReader()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,12 +217,12 @@ func TestRun(t *testing.T) {
 		frame  []byte
 		want   uint32
 		reason ExitReason
-		// noReader leaves the perf array without a reader, so samples
-		// cannot be written.
-		noReader bool
+		// ringFull fills a one-page sample ring first (samples of other
+		// flows, nobody reading), so the sample cannot be written.
+		ringFull bool
 	}{
-		{name: "unknown-no-reader", frame: tunnel, noReader: true, want: xdpPass, reason: ExitSampleLost},
-		{name: "unknown-no-reader-fail-closed", cfg: Config{FailClosed: true}, frame: tunnel, noReader: true, want: xdpDrop, reason: ExitSampleLost},
+		{name: "unknown-ring-full", cfg: Config{NoRateLimit: true}, frame: tunnel, ringFull: true, want: xdpPass, reason: ExitSampleLost},
+		{name: "unknown-ring-full-fail-closed", cfg: Config{FailClosed: true, NoRateLimit: true}, frame: tunnel, ringFull: true, want: xdpDrop, reason: ExitSampleLost},
 		{name: "udp-dns", frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(5353, 53, []byte("q")), ip4opts{})), want: xdpPass, reason: ExitNonESP},
 		{name: "arp", frame: cat(eth(0x0806), make([]byte, 28)), want: xdpPass, reason: ExitNonESP},
 		{name: "ike-500", frame: cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(500, 500, ike[4:]), ip4opts{})), want: xdpPass, reason: ExitIKE},
@@ -352,9 +353,14 @@ func TestRun(t *testing.T) {
 	for _, tc := range cases {
 		covered[tc.reason] = true
 		t.Run(tc.name, func(t *testing.T) {
-			p := loadTest(t, smallMaps(tc.cfg))
-			if !tc.noReader {
-				sampleReader(t, p)
+			cfg := tc.cfg
+			if tc.ringFull {
+				cfg.SampleRingBytes = os.Getpagesize()
+			}
+			p := loadTest(t, smallMaps(cfg))
+			sampleReader(t, p)
+			if tc.ringFull {
+				fillRing(t, p)
 			}
 			if tc.setup != nil {
 				tc.setup(t, p)
@@ -376,4 +382,17 @@ func TestRun(t *testing.T) {
 			t.Errorf("no case ends in exit reason %v", r)
 		}
 	}
+}
+
+// fillRing writes samples of new flows until the sample ring is full. The
+// frames are the smallest ESP frames, so no larger sample fits after them.
+func fillRing(t *testing.T, p *Program) {
+	t.Helper()
+	for spi := uint32(0xf000); spi < 0xf100; spi++ {
+		f := cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espEncrypted(spi, 1, 0), ip4opts{}))
+		if _, _, d := run(t, p, f); d[ExitSampleLost] == 1 {
+			return
+		}
+	}
+	t.Fatal("the sample ring never filled")
 }

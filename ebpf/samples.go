@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/cilium/ebpf/perf"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 // sampleHeaderLen is sizeof(struct espy_sample): the flow key (44 bytes),
@@ -26,49 +26,43 @@ type Sample struct {
 	Ifindex uint32 // ingress interface
 	L3Off   uint16 // offset of the outer IP header in Frame
 	ESPOff  uint16 // offset of the ESP (or WESP) header in Frame
-	CPU     int
-	// Lost is non-zero for a record that reports samples the kernel dropped
-	// because this CPU's buffer was full; such a record carries no frame.
-	Lost uint64
 }
 
-// SampleReader reads samples from the program's perf event array. It reuses
-// one buffer, so reading does not allocate per sample. It is not safe for
-// concurrent Read calls.
+// SampleReader reads samples from the program's ring buffer. It reuses one
+// buffer, so reading does not allocate per sample. It is not safe for
+// concurrent Read calls. Samples the ring had no room for are counted by
+// the program (ExitSampleLost), as they happen.
 type SampleReader struct {
-	rd  *perf.Reader
-	rec perf.Record
+	rd  *ringbuf.Reader
+	rec ringbuf.Record
 }
 
-// NewSampleReader opens the sample stream with perCPUBuffer bytes of ring per
-// CPU (rounded up to pages; 0 means 256 KiB).
-func (p *Program) NewSampleReader(perCPUBuffer int) (*SampleReader, error) {
-	if perCPUBuffer == 0 {
-		perCPUBuffer = 256 << 10
-	}
-	rd, err := perf.NewReader(p.objs.Samples, perCPUBuffer)
+// NewSampleReader opens the sample stream. There is one ring buffer for all
+// CPUs, of Config.SampleRingBytes; only one reader may be open at a time.
+func (p *Program) NewSampleReader() (*SampleReader, error) {
+	rd, err := ringbuf.NewReader(p.objs.Samples)
 	if err != nil {
 		return nil, fmt.Errorf("ebpf: sample reader: %w", err)
 	}
 	return &SampleReader{rd: rd}, nil
 }
 
-// Read blocks until a sample or a lost-samples record arrives, the deadline
-// passes (an error wrapping os.ErrDeadlineExceeded) or the reader is closed
-// (an error wrapping os.ErrClosed), and fills s.
+// Read blocks until a sample arrives, the deadline passes (an error
+// wrapping os.ErrDeadlineExceeded) or the reader is closed (an error
+// wrapping os.ErrClosed), and fills s. With the deadline in the past it
+// returns a sample already in the ring, if any, without blocking.
 func (r *SampleReader) Read(s *Sample) error {
 	if err := r.rd.ReadInto(&r.rec); err != nil {
-		if errors.Is(err, perf.ErrClosed) {
+		if errors.Is(err, ringbuf.ErrClosed) {
 			return fmt.Errorf("ebpf: read sample: %w", os.ErrClosed)
 		}
 		return fmt.Errorf("ebpf: read sample: %w", err)
 	}
-	*s = Sample{CPU: r.rec.CPU, Lost: r.rec.LostSamples}
-	if r.rec.LostSamples != 0 {
-		return nil
-	}
 	return decodeSample(r.rec.RawSample, s)
 }
+
+// Pending returns the bytes of samples in the ring not yet read.
+func (r *SampleReader) Pending() int { return r.rd.AvailableBytes() }
 
 func decodeSample(raw []byte, s *Sample) error {
 	if len(raw) < sampleHeaderLen {

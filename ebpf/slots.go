@@ -57,3 +57,7 @@ func (t *slotTable) alloc() uint32 {
 	}
 	return 0
 }
+
+func (t *slotTable) isUsed(s uint32) bool {
+	return s >= 1 && s <= t.n && t.used[s/64]&(1<<(s%64)) != 0
+}

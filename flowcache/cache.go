@@ -397,3 +397,21 @@ func (c *Cache) SetCounters(k Key, packets, bytes uint64, now int64) bool {
 	f.Packets, f.Bytes = packets, bytes
 	return true
 }
+
+// Touch marks the decided flow of k seen at now, if it is later than the
+// flow's last packet, and reports whether k is decided. The inline daemon
+// calls it for the flows the fast path handled since its last look, which
+// the cache never sees: without it such a flow looks idle for eviction
+// until the next sweep sets its counters, and a flood of new decided flows
+// evicts it first (docs/inline-perf.md).
+func (c *Cache) Touch(k Key, now int64) bool {
+	s, h := c.shard(&k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.decided.get(&k, h)
+	if f == nil {
+		return false
+	}
+	f.Last = max(f.Last, now)
+	return true
+}

@@ -271,6 +271,40 @@ func TestEvictionLeastRecentlySeen(t *testing.T) {
 	}
 }
 
+// TestTouchProtectsFromEviction: a decided flow that only the inline fast
+// path sees (no Process calls) and that the daemon Touches stays while newer
+// decided flows overflow the table; Touch does not move Last backwards and
+// reports unknown flows.
+func TestTouchProtectsFromEviction(t *testing.T) {
+	rec := &recorder{}
+	c := newCache(t, flowcache.Config{Shards: 1, Capacity: 4, PendingCapacity: 8}, rec)
+	esp := synthESP(t, 1, nullFlow)
+	live := flowSpec{src: peerA, dst: peerB, spi: 0x5000}
+	decide(t, c, live, esp, 1, t0, heuristics.Null)
+	liveKey := flowcache.NewKey(live.src, live.dst, live.spi)
+	for i := range 40 {
+		now := t0 + int64(i+1)*time.Second.Nanoseconds()
+		if !c.Touch(liveKey, now) {
+			t.Fatalf("flood flow %d: live flow gone", i)
+		}
+		decide(t, c, flowSpec{src: peerA, dst: peerB, spi: 0x6000 + uint32(i)}, esp, 1, now, heuristics.Null)
+	}
+	if n := rec.count(flowcache.EventExpired, func(e flowcache.Event) bool { return e.Key == liveKey }); n != 0 {
+		t.Errorf("touched flow evicted %d times", n)
+	}
+	if st := c.Stats(); st.Evicted != 37 {
+		t.Errorf("evicted %d flood flows, want 37", st.Evicted)
+	}
+	f, _ := c.Lookup(liveKey)
+	c.Touch(liveKey, t0)
+	if g, _ := c.Lookup(liveKey); g.Last != f.Last {
+		t.Errorf("Touch moved Last back from %d to %d", f.Last, g.Last)
+	}
+	if c.Touch(flowcache.NewKey(peerB, peerA, 1), t0) {
+		t.Error("Touch of an unknown flow reported true")
+	}
+}
+
 func TestSweepAndRange(t *testing.T) {
 	rec := &recorder{}
 	c := newCache(t, small, rec)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -40,6 +38,7 @@ type Daemon struct {
 	reader  *ebpf.SampleReader
 	dec     packet.Decoder
 	pkt     packet.Packet
+	batch   sampleBatch
 	gen     uint32
 	set     *classify.Set // the SPD's Go classifier, for punted packets
 	idleTO  time.Duration
@@ -138,7 +137,7 @@ func Start(cfg *config.Config, out *Output, log zerolog.Logger, reg prometheus.R
 			return d, fmt.Errorf("inline: known SA %d: %w", i, err)
 		}
 	}
-	d.reader, err = d.prog.NewSampleReader(0)
+	d.reader, err = d.prog.NewSampleReader()
 	if err != nil {
 		return d, fmt.Errorf("inline: open sample reader: %w", err)
 	}
@@ -155,7 +154,7 @@ func orDuration(d config.Duration, def time.Duration) time.Duration {
 func ebpfConfig(cfg *config.Config) ebpf.Config {
 	c := ebpf.Config{
 		VerdictEntries: cfg.Maps.Verdicts, PendingEntries: cfg.Maps.Pending, InnerRuleEntries: cfg.Maps.InnerRules,
-		FlowSlots:   flowSlots(cfg.Maps.Verdicts),
+		FlowSlots:   ebpf.DefaultFlowSlots(orInt(cfg.Maps.Verdicts, ebpf.DefaultVerdictEntries)),
 		SampleCount: cfg.Sampling.Packets, SnapLen: cfg.Sampling.SnapLen,
 		SampleRate: cfg.Sampling.Rate, SampleBurst: cfg.Sampling.Burst,
 		FailClosed: cfg.Fail == "closed",
@@ -174,21 +173,11 @@ func ebpfConfig(cfg *config.Config) ebpf.Config {
 	return c
 }
 
-// flowSlots returns the number of per-flow counter slots for a verdict map
-// of the given size: a quarter more (at least 64 more) than verdicts.
-//
-// As many slots as verdicts (package ebpf's default) wedges the fast path
-// once the LRU verdict map is full: every slot then belongs to a live
-// verdict, SetVerdict needs a free slot before the map update that would let
-// the LRU evict, and every later verdict fails with ErrNoSlot until flows
-// expire (TestVerdictMapFull). With spare slots the update goes through and
-// evicts; when the spares run out, SetVerdict reclaims the evicted verdicts'
-// slots with one walk of the map per spare-slot count of evictions.
-func flowSlots(verdicts int) int {
-	if verdicts == 0 {
-		verdicts = ebpf.DefaultVerdictEntries
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
 	}
-	return int(min(int64(verdicts)+max(int64(verdicts)/4, 64), math.MaxInt32-1))
+	return v
 }
 
 func innerAction(a string) ebpf.Action {
@@ -216,70 +205,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.sweepLoop(ctx) })
 	wg.Go(func() { d.revokeLoop(ctx) })
+	wg.Go(func() { d.seenLoop(ctx) })
 	err := d.sampleLoop(ctx)
 	wg.Wait()
 	return err
-}
-
-func (d *Daemon) sampleLoop(ctx context.Context) error {
-	var s ebpf.Sample
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		d.reader.SetDeadline(time.Now().Add(200 * time.Millisecond))
-		if err := d.reader.Read(&s); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			if errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("inline: read samples: %w", err)
-		}
-		d.handle(&s)
-	}
-}
-
-// handle decides from one sample and writes a final verdict to the BPF map.
-func (d *Daemon) handle(s *ebpf.Sample) {
-	if s.Lost > 0 {
-		d.m.samplesLost.Add(float64(s.Lost))
-		return
-	}
-	d.m.samples.Inc()
-	p := &d.pkt
-	if err := d.dec.Decode(packet.LinkTypeEthernet, s.Frame, p); err != nil || (p.Kind != packet.KindESP && p.Kind != packet.KindWESP) {
-		d.m.undecodable.Inc()
-		return
-	}
-	now := time.Now().UnixNano()
-	res := d.cache.Process(p, int(s.OrigLen), now)
-	v := &res.Verdict
-	switch {
-	case res.Event == flowcache.EventRevoked && v.Class == heuristics.Unknown:
-		// Withdrawn and not decided again: sample the flow anew.
-		if err := d.prog.DeleteVerdict(s.Key); err != nil && !errors.Is(err, ebpf.ErrNotFound) {
-			d.log.Warn().Err(err).Stringer("flow", s.Key).Msg("delete verdict")
-		}
-	case v.Class == heuristics.Null || v.Class == heuristics.Encrypted:
-		// Also for flows decided earlier under another carrier key (a
-		// flow that moved to UDP, or a new NAT port): one entry, one
-		// verdict for every key it shows up under.
-		if err := d.prog.SetVerdict(s.Key, d.bpfVerdict(v)); err != nil {
-			d.log.Error().Err(err).Stringer("flow", s.Key).Msg("write verdict to the fast path")
-			return
-		}
-		if v.Class == heuristics.Null && res.Event == flowcache.EventNone {
-			// A sample of a decided null flow: the fast path punted it.
-			d.punted(v, p)
-		}
-		if res.Event == flowcache.EventDecided {
-			if f, ok := d.cache.Lookup(flowcache.KeyOf(p)); ok {
-				d.m.latency.Observe(float64(time.Now().UnixNano()-f.First) / 1e9)
-			}
-		}
-	}
 }
 
 func (d *Daemon) bpfVerdict(v *heuristics.Verdict) ebpf.Verdict {

@@ -10,7 +10,7 @@ import (
 // updated by the sample loop and the sweeper.
 type metrics struct {
 	samples        prometheus.Counter
-	samplesLost    prometheus.Counter
+	loopCPU        prometheus.Counter
 	undecodable    prometheus.Counter
 	verdicts       *prometheus.CounterVec
 	revocations    *prometheus.CounterVec
@@ -24,8 +24,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, prog *ebpf.Program) *metrics {
 	m := &metrics{
-		samples:     prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_total", Help: "Frames of new ESP flows the fast path sent to userspace."}),
-		samplesLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_lost_total", Help: "Samples the kernel dropped because a CPU's buffer was full."}),
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_total", Help: "Frames of new ESP flows the fast path sent to userspace."}),
+		loopCPU: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_sample_loop_cpu_seconds_total",
+			Help: "CPU time of the thread that reads samples, decides and writes verdicts."}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_samples_undecodable_total", Help: "Samples the userspace decoder rejected."}),
 		verdicts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "espy_verdicts_total", Help: "Verdicts reached, by verdict and source."}, []string{"verdict", "source"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "espy_verdict_revocations_total", Help: "Verdicts withdrawn, by reason."}, []string{"reason"}),
@@ -41,24 +42,36 @@ func newMetrics(reg prometheus.Registerer, prog *ebpf.Program) *metrics {
 		}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "espy_flows_expired_total", Help: "Flows removed from the BPF verdict map for idleness."}),
 	}
-	reg.MustRegister(m.samples, m.samplesLost, m.undecodable, m.verdicts, m.revocations, m.flows,
+	reg.MustRegister(m.samples, m.loopCPU, m.undecodable, m.verdicts, m.revocations, m.flows,
 		m.verdictPackets, m.verdictBytes, m.mapEntries, m.latency, m.expired, &exitCollector{prog: prog})
 	return m
 }
 
-// exitCollector reads the fast path's exit-reason counters at scrape time.
+// exitCollector reads the fast path's exit-reason counters at scrape time,
+// and from them the lost samples: the program counts every sample the
+// kernel could not write (sample-lost) when it happens, while the perf
+// reader learns of them only from a lost-records report that comes with a
+// later sample, so a counter fed by the reader lags after a burst.
 type exitCollector struct{ prog *ebpf.Program }
 
-var exitDesc = prometheus.NewDesc("espy_xdp_packets_total", "Frames the XDP program handled, by exit reason.", []string{"reason"}, nil)
+var (
+	exitDesc = prometheus.NewDesc("espy_xdp_packets_total", "Frames the XDP program handled, by exit reason.", []string{"reason"}, nil)
+	lostDesc = prometheus.NewDesc("espy_samples_lost_total", "Samples the fast path could not write because the sample ring was full (its sample-lost counter, read at scrape time).", nil, nil)
+)
 
-func (c *exitCollector) Describe(ch chan<- *prometheus.Desc) { ch <- exitDesc }
+func (c *exitCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- exitDesc
+	ch <- lostDesc
+}
 
 func (c *exitCollector) Collect(ch chan<- prometheus.Metric) {
 	counts, err := c.prog.ExitCounters()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(exitDesc, err)
+		ch <- prometheus.NewInvalidMetric(lostDesc, err)
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(counts[ebpf.ExitSampleLost]))
 	for r, n := range counts {
 		ch <- prometheus.MustNewConstMetric(exitDesc, prometheus.CounterValue, float64(n), ebpf.ExitReason(r).String())
 	}

@@ -46,10 +46,12 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_DEVMAP_HASH = 25,
+	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
+#define ESPY_BPF_F_MMAPABLE 1024 /* BPF_F_MMAPABLE */
 #define BPF_F_CURRENT_CPU 0xffffffffULL
 
 #endif

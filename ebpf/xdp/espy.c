@@ -92,6 +92,16 @@ struct {
 	__type(value, struct espy_flow_stats);
 } flow_stats SEC(".maps");
 
+/* Which slots' flows had packets since userspace last looked (espy_seen).
+ * Memory-mapped by userspace; sized to the slots at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1025);
+	__uint(map_flags, ESPY_BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct espy_seen);
+} flow_seen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ESPY_EXIT_MAX);
@@ -166,6 +176,16 @@ struct {
 	__type(value, __u64);
 } espy_policy_ctl SEC(".maps");
 
+/* The SPD cache (RFC 4301 section 4.4.1's idea, in the kernel): the compiled
+ * SPD's answer by inner 5-tuple, valid under one control word. Sized at load
+ * (Config.SPDCacheEntries); 0 there turns the cache off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct espy_inner_key);
+	__type(value, struct espy_spd_cached);
+} spd_cache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ESPY_PSTAT_MAX);
@@ -181,11 +201,22 @@ struct {
 	__type(value, __u64);
 } sample_bucket SEC(".maps");
 
+/* Samples to userspace: one ring shared by all CPUs, sized at load
+ * (Config.SampleRingBytes). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
 } samples SEC(".maps");
+
+/* Per-CPU room to assemble a sample: bpf_ringbuf_output copies from map
+ * memory or the stack, not from the packet, and a frame does not fit the
+ * 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct espy_sample_buf);
+} sample_scratch SEC(".maps");
 
 /* Bridge mode: egress ifindex by ingress ifindex. */
 struct {
@@ -304,28 +335,42 @@ struct pkt {
 };
 
 /*
- * send_sample copies the frame to userspace through the perf array, within
+ * send_sample copies the frame to userspace through the ring buffer, within
  * the per-CPU rate limit, and returns the exit reason that tells how it went.
+ *
+ * The ring buffer's default (adaptive) notification wakes the reader only
+ * when it has consumed everything before this record, that is when it is
+ * idle: a lone sample wakes it at once, while during a flood, when the
+ * reader is busy, records are written without a wakeup. A perf buffer
+ * wakes the reader for every record, which cost the CPU running XDP an
+ * interrupt and an inter-processor wakeup per sample (most of a sample's
+ * kernel cost in a VM). The price is one copy of the frame into per-CPU
+ * scratch memory (bpf_xdp_load_bytes) before the copy into the ring.
  */
 static __always_inline enum espy_exit_reason send_sample(struct xdp_md *ctx,
 							 const struct espy_config *cfg,
 							 const struct pkt *pk)
 {
-	struct espy_sample s = {};
-	__u64 cap;
+	struct espy_sample_buf *b;
+	__u32 zero = 0, cap;
 
 	if (!sample_allowed(cfg))
 		return ESPY_EXIT_SAMPLE_RATELIMITED;
-	s.key = pk->key;
-	s.ifindex = ctx->ingress_ifindex;
-	s.orig_len = pk->frame_len;
+	b = bpf_map_lookup_elem(&sample_scratch, &zero);
+	if (!b)
+		return ESPY_EXIT_SAMPLE_LOST;
 	cap = pk->frame_len < cfg->snaplen ? pk->frame_len : cfg->snaplen;
-	s.cap_len = cap;
-	s.l3_off = pk->l3_off;
-	s.esp_off = pk->esp_off;
-	/* The upper 32 bits of flags make the kernel append cap bytes of the
-	 * frame to the record itself: no copy through the BPF stack. */
-	if (bpf_perf_event_output(ctx, &samples, BPF_F_CURRENT_CPU | (cap << 32), &s, sizeof(s)))
+	if (cap < 1 || cap > ESPY_MAX_SNAPLEN)
+		return ESPY_EXIT_SAMPLE_LOST;
+	b->hdr.key = pk->key;
+	b->hdr.ifindex = ctx->ingress_ifindex;
+	b->hdr.orig_len = pk->frame_len;
+	b->hdr.cap_len = cap;
+	b->hdr.l3_off = pk->l3_off;
+	b->hdr.esp_off = pk->esp_off;
+	if (bpf_xdp_load_bytes(ctx, 0, b->frame, cap))
+		return ESPY_EXIT_SAMPLE_LOST;
+	if (bpf_ringbuf_output(&samples, b, sizeof(b->hdr) + cap, 0))
 		return ESPY_EXIT_SAMPLE_LOST;
 	return ESPY_EXIT_PENDING_SAMPLED;
 }
@@ -384,6 +429,22 @@ __attribute__((noinline)) int punt(struct xdp_md *ctx, const struct pkt *pk)
 	return finish(ctx, cfg, send_sample(ctx, cfg, pk), cfg->fail_closed);
 }
 
+/* mark_seen sets the slot's byte in flow_seen. The byte is read first so
+ * that a busy flow writes the shared cache line once per userspace look,
+ * not once per packet. */
+static __always_inline void mark_seen(__u32 slot)
+{
+	__u32 idx = slot / 64;
+	struct espy_seen *w = bpf_map_lookup_elem(&flow_seen, &idx);
+	__u8 *b;
+
+	if (!w)
+		return;
+	b = &w->b[slot & 63];
+	if (!*b)
+		*b = 1;
+}
+
 static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame_len)
 {
 	struct espy_flow_stats *st;
@@ -396,6 +457,7 @@ static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame
 		return;
 	st->packets += 1;
 	st->bytes += frame_len;
+	mark_seen(slot);
 }
 
 /*
@@ -591,21 +653,65 @@ static __always_inline void addr_words(__u64 *w, const __u8 *a, __u8 family)
  * flipped the sets in between, the set walked may have been rewritten while
  * it was read, so the walk is repeated (twice at most, then punted).
  */
-__attribute__((noinline)) int policy_classify(const struct espy_inner_key *ik, __u32 icmp)
+static __always_inline __u8 spd_action(__u8 r)
+{
+	switch (r) {
+	case ESPY_POLICY_NONE:
+		return ESPY_ACTION_DEFAULT;
+	case ESPY_POLICY_PROTECT:
+	case ESPY_POLICY_BYPASS:
+	case ESPY_POLICY_ALLOW:
+		return ESPY_ACTION_PASS;
+	case ESPY_POLICY_DISCARD:
+	case ESPY_POLICY_DROP:
+		return ESPY_ACTION_DROP;
+	case ESPY_POLICY_LOG:
+		return ESPY_ACTION_COUNT;
+	}
+	return ESPY_ACTION_PUNT;
+}
+
+__attribute__((noinline)) int policy_classify(const struct espy_inner_key *ik, __u32 icmp,
+					     const struct espy_config *cfg)
 {
 	struct espy_policy_key k = {};
+	struct espy_inner_key ck;
+	struct espy_spd_cached *hit;
 	__u32 zero = 0, sport, dport;
-	__u64 *ctl, c1, c2;
+	__u64 *ctl, c1, c2 = 0;
 	int i, r;
+	__u8 a;
 
 	ctl = bpf_map_lookup_elem(&espy_policy_ctl, &zero);
-	if (!ik || !ctl)
+	if (!ik || !ctl || !cfg)
 		return ESPY_ACTION_DEFAULT;
 	sport = ik->sport;
 	dport = ik->dport;
 	if (is_icmp(ik->proto)) {
 		sport = icmp & 0xffff;
 		dport = 0;
+	}
+	c1 = *(volatile __u64 *)ctl;
+	if (c1 & ESPY_POLICY_CTL_PUNT) {
+		policy_stat(ESPY_PSTAT_PUNT);
+		return ESPY_ACTION_PUNT;
+	}
+	if (!(c1 & ESPY_POLICY_CTL_LOADED)) {
+		policy_stat(ESPY_PSTAT_DEFAULT);
+		return ESPY_ACTION_DEFAULT;
+	}
+	/* The cache key is the inner key with ICMP's type and code where the
+	 * SPD sees them, so ICMP messages of different types do not share an
+	 * answer. */
+	ck = *ik;
+	ck.sport = sport;
+	ck.dport = dport;
+	hit = cfg->spd_cache_off ? NULL : bpf_map_lookup_elem(&spd_cache, &ck);
+	if (hit && hit->ctl == c1) {
+		policy_stat(ESPY_PSTAT_CACHE_HIT);
+		if (hit->action == ESPY_ACTION_PUNT)
+			policy_stat(ESPY_PSTAT_PUNT);
+		return hit->action;
 	}
 	k.meta = (__u64)ik->family << 56 | (__u64)ik->proto << 48 | (__u64)sport << 32 |
 		 (__u64)dport << 16;
@@ -633,21 +739,17 @@ __attribute__((noinline)) int policy_classify(const struct espy_inner_key *ik, _
 		r = 0x100 | ESPY_POLICY_PUNT;
 	}
 	policy_stat(r & 0x100 ? ESPY_PSTAT_MISS : ESPY_PSTAT_HIT);
-	switch (r & 0xff) {
-	case ESPY_POLICY_NONE:
-		return ESPY_ACTION_DEFAULT;
-	case ESPY_POLICY_PROTECT:
-	case ESPY_POLICY_BYPASS:
-	case ESPY_POLICY_ALLOW:
-		return ESPY_ACTION_PASS;
-	case ESPY_POLICY_DISCARD:
-	case ESPY_POLICY_DROP:
-		return ESPY_ACTION_DROP;
-	case ESPY_POLICY_LOG:
-		return ESPY_ACTION_COUNT;
+	a = spd_action(r & 0xff);
+	if (a == ESPY_ACTION_PUNT)
+		policy_stat(ESPY_PSTAT_PUNT);
+	/* Only an answer of one whole walk under an unchanged control word
+	 * (c2 of the last try) is cached; a raced walk is punted, not kept. */
+	if (c1 == c2 && !cfg->spd_cache_off) {
+		struct espy_spd_cached v = { .ctl = c1, .action = a };
+
+		bpf_map_update_elem(&spd_cache, &ck, &v, BPF_ANY);
 	}
-	policy_stat(ESPY_PSTAT_PUNT);
-	return ESPY_ACTION_PUNT;
+	return a;
 }
 
 /*
@@ -659,8 +761,14 @@ __attribute__((noinline)) int policy_classify(const struct espy_inner_key *ik, _
 static __always_inline __u8 inner_policy(const struct espy_inner_key *ik, __u32 icmp,
 					 const struct espy_config *cfg)
 {
-	struct espy_inner_rule *r = bpf_map_lookup_elem(&inner_rules, ik);
+	struct espy_inner_rule *r = NULL;
 	int a;
+
+	/* Userspace says whether the exact stage holds anything: an empty
+	 * hash still costs a hash of the 40-byte key, a quarter of a decided
+	 * null flow's packet. */
+	if (cfg->exact_rules)
+		r = bpf_map_lookup_elem(&inner_rules, ik);
 
 	if (r) {
 		__sync_fetch_and_add(&r->hits, 1);
@@ -669,7 +777,7 @@ static __always_inline __u8 inner_policy(const struct espy_inner_key *ik, __u32 
 			return r->action;
 		}
 	}
-	a = policy_classify(ik, icmp);
+	a = policy_classify(ik, icmp, cfg);
 	if (a != ESPY_ACTION_DEFAULT)
 		return a;
 	return cfg->inner_default ? cfg->inner_default : ESPY_ACTION_PASS;

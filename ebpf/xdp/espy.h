@@ -78,6 +78,17 @@ struct espy_flow_stats {
 			 * ESPY_EXIT_NULL_UNPARSED); userspace revokes on their rate */
 };
 
+/*
+ * Value of flow_seen: one byte per flow_stats slot, set by the program when
+ * the slot's flow has a packet and cleared by userspace when it reads it
+ * (memory-mapped, atomic swap of 8 bytes at a time). It tells userspace which
+ * decided flows the fast path handled since its last look, without reading
+ * every per-CPU counter. Slot s is byte s % 64 of entry s / 64.
+ */
+struct espy_seen {
+	__u8 b[64];
+};
+
 /* Key of the inner-policy map: the cleartext 5-tuple inside ESP-NULL. */
 struct espy_inner_key {
 	__u8 family;  /* 4 or 6 */
@@ -97,6 +108,19 @@ struct espy_inner_rule {
 	__u64 hits;    /* packets that matched, all CPUs (atomic add) */
 };
 
+/*
+ * Value of spd_cache, keyed by espy_inner_key (ICMP: type << 8 | code in
+ * sport, as the SPD sees it): the compiled SPD's answer for that 5-tuple
+ * under the policy control word ctl. An entry whose ctl differs from the
+ * current espy_policy_ctl word (every publication bumps its generation) is a
+ * miss, so a publication invalidates the whole cache without a sweep.
+ */
+struct espy_spd_cached {
+	__u64 ctl;    /* espy_policy_ctl word the answer was computed under */
+	__u8 action;  /* enum espy_action, or ESPY_ACTION_DEFAULT, or 0xff punt */
+	__u8 pad[7];
+};
+
 /* The single entry of the config map, filled by userspace at load. */
 struct espy_config {
 	__u64 sample_interval_ns; /* GCRA emission interval per CPU; 0 = no limit */
@@ -107,10 +131,12 @@ struct espy_config {
 	__u8 encrypted_action;    /* enum espy_action for encrypted flows */
 	__u8 inner_default;       /* enum espy_action when no inner rule matches */
 	__u8 bridge;              /* redirect passing frames via bridge_ports */
-	__u32 pad;
+	__u8 spd_cache_off;       /* walk the compiled SPD for every packet */
+	__u8 exact_rules;         /* inner_rules holds entries: look there first */
+	__u8 pad[2];
 };
 
-/* Header of every perf sample; the frame bytes follow it. */
+/* Header of every sample record; the frame bytes follow it. */
 struct espy_sample {
 	struct espy_flow_key key;
 	__u32 ifindex;  /* ingress interface */
@@ -118,6 +144,15 @@ struct espy_sample {
 	__u32 cap_len;  /* frame bytes that follow: min(orig_len, snaplen) */
 	__u16 l3_off;   /* offset of the outer IP header in the frame */
 	__u16 esp_off;  /* offset of the ESP (or WESP) header in the frame */
+};
+
+/* Largest frame copy per sample (Go's MaxSnapLen). */
+#define ESPY_MAX_SNAPLEN 16384
+
+/* A sample as it is assembled before it goes to the ring buffer. */
+struct espy_sample_buf {
+	struct espy_sample hdr;
+	__u8 frame[ESPY_MAX_SNAPLEN];
 };
 
 /*
@@ -131,7 +166,7 @@ enum espy_exit_reason {
 	ESPY_EXIT_PENDING_SAMPLED,      /* unknown flow, frame sent to userspace */
 	ESPY_EXIT_PENDING_OVER_LIMIT,   /* unknown flow, already sampled N times */
 	ESPY_EXIT_SAMPLE_RATELIMITED,   /* unknown flow, sample budget exhausted */
-	ESPY_EXIT_SAMPLE_LOST,          /* unknown flow, perf buffer full */
+	ESPY_EXIT_SAMPLE_LOST,          /* unknown flow, sample ring full */
 	ESPY_EXIT_NULL_ALLOW,           /* ESP-NULL, inner rule or default allowed */
 	ESPY_EXIT_NULL_DROP,            /* ESP-NULL, inner rule or default dropped */
 	ESPY_EXIT_NULL_COUNT,           /* ESP-NULL, inner rule or default counted */

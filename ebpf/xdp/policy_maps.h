@@ -78,6 +78,7 @@ enum espy_policy_stat {
 	ESPY_PSTAT_PUNT,      /* punted to userspace (PUNT action, too large, retries) */
 	ESPY_PSTAT_RETRY,     /* lookup repeated: a publication raced it */
 	ESPY_PSTAT_DEFAULT,   /* no policy published: the configured default */
+	ESPY_PSTAT_CACHE_HIT, /* answered by spd_cache, no walk */
 	ESPY_PSTAT_MAX,
 };
 

@@ -1,0 +1,58 @@
+package ebpf
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapSeen memory-maps flow_seen. Userspace reads and clears it with atomic
+// swaps, so a byte the program sets between the read and the clear is never
+// lost, which a lookup followed by an update would allow.
+func (p *Program) mapSeen() error {
+	size := int(p.objs.FlowSeen.MaxEntries()) * int(unsafe.Sizeof(bpfEspySeen{}))
+	page := os.Getpagesize()
+	size = (size + page - 1) / page * page
+	m, err := unix.Mmap(p.objs.FlowSeen.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("ebpf: map flow_seen: %w", err)
+	}
+	p.seen = m
+	return nil
+}
+
+// SeenFlows appends to dst the decided flows that had a packet in the fast
+// path since the previous call, and returns the extended slice. A flow may
+// be missing if its verdict was replaced by an LRU eviction and its slot
+// reused meanwhile, or reported once more after its verdict went.
+//
+// It reads a byte per counter slot (FlowSlots/8 words of 8 bytes), not the
+// per-CPU counters, so it is cheap enough to call every few hundred
+// milliseconds: the daemon uses it to keep flows the fast path handles alone
+// fresh in its flow table.
+func (p *Program) SeenFlows(dst []FlowKey) ([]FlowKey, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return dst, ErrClosed
+	}
+	n := len(p.slotKeys)
+	for w := 0; w*8 < n && w*8+8 <= len(p.seen); w++ {
+		word := (*uint64)(unsafe.Pointer(&p.seen[w*8]))
+		if atomic.LoadUint64(word) == 0 {
+			continue
+		}
+		v := atomic.SwapUint64(word, 0)
+		// Bytes of the word in memory order: slot w*8+i is byte i.
+		b := (*[8]byte)(unsafe.Pointer(&v))
+		for i := range b {
+			if s := w*8 + i; b[i] != 0 && s > 0 && s < n && p.slots.isUsed(uint32(s)) {
+				dst = append(dst, p.slotKeys[s])
+			}
+		}
+	}
+	return dst, nil
+}
