@@ -24,6 +24,12 @@ type IKE struct {
 	MaxHalfOpen     int        `yaml:"max_half_open"`
 	HalfOpenTimeout Duration   `yaml:"half_open_timeout"`
 	Retransmit      Retransmit `yaml:"retransmit"`
+	// DataPlane carries the Child SAs' traffic: none (default), tun or
+	// auto (see DataPlaneKind).
+	DataPlane string   `yaml:"dataplane"`
+	TunName   string   `yaml:"tun_name"`  // default esptun.DefaultName
+	TunMTU    int      `yaml:"tun_mtu"`   // default esptun.DefaultMTU
+	TunAddrs  []string `yaml:"tun_addrs"` // prefixes: this host's inner addresses
 }
 
 // Retransmit is the IKE request retransmission schedule (ike.Retransmit).
@@ -51,9 +57,17 @@ type Tunnel struct {
 	Mode          string     `yaml:"mode"`  // tunnel (default), transport
 	Encap         bool       `yaml:"encap"` // force UDP encapsulation
 	DPD           Duration   `yaml:"dpd"`
-	RekeyTime     Duration   `yaml:"rekey_time"` // Child SA rekey; 0: left to the peer
 	StartAction   string     `yaml:"start_action"`
 	AllowWeak     bool       `yaml:"allow_weak"`
+	// Lifetimes in strongSwan's names (swanctl.conf). Absent: the stack's
+	// default; 0: off. Pointers tell the two apart.
+	RekeyTime    *Duration `yaml:"rekey_time"` // Child SA
+	LifeTime     *Duration `yaml:"life_time"`  // Child SA
+	RandTime     *Duration `yaml:"rand_time"`  // Child SA
+	IKERekeyTime *Duration `yaml:"ike_rekey_time"`
+	ReauthTime   *Duration `yaml:"reauth_time"`
+	OverTime     *Duration `yaml:"over_time"`
+	IKERandTime  *Duration `yaml:"ike_rand_time"`
 }
 
 // TunnelAuth names a tunnel's credentials. Secrets never appear in the
@@ -108,6 +122,7 @@ type IKESpec struct {
 	MaxHalfOpen     int
 	HalfOpenTimeout time.Duration
 	Retransmit      ike.Retransmit
+	DataPlane       DataPlaneSpec
 }
 
 // TunnelSpec is a validated tunnel. Credentials are loaded separately, by
@@ -121,7 +136,8 @@ type TunnelSpec struct {
 	LocalTS, RemoteTS         []netip.Prefix
 	Mode                      ike.Mode
 	Encap                     bool
-	DPD, RekeyTime            time.Duration
+	DPD                       time.Duration
+	Lifetimes                 Lifetimes
 	Start                     StartAction
 	AllowWeak                 bool
 }
@@ -217,15 +233,16 @@ func (c *Config) IKESpec() (IKESpec, error) {
 		s.Retransmit.Tries = *r.Tries
 	}
 	s.Retransmit.Limit = time.Duration(r.Limit)
-	return s, nil
+	dp, err := c.dataPlane(len(s.Listen))
+	s.DataPlane = dp
+	return s, err
 }
 
 // Tunnel returns tunnels[i], validated, with defaults filled in.
 func (c *Config) Tunnel(i int) (TunnelSpec, error) {
 	t := c.Tunnels[i]
 	p := "tunnels." + strconv.Itoa(i)
-	s := TunnelSpec{Name: t.Name, Encap: t.Encap, AllowWeak: t.AllowWeak,
-		DPD: time.Duration(t.DPD), RekeyTime: time.Duration(t.RekeyTime)}
+	s := TunnelSpec{Name: t.Name, Encap: t.Encap, AllowWeak: t.AllowWeak, DPD: time.Duration(t.DPD)}
 	if !validName(t.Name) {
 		return s, c.fail(p+".name", "tunnel name %q must be 1 to 64 letters, digits, '.', '_' or '-', and not an IP address", t.Name)
 	}
@@ -304,6 +321,9 @@ func (c *Config) Tunnel(i int) (TunnelSpec, error) {
 		}
 	default:
 		return s, c.fail(p+".start_action", "start_action must be none, start or respond, got %q", t.StartAction)
+	}
+	if s.Lifetimes, err = c.lifetimes(p, t); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestExampleTunnels(t *testing.T) {
 	}
 	s, err := c.IKESpec()
 	if err != nil || s.Port != 500 || s.NATPort != 4500 || s.Socket != DefaultSocket || s.Listen[0] != netip.MustParseAddr("192.0.2.1") ||
-		s.Retransmit != ike.DefaultRetransmit || s.HalfOpenTimeout != 30*time.Second {
+		s.Retransmit != ike.DefaultRetransmit || s.HalfOpenTimeout != 30*time.Second || s.DataPlane.Kind != DataPlaneNone {
 		t.Errorf("ike: %+v %v", s, err)
 	}
 	tn, err := c.Tunnel(0)
@@ -29,7 +30,7 @@ func TestExampleTunnels(t *testing.T) {
 	}
 	if tn.Name != "site-b" || tn.Remote != netip.MustParseAddr("192.0.2.2") || tn.RemotePort != 500 || tn.LocalID.String() != "a.lab.example" ||
 		len(tn.IKE) != 2 || len(tn.ESP) != 2 || tn.LocalTS[0] != netip.MustParsePrefix("198.51.100.0/24") || tn.Start != StartStart ||
-		tn.DPD != 30*time.Second || tn.RekeyTime != time.Hour || tn.Mode != ike.ModeTunnel {
+		tn.DPD != 30*time.Second || tn.Lifetimes != (Lifetimes{IKERekey: 4 * time.Hour, IKEReauth: -1, IKEOver: 24 * time.Minute, IKERand: 24 * time.Minute, ChildRekey: time.Hour, ChildLife: 66 * time.Minute, ChildRand: 6 * time.Minute}) || tn.Mode != ike.ModeTunnel {
 		t.Errorf("tunnel 0: %+v", tn)
 	}
 	if tn, err := c.Tunnel(1); err != nil || tn.Remote.IsValid() || tn.Start != StartRespond || tn.RemoteID.Type != 0 {
@@ -132,6 +133,24 @@ func TestBadTunnels(t *testing.T) {
 		{"half open", "ike:\n  max_half_open: -1\n", "bad.yaml:2: -1 is out of range"},
 		{"retransmit base", "ike:\n  retransmit:\n    base: 0.5\n", "bad.yaml:3: base must be between 1 and 10"},
 		{"retransmit tries", "ike:\n  retransmit: {tries: 99}\n", "bad.yaml:2: tries must be between 0 and 20"},
+		{"life below rekey", with("start_action: start", "start_action: start\n    rekey_time: 1h\n    life_time: 30m"), "bad.yaml:10: life_time 30m0s must be above rekey_time 1h0m0s"},
+		{"life equal to rekey", with("start_action: start", "start_action: start\n    rekey_time: 10m\n    life_time: 10m"), "bad.yaml:10: life_time 10m0s must be above rekey_time 10m0s"},
+		{"life below default rekey", with("start_action: start", "start_action: start\n    life_time: 50m"), "bad.yaml:9: life_time 50m0s must be above rekey_time 1h0m0s (the default)"},
+		{"rand not below rekey", with("start_action: start", "start_action: start\n    rekey_time: 10m\n    rand_time: 10m"), "bad.yaml:10: rand_time 10m0s must be below rekey_time 10m0s"},
+		{"rand without rekey", with("start_action: start", "start_action: start\n    rekey_time: 0\n    rand_time: 1m"), "bad.yaml:10: rand_time needs a rekey_time"},
+		{"negative lifetime", with("start_action: start", "start_action: start\n    life_time: -1h"), "bad.yaml:9: invalid duration"},
+		{"lifetime too long", with("start_action: start", "start_action: start\n    ike_rekey_time: 9000h"), "bad.yaml:9: ike_rekey_time 9000h0m0s is above the maximum 8760h0m0s"},
+		{"over without soft", with("start_action: start", "start_action: start\n    ike_rekey_time: 0\n    over_time: 5m"), "bad.yaml:10: over_time needs ike_rekey_time or reauth_time"},
+		{"ike rand not below rekey", with("start_action: start", "start_action: start\n    ike_rand_time: 4h"), "bad.yaml:9: ike_rand_time 4h0m0s must be below ike_rekey_time 4h0m0s (the default)"},
+		{"ike rand not below reauth", with("start_action: start", "start_action: start\n    reauth_time: 1h\n    ike_rand_time: 2h"), "bad.yaml:10: ike_rand_time 2h0m0s must be below reauth_time 1h0m0s"},
+		{"dataplane", "ike:\n  dataplane: xfrm\n", "bad.yaml:2: dataplane must be none, tun or auto, got \"xfrm\""},
+		{"tun key without dataplane", "ike:\n  listen: [192.0.2.1]\n  tun_mtu: 1400\n", "bad.yaml:3: tun_mtu needs dataplane: tun or auto"},
+		{"tun addrs without dataplane", "ike:\n  dataplane: none\n  tun_addrs: [198.51.100.1/32]\n", "bad.yaml:3: tun_addrs needs dataplane: tun or auto"},
+		{"dataplane two listeners", "ike:\n  listen: [192.0.2.1, 192.0.2.9]\n  dataplane: tun\n", "bad.yaml:3: dataplane tun needs exactly one listen address"},
+		{"tun name", "ike:\n  dataplane: tun\n  tun_name: espy/0\n", "bad.yaml:3: invalid interface name \"espy/0\""},
+		{"tun name long", "ike:\n  dataplane: auto\n  tun_name: espy0123456789abc\n", "bad.yaml:3: invalid interface name"},
+		{"tun mtu", "ike:\n  dataplane: tun\n  tun_mtu: 500\n", "bad.yaml:3: tun_mtu 500 out of range (576 to 65414)"},
+		{"tun addr", "ike:\n  dataplane: tun\n  tun_addrs:\n    - 198.51.100.1/32\n    - 198.51.100.2\n", "bad.yaml:5: invalid address \"198.51.100.2\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +165,78 @@ func TestBadTunnels(t *testing.T) {
 	}
 	if _, err := Parse("good.yaml", []byte(tunnelYAML)); err != nil {
 		t.Fatalf("the template itself: %v", err)
+	}
+}
+
+// TestLifetimes maps the lifetime keys to ike.Config's terms: absent is
+// the stack's default (0), 0 is off (negative), a duration is itself.
+func TestLifetimes(t *testing.T) {
+	for _, tt := range []struct {
+		name, keys string
+		want       Lifetimes
+	}{
+		{"absent", "", Lifetimes{}},
+		{"child rekey", "rekey_time: 10s", Lifetimes{ChildRekey: 10 * time.Second}},
+		{"child rekey off", "rekey_time: 0", Lifetimes{ChildRekey: -1}},
+		{"child all", "{rekey_time: 20m, life_time: 30m, rand_time: 5m}", Lifetimes{ChildRekey: 20 * time.Minute, ChildLife: 30 * time.Minute, ChildRand: 5 * time.Minute}},
+		{"life above default rekey", "life_time: 2h", Lifetimes{ChildLife: 2 * time.Hour}},
+		{"life without rekey", "{rekey_time: 0, life_time: 8h}", Lifetimes{ChildRekey: -1, ChildLife: 8 * time.Hour}},
+		{"no jitter", "{rand_time: 0, ike_rand_time: 0}", Lifetimes{ChildRand: -1, IKERand: -1}},
+		{"ike", "{ike_rekey_time: 2h, over_time: 10m, ike_rand_time: 5m}", Lifetimes{IKERekey: 2 * time.Hour, IKEOver: 10 * time.Minute, IKERand: 5 * time.Minute}},
+		{"reauth only", "{ike_rekey_time: 0, reauth_time: 3h, over_time: 0}", Lifetimes{IKERekey: -1, IKEReauth: 3 * time.Hour, IKEOver: -1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			y := tunnelYAML
+			if tt.keys != "" {
+				// A flow mapping of several keys merges as separate lines.
+				y += "    " + strings.NewReplacer("{", "", "}", "", ", ", "\n    ").Replace(tt.keys) + "\n"
+			}
+			c, err := Parse("life.yaml", []byte(y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn, err := c.Tunnel(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tn.Lifetimes != tt.want {
+				t.Errorf("got %+v, want %+v", tn.Lifetimes, tt.want)
+			}
+			var cfg ike.Config
+			tn.Lifetimes.Apply(&cfg)
+			if cfg.ChildRekeyTime != tt.want.ChildRekey || cfg.ChildLifeTime != tt.want.ChildLife || cfg.ChildRandTime != tt.want.ChildRand ||
+				cfg.IKERekeyTime != tt.want.IKERekey || cfg.IKEReauthTime != tt.want.IKEReauth || cfg.IKEOverTime != tt.want.IKEOver || cfg.IKERandTime != tt.want.IKERand {
+				t.Errorf("Apply: %+v", cfg)
+			}
+		})
+	}
+}
+
+// TestDataPlaneSpec reads the data plane keys of the ike: section.
+func TestDataPlaneSpec(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want DataPlaneSpec
+	}{
+		{"ike: {}\n", DataPlaneSpec{}},
+		{"ike: {dataplane: none}\n", DataPlaneSpec{}},
+		{"ike: {dataplane: tun}\n", DataPlaneSpec{Kind: DataPlaneTUN}},
+		{"ike:\n  listen: [2001:db8::1]\n  dataplane: auto\n  tun_name: espyt\n  tun_mtu: 1400\n  tun_addrs: [198.51.100.1/24, 2001:db8:1::1/128]\n",
+			DataPlaneSpec{Kind: DataPlaneAuto, TunName: "espyt", TunMTU: 1400,
+				TunAddrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/24"), netip.MustParsePrefix("2001:db8:1::1/128")}}},
+	} {
+		c, err := Parse("dp.yaml", []byte(tt.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		s, err := c.IKESpec()
+		if err != nil || s.DataPlane.Kind != tt.want.Kind || s.DataPlane.TunName != tt.want.TunName || s.DataPlane.TunMTU != tt.want.TunMTU ||
+			!slices.Equal(s.DataPlane.TunAddrs, tt.want.TunAddrs) {
+			t.Errorf("%q: %+v %v, want %+v", tt.yaml, s.DataPlane, err, tt.want)
+		}
+	}
+	if DataPlaneNone.String() != "none" || DataPlaneTUN.String() != "tun" || DataPlaneAuto.String() != "auto" {
+		t.Error("DataPlaneKind.String")
 	}
 }
 

@@ -142,6 +142,15 @@ func printStatus(w io.Writer, st *ikeservice.Status, now time.Time) {
 	for _, l := range st.Listen {
 		fmt.Fprintf(w, "listening on %s (NAT-T %s)\n", l.IKE, l.NATT)
 	}
+	if dp := st.DataPlane; dp != nil {
+		// Absent from servers older than the field: print nothing.
+		if dp.Kind == "none" {
+			fmt.Fprintf(w, "data plane: none (%s)\n", dp.Reason)
+		} else {
+			fmt.Fprintf(w, "data plane: %s %s mtu %d (%s); no SA %d, unknown SPI %d, selector drops %d, send errors %d, device write errors %d\n",
+				dp.Kind, dp.Device, dp.MTU, dp.Reason, dp.NoSA, dp.UnknownSPI, dp.SelectorDrops, dp.SendErrors, dp.TunWriteErrors)
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TUNNEL\tSTATE\tSTART\tREMOTE\tIKE SAS\tCHILD SAS")
 	for _, t := range st.Tunnels {
@@ -176,6 +185,19 @@ func printStatus(w io.Writer, st *ikeservice.Status, now time.Time) {
 					fmt.Fprintf(w, ", out %d packets %d bytes", *c.PacketsOut, *c.BytesOut)
 				}
 				fmt.Fprintln(w)
+				if d := c.DataPlane; d != nil {
+					fmt.Fprintf(w, "%s:     data plane in %d packets %d bytes, out %d packets %d bytes, %d auth failures, %d replay drops",
+						t.Name, d.PacketsIn, d.BytesIn, d.PacketsOut, d.BytesOut, d.AuthFailures, d.ReplayDrops)
+					if d.OtherDrops != 0 {
+						fmt.Fprintf(w, ", %d other drops", d.OtherDrops)
+					}
+					if !d.Installed {
+						fmt.Fprint(w, ", one direction not installed")
+					} else if !d.Active {
+						fmt.Fprint(w, ", outbound waiting for the peer")
+					}
+					fmt.Fprintln(w)
+				}
 			}
 		}
 	}

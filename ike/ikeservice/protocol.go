@@ -9,7 +9,10 @@ import (
 )
 
 // ProtocolVersion is the version of the control protocol. A server answers
-// requests of another version with ErrCodeVersion.
+// requests of another version with ErrCodeVersion. Fields added to the
+// responses (as "dataplane" was) keep the version: clients ignore fields
+// they do not know, and a newer client finds them absent at an older
+// server.
 const ProtocolVersion = 1
 
 // MaxLine bounds one request or response line of the control protocol.
@@ -58,6 +61,25 @@ type Response struct {
 type Status struct {
 	Listen  []Listener     `json:"listen"`
 	Tunnels []TunnelStatus `json:"tunnels"`
+	// DataPlane says what carries the Child SAs' traffic; absent from
+	// servers older than the field.
+	DataPlane *DataPlaneStatus `json:"dataplane,omitempty"`
+}
+
+// DataPlaneStatus is the data plane espy run opened (ike.dataplane) and
+// its drops that belong to no SA.
+type DataPlaneStatus struct {
+	Kind      string `json:"kind"`             // none or tun
+	Device    string `json:"device,omitempty"` // TUN device
+	MTU       int    `json:"mtu,omitempty"`
+	KernelESP bool   `json:"kernel_esp"` // the kernel has ESP (what auto would use XFRM for)
+	Reason    string `json:"reason"`     // why this kind
+	// Totals of the TUN data plane (esptun.Status).
+	NoSA           uint64 `json:"no_sa"`          // packets from the device matching no outbound SA
+	UnknownSPI     uint64 `json:"unknown_spi"`    // ESP for no installed inbound SA
+	SelectorDrops  uint64 `json:"selector_drops"` // decrypted packets outside their SA's selectors
+	SendErrors     uint64 `json:"send_errors"`
+	TunWriteErrors uint64 `json:"tun_write_errors"`
 }
 
 // Listener is one IKE endpoint's sockets.
@@ -115,6 +137,26 @@ type ChildSAStatus struct {
 	BytesIn    *uint64 `json:"bytes_in,omitempty"`
 	PacketsOut *uint64 `json:"packets_out,omitempty"`
 	BytesOut   *uint64 `json:"bytes_out,omitempty"`
+	// DataPlane holds the data plane's counters of the SA pair, present
+	// when espy run carries its traffic (ike.dataplane tun or auto).
+	DataPlane *ChildDataPlaneStatus `json:"dataplane,omitempty"`
+}
+
+// ChildDataPlaneStatus is what the data plane counted on one Child SA:
+// packets and bytes each way, and the inbound SA's drops.
+type ChildDataPlaneStatus struct {
+	PacketsIn    uint64 `json:"packets_in"`
+	BytesIn      uint64 `json:"bytes_in"` // ESP payload bytes
+	PacketsOut   uint64 `json:"packets_out"`
+	BytesOut     uint64 `json:"bytes_out"`
+	AuthFailures uint64 `json:"auth_failures"` // ICV did not verify
+	ReplayDrops  uint64 `json:"replay_drops"`  // replayed or older than the window
+	OtherDrops   uint64 `json:"other_drops"`   // malformed, bad padding, dummy packets
+	// Installed is true when both directions are in the data plane;
+	// Active when the outbound SA sends (a rekey's responder waits for
+	// the peer's first packet on the new pair).
+	Installed bool `json:"installed"`
+	Active    bool `json:"active"`
 }
 
 // ErrBadRequest is wrapped by DecodeRequest's errors.

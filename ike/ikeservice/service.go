@@ -1,8 +1,9 @@
 // Package ikeservice is the IKE daemon inside "espy run": it builds IKEv2
 // connections from the tunnels of espy's YAML configuration, listens on the
 // IKE and NAT-T ports, answers and initiates IKE SAs, registers their Child
-// SAs with the inline registrar, and serves a control socket for "espy ike
-// status | initiate NAME | terminate NAME".
+// SAs with the inline registrar, carries their traffic through espy's
+// userspace ESP data plane when ike.dataplane asks for it, and serves a
+// control socket for "espy ike status | initiate NAME | terminate NAME".
 package ikeservice
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/config"
+	"github.com/espy-dpi/espy/esptun"
 	"github.com/espy-dpi/espy/ike"
 	"github.com/espy-dpi/espy/policy"
 	"github.com/rs/zerolog"
@@ -61,6 +63,8 @@ type Service struct {
 	log       zerolog.Logger
 	reg       ike.SARegistrar
 	counters  func(ike.SAInfo) (uint64, uint64, bool)
+	dp        *esptun.DataPlane // nil: ike.dataplane none
+	dpStatus  DataPlaneStatus   // what was opened and why
 	endpoints []*ike.Endpoint
 	tunnels   []*tunnel
 	byName    map[string]*tunnel
@@ -96,6 +100,9 @@ func Start(o Options) (_ *Service, err error) {
 			for _, ep := range s.endpoints {
 				ep.Close()
 			}
+			if s.dp != nil {
+				s.dp.Close()
+			}
 		}
 	}()
 	for i := range c.Tunnels {
@@ -127,6 +134,22 @@ func Start(o Options) (_ *Service, err error) {
 		ikeAddr, nattAddr := ep.Addrs()
 		s.log.Info().Stringer("ike", ikeAddr).Stringer("natt", nattAddr).Msg("IKE listening")
 	}
+	// The data plane goes in before any exchange can install a Child SA.
+	// The ike: section allows it with one listen address only.
+	if s.dp, s.dpStatus, err = openDataPlane(spec.DataPlane, s.endpoints[0], ikeLog); err != nil {
+		return nil, err
+	}
+	ev := s.log.Info().Str("kind", s.dpStatus.Kind).Bool("kernel_esp", s.dpStatus.KernelESP).Str("reason", s.dpStatus.Reason)
+	if s.dp != nil {
+		ev = ev.Str("device", s.dpStatus.Device).Int("mtu", s.dpStatus.MTU)
+		for _, t := range s.tunnels {
+			// The wrapper installs each SA with its keys, then reports
+			// it to the tunnel, which passes it on to the inline
+			// registrar.
+			t.cfg.Registrar = ike.WithDataPlane(t, s.dp)
+		}
+	}
+	ev.Msg("data plane")
 	var responders []*ike.Config
 	for _, t := range s.tunnels {
 		if t.ep, err = s.endpointFor(t.spec.Local); err != nil {
@@ -191,11 +214,13 @@ func (s *Service) Addrs() []Listener {
 	return out
 }
 
-// Status returns the state of every tunnel.
+// Status returns the state of every tunnel and of the data plane.
 func (s *Service) Status() Status {
-	st := Status{Listen: s.Addrs(), Tunnels: []TunnelStatus{}}
+	dps := s.dpStatus
+	st := Status{Listen: s.Addrs(), Tunnels: []TunnelStatus{}, DataPlane: &dps}
+	dp := s.dataPlaneSAs(st.DataPlane)
 	for _, t := range s.tunnels {
-		st.Tunnels = append(st.Tunnels, t.status())
+		st.Tunnels = append(st.Tunnels, t.status(dp))
 	}
 	return st
 }
@@ -224,11 +249,11 @@ func (s *Service) Initiate(ctx context.Context, name string) (TunnelStatus, erro
 		return TunnelStatus{}, ErrClosed
 	}
 	if !t.spec.Remote.IsValid() {
-		return t.status(), fmt.Errorf("%w: tunnel %s answers any peer; give it remote_addr to initiate", ErrNoRemote, name)
+		return t.status(s.dataPlaneSAs(nil)), fmt.Errorf("%w: tunnel %s answers any peer; give it remote_addr to initiate", ErrNoRemote, name)
 	}
 	t.setKeep(t.spec.Start == config.StartStart)
 	_, err = t.initiate(ctx)
-	return t.status(), err
+	return t.status(s.dataPlaneSAs(nil)), err
 }
 
 // Terminate deletes the named tunnel's IKE SAs (and their Child SAs) with
@@ -244,12 +269,13 @@ func (s *Service) Terminate(ctx context.Context, name string) (TunnelStatus, err
 	if err == nil && n == 0 {
 		err = fmt.Errorf("%w: %s", ErrNotEstablished, name)
 	}
-	return t.status(), err
+	return t.status(s.dataPlaneSAs(nil)), err
 }
 
 // Close stops initiating, deletes every IKE SA politely (waiting for the
 // peers' answers until ctx is done), unregisters all Child SAs, and closes
-// the sockets. Later calls return the first call's result.
+// the sockets and the data plane. Later calls return the first call's
+// result.
 func (s *Service) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
 	return s.closeErr
@@ -270,6 +296,13 @@ func (s *Service) close(ctx context.Context) error {
 	var errs []error
 	for _, ep := range s.endpoints {
 		errs = append(errs, ep.Close())
+	}
+	// After the endpoints: no exchange installs an SA any more, and
+	// what they unregister on closing is still removed from it.
+	if s.dp != nil {
+		if err := s.dp.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("ikeservice: close data plane: %w", err))
+		}
 	}
 	if s.control != nil {
 		s.control.wait()

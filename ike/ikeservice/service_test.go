@@ -159,6 +159,10 @@ func TestTwoServices(t *testing.T) {
 	if ta.StartAction != "start" || tb.StartAction != "respond" || !ta.IKESAs[0].Initiator || tb.IKESAs[0].Initiator {
 		t.Errorf("roles: A %+v, B %+v", ta, tb)
 	}
+	// Without ike.dataplane nothing carries the traffic, and status says so.
+	if dp := a.status(t).DataPlane; dp == nil || dp.Kind != "none" || dp.Device != "" || !strings.Contains(dp.Reason, "none") || ca.DataPlane != nil {
+		t.Errorf("data plane without ike.dataplane: %+v, Child SA %+v", dp, ca.DataPlane)
+	}
 	// The inline registrar got both directions on both sides.
 	for _, p := range []*peer{a, b} {
 		if st := p.cache.Stats(); st.Decided != 2 {

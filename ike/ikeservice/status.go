@@ -13,8 +13,8 @@ import (
 )
 
 // saStatus describes one IKE SA and its Child SAs; children holds the
-// registration times of Child SA directions.
-func (s *Service) saStatus(sa *ike.IKESA, at time.Time, children map[childKey]time.Time) IKESAStatus {
+// registration times of Child SA directions, dp the data plane's SAs.
+func (s *Service) saStatus(sa *ike.IKESA, at time.Time, children map[childKey]time.Time, dp map[childKey]dpSA) IKESAStatus {
 	local, remote, natt := sa.Addrs()
 	spiI, spiR := sa.SPIs()
 	suite := sa.Suite()
@@ -43,6 +43,7 @@ func (s *Service) saStatus(sa *ike.IKESA, at time.Time, children map[childKey]ti
 				cs.PacketsOut, cs.BytesOut = &p, &b
 			}
 		}
+		cs.DataPlane = childDataPlane(dp, c.InSPI, c.OutSPI)
 		st.ChildSAs = append(st.ChildSAs, cs)
 	}
 	return st

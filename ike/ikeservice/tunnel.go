@@ -51,10 +51,11 @@ func newTunnel(s *Service, ts config.TunnelSpec, cred config.Credentials, rt ike
 		LocalTS: selectors(ts.LocalTS), RemoteTS: selectors(ts.RemoteTS),
 		Mode: ts.Mode, ForceEncap: ts.Encap, AllowWeak: ts.AllowWeak,
 		RemoteNATPort: ts.RemoteNATPort, Retransmit: rt,
-		DPDInterval: ts.DPD, ChildRekeyTime: ts.RekeyTime,
-		Registrar: t, Established: t.established,
+		DPDInterval: ts.DPD,
+		Registrar:   t, Established: t.established,
 		Logger: ikeLog.With("tunnel", ts.Name),
 	}
+	ts.Lifetimes.Apply(t.cfg)
 	return t
 }
 
@@ -260,8 +261,9 @@ func (t *tunnel) keeper(ctx context.Context) {
 	}
 }
 
-// status describes the tunnel and its SAs.
-func (t *tunnel) status() TunnelStatus {
+// status describes the tunnel and its SAs; dp holds the data plane's SAs
+// (Service.dataPlaneSAs).
+func (t *tunnel) status(dp map[childKey]dpSA) TunnelStatus {
 	st := TunnelStatus{Name: t.spec.Name, StartAction: t.spec.Start.String(), State: "down", IKESAs: []IKESAStatus{}}
 	if t.spec.Remote.IsValid() {
 		st.Remote = netip.AddrPortFrom(t.spec.Remote, t.spec.RemotePort).String()
@@ -285,7 +287,7 @@ func (t *tunnel) status() TunnelStatus {
 	}
 	t.mu.Unlock()
 	for _, e := range sas {
-		st.IKESAs = append(st.IKESAs, t.s.saStatus(e.sa, e.at, children))
+		st.IKESAs = append(st.IKESAs, t.s.saStatus(e.sa, e.at, children, dp))
 	}
 	if len(st.IKESAs) > 0 {
 		st.State = "established"
