@@ -231,7 +231,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	c := sa.cfg
 	// INITIAL_CONTACT tells the peer to drop IKE SAs it still has with us
 	// (RFC 7296 2.4), so send it only when we have no other with that peer.
-	initialContact := len(sa.ep.established(sa.remote.Addr(), c.RemoteID, sa)) == 0
+	initialContact := !sa.ep.hasEstablished(sa.remote.Addr(), c.RemoteID, sa)
 	sa.mu.Lock()
 	espSPI, err := sa.newESPSPI()
 	if err != nil {
@@ -293,6 +293,9 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.ep.mu.Lock()
+	sa.ep.indexPeerLocked(sa)
+	sa.ep.mu.Unlock()
 	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()

@@ -290,6 +290,9 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.ep.mu.Lock()
+	sa.ep.indexPeerLocked(sa)
+	sa.ep.mu.Unlock()
 	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()

@@ -65,8 +65,11 @@ type IKESA struct {
 	peerReqID  uint32 // ID of the peer's next request
 	// lastResp is our response to the peer's request peerReqID-1: the
 	// message, or its fragments.
-	lastResp   [][]byte
-	peerID     Identity
+	lastResp [][]byte
+	peerID   Identity
+	// peerKeys are the entries of ep.peers that list this SA, zero if
+	// none; guarded by ep.mu, not mu.
+	peerKeys   [2]peerKey
 	children   []*ChildSA
 	deleteSent bool
 	// retired marks the old keys of a rekeyed IKE SA, kept under the old
