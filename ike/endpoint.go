@@ -345,10 +345,15 @@ func (e *Endpoint) remove(sa *IKESA) {
 		delete(e.sas, sa.localSPI())
 	}
 	e.unindexPeerLocked(sa)
-	for k, v := range e.halfOpen {
-		if v == sa {
-			delete(e.halfOpen, k)
-		}
+	e.dropHalfOpenLocked(sa)
+}
+
+// dropHalfOpenLocked forgets sa as a half-open SA, by the key it was
+// filed under rather than by a scan of every half-open SA (which a flood
+// makes many); call with e.mu held.
+func (e *Endpoint) dropHalfOpenLocked(sa *IKESA) {
+	if e.halfOpen[sa.halfOpenKey] == sa {
+		delete(e.halfOpen, sa.halfOpenKey)
 	}
 }
 

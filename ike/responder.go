@@ -140,6 +140,7 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 	sa.spiI = hdr.SPIi
 	e.sas[sa.spiR] = sa
 	e.halfOpen[key] = sa
+	sa.halfOpenKey = key
 	e.mu.Unlock()
 	sa.log = log
 	if logs(log) {
@@ -319,11 +320,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		}(sa.remote.Addr(), peer, sa.created)
 	}
 	sa.ep.mu.Lock()
-	for k, v := range sa.ep.halfOpen {
-		if v == sa {
-			delete(sa.ep.halfOpen, k)
-		}
-	}
+	sa.ep.dropHalfOpenLocked(sa)
 	sa.ep.mu.Unlock()
 	if infoOn(sa.log) {
 		sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
