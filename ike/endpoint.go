@@ -70,6 +70,9 @@ type Endpoint struct {
 	lastExpire time.Time
 	// localAddrs caches localFor's route lookups for a wildcard socket.
 	localAddrs map[netip.Addr]netip.Addr
+	// peers counts the established, not retired IKE SAs by peer, so
+	// that deciding INITIAL_CONTACT does not scan every SA.
+	peers map[peerKey]int
 
 	// work feeds received messages to the worker pool (workers.go).
 	work                    chan job
@@ -128,6 +131,7 @@ func NewEndpoint(ike, natt *net.UDPConn, lc ListenConfig) *Endpoint {
 	e := &Endpoint{
 		ike: ike, natt: natt, lc: lc, log: log, cookies: newCookieJar(),
 		sas: map[uint64]*IKESA{}, halfOpen: map[halfOpenKey]*IKESA{}, inSPIs: map[uint32]bool{},
+		peers:  map[peerKey]int{},
 		closed: make(chan struct{}),
 	}
 	e.frag.init(lc.Fragments)
@@ -340,10 +344,16 @@ func (e *Endpoint) remove(sa *IKESA) {
 	if e.sas[sa.localSPI()] == sa {
 		delete(e.sas, sa.localSPI())
 	}
-	for k, v := range e.halfOpen {
-		if v == sa {
-			delete(e.halfOpen, k)
-		}
+	e.unindexPeerLocked(sa)
+	e.dropHalfOpenLocked(sa)
+}
+
+// dropHalfOpenLocked forgets sa as a half-open SA, by the key it was
+// filed under rather than by a scan of every half-open SA (which a flood
+// makes many); call with e.mu held.
+func (e *Endpoint) dropHalfOpenLocked(sa *IKESA) {
+	if e.halfOpen[sa.halfOpenKey] == sa {
+		delete(e.halfOpen, sa.halfOpenKey)
 	}
 }
 
@@ -402,9 +412,78 @@ type inbound struct {
 	frags *reassembled
 }
 
+// peerKey names a peer in Endpoint.peers: its address and, unless id is
+// empty (the entry that matches any identity), its authenticated identity.
+type peerKey struct {
+	addr   netip.Addr
+	idType message.IDType
+	id     string
+}
+
+// indexPeerLocked counts sa, just established, under its peer's address
+// and identity. Call with sa.mu and e.mu held; sa.remote and sa.peerID do
+// not change once the SA is established.
+func (e *Endpoint) indexPeerLocked(sa *IKESA) {
+	if sa.retired || sa.peerKeys[0].addr.IsValid() || e.sas[sa.localSPI()] != sa {
+		// Retired copies are never listed; an SA no longer routed was
+		// torn down already, and remove would not uncount it.
+		return
+	}
+	addr := sa.remote.Addr()
+	sa.peerKeys = [2]peerKey{{addr: addr}, {addr: addr, idType: sa.peerID.Type, id: string(sa.peerID.Data)}}
+	for _, k := range sa.peerKeys {
+		e.peers[k]++
+	}
+}
+
+// unindexPeerLocked uncounts sa; call with e.mu held.
+func (e *Endpoint) unindexPeerLocked(sa *IKESA) {
+	if !sa.peerKeys[0].addr.IsValid() {
+		return
+	}
+	for _, k := range sa.peerKeys {
+		// Deleted at zero, so that peers long gone take no memory.
+		if e.peers[k]--; e.peers[k] <= 0 {
+			delete(e.peers, k)
+		}
+	}
+}
+
+// othersLocked returns the number of established IKE SAs other than
+// except whose peer is at addr and, if id is set, authenticated as id;
+// call with e.mu held.
+func (e *Endpoint) othersLocked(addr netip.Addr, id Identity, except *IKESA) int {
+	k := peerKey{addr: addr}
+	if len(id.Data) > 0 {
+		k.idType, k.id = id.Type, string(id.Data)
+	}
+	n := e.peers[k]
+	if except != nil && except.peerKeys[0].addr.IsValid() && (except.peerKeys[0] == k || except.peerKeys[1] == k) {
+		n--
+	}
+	return n
+}
+
+// hasEstablished reports whether there is an established IKE SA other
+// than except whose peer is at addr and, if id is set, authenticated as
+// id. A count look-up rather than a scan of every SA: it runs on every
+// handshake we initiate.
+func (e *Endpoint) hasEstablished(addr netip.Addr, id Identity, except *IKESA) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.othersLocked(addr, id, except) > 0
+}
+
 // established returns the established IKE SAs other than except whose
-// peer is at addr and, if id is set, authenticated as id.
+// peer is at addr and, if id is set, authenticated as id. The count
+// answers the usual case, none, without scanning every SA.
 func (e *Endpoint) established(addr netip.Addr, id Identity, except *IKESA) []*IKESA {
+	e.mu.Lock()
+	n := e.othersLocked(addr, id, except)
+	e.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
 	var out []*IKESA
 	for _, sa := range e.IKESAs() {
 		if sa == except {

@@ -46,7 +46,10 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 	// Everything the read loop may look at is set before the SA is
 	// published in e.sas.
 	sa.spiI = e.newSPILocked()
-	sa.log = c.Logger.With("spii", fmt.Sprintf("%016x", sa.spiI), "peer", remote)
+	sa.log = c.Logger
+	if logs(sa.log) {
+		sa.log = sa.log.With("spii", fmt.Sprintf("%016x", sa.spiI), "peer", remote)
+	}
 	e.sas[sa.spiI] = sa
 	e.mu.Unlock()
 
@@ -221,7 +224,9 @@ func (sa *IKESA) initResponse(req []byte, in inbound, resp *message.Message, kex
 	} else {
 		sa.natLocal, sa.natRemote = false, false
 	}
-	sa.log.Info("ike: IKE_SA_INIT done", "suite", suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	if infoOn(sa.log) {
+		sa.log.Info("ike: IKE_SA_INIT done", "suite", suite.String(), "nat_local", sa.natLocal, "nat_remote", sa.natRemote)
+	}
 	return nil
 }
 
@@ -231,7 +236,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	c := sa.cfg
 	// INITIAL_CONTACT tells the peer to drop IKE SAs it still has with us
 	// (RFC 7296 2.4), so send it only when we have no other with that peer.
-	initialContact := len(sa.ep.established(sa.remote.Addr(), c.RemoteID, sa)) == 0
+	initialContact := !sa.ep.hasEstablished(sa.remote.Addr(), c.RemoteID, sa)
 	sa.mu.Lock()
 	espSPI, err := sa.newESPSPI()
 	if err != nil {
@@ -293,10 +298,15 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.ep.mu.Lock()
+	sa.ep.indexPeerLocked(sa)
+	sa.ep.mu.Unlock()
 	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()
-	sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
+	if infoOn(sa.log) {
+		sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
+	}
 
 	for _, n := range message.Notifies(resp) {
 		if n.Kind.IsError() {
@@ -339,7 +349,9 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	}
 	sa.addChildLocked(child)
 	sa.refusedChildSPI = nil
-	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
+	if infoOn(sa.log) {
+		sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
+	}
 	return nil
 }
 

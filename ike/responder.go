@@ -140,6 +140,7 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 	sa.spiI = hdr.SPIi
 	e.sas[sa.spiR] = sa
 	e.halfOpen[key] = sa
+	sa.halfOpenKey = key
 	e.mu.Unlock()
 	sa.log = log
 	if logs(log) {
@@ -193,7 +194,9 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 	sa.initReq, sa.initResp = pkt, out
 	sa.peerReqID = 1
 	sa.lastResp = nil
-	sa.log.Info("ike: IKE_SA_INIT answered", "suite", suite.String(), "nat_local", natLocal, "nat_remote", natRemote)
+	if infoOn(sa.log) {
+		sa.log.Info("ike: IKE_SA_INIT answered", "suite", suite.String(), "nat_local", natLocal, "nat_remote", natRemote)
+	}
 	e.send(out, from, natt)
 }
 
@@ -214,6 +217,10 @@ func suiteProposal(s Suite) Proposal {
 
 // logs reports whether l prints anything at all.
 func logs(l *slog.Logger) bool { return l.Enabled(context.Background(), slog.LevelError) }
+
+// infoOn reports whether l logs at Info level: the per-SA Info lines
+// format SPIs and suites, which a discarding logger should not pay for.
+func infoOn(l *slog.Logger) bool { return l.Enabled(context.Background(), slog.LevelInfo) }
 
 // expireScan is how often expireHalfOpenLocked looks at every half-open
 // SA; scanning for each IKE_SA_INIT would make a flood quadratic.
@@ -290,6 +297,9 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 	}
 	sa.peerID = peer
 	sa.state = stateEstablished
+	sa.ep.mu.Lock()
+	sa.ep.indexPeerLocked(sa)
+	sa.ep.mu.Unlock()
 	sa.startLifetimeLocked()
 	sa.startDPD()
 	sa.startKeepalive()
@@ -310,13 +320,11 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		}(sa.remote.Addr(), peer, sa.created)
 	}
 	sa.ep.mu.Lock()
-	for k, v := range sa.ep.halfOpen {
-		if v == sa {
-			delete(sa.ep.halfOpen, k)
-		}
-	}
+	sa.ep.dropHalfOpenLocked(sa)
 	sa.ep.mu.Unlock()
-	sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
+	if infoOn(sa.log) {
+		sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
+	}
 
 	resp := append(append([]message.Payload{idr}, certs...), auth)
 	childPs, err := sa.acceptChildLocked(ps)
@@ -378,7 +386,9 @@ func (sa *IKESA) acceptChildLocked(ps []message.Payload) ([]message.Payload, err
 		return nil, fmt.Errorf("%w: %w", &NotifyError{Type: message.TEMPORARY_FAILURE}, err)
 	}
 	sa.addChildLocked(child)
-	sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
+	if infoOn(sa.log) {
+		sa.log.Info("ike: Child SA established", "suite", suite.String(), "in", fmt.Sprintf("%08x", child.InSPI), "out", fmt.Sprintf("%08x", child.OutSPI), "encap", child.Encap)
+	}
 	var out []message.Payload
 	if mode == ModeTransport {
 		out = append(out, &message.Notify{Kind: message.USE_TRANSPORT_MODE})

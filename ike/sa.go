@@ -65,10 +65,16 @@ type IKESA struct {
 	peerReqID  uint32 // ID of the peer's next request
 	// lastResp is our response to the peer's request peerReqID-1: the
 	// message, or its fragments.
-	lastResp   [][]byte
-	peerID     Identity
-	children   []*ChildSA
-	deleteSent bool
+	lastResp [][]byte
+	peerID   Identity
+	// peerKeys are the entries of ep.peers that list this SA, zero if
+	// none; guarded by ep.mu, not mu.
+	peerKeys [2]peerKey
+	// halfOpenKey is where a responder's SA is filed in ep.halfOpen
+	// until IKE_AUTH; guarded by ep.mu.
+	halfOpenKey halfOpenKey
+	children    []*ChildSA
+	deleteSent  bool
 	// retired marks the old keys of a rekeyed IKE SA, kept under the old
 	// SPI until the peer deletes them; not listed by IKESAs.
 	retired bool

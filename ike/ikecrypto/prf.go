@@ -40,11 +40,16 @@ func (p *PRF) Size() int { return p.size }
 
 // Sum returns prf(key, data[0] | data[1] | ...).
 func (p *PRF) Sum(key []byte, data ...[]byte) []byte {
+	return p.sum(make([]byte, 0, p.size), key, data...)
+}
+
+// sum appends prf(key, data[0] | data[1] | ...) to b.
+func (p *PRF) sum(b, key []byte, data ...[]byte) []byte {
 	m := hmac.New(p.hash, key)
 	for _, d := range data {
 		m.Write(d)
 	}
-	return m.Sum(nil)
+	return m.Sum(b)
 }
 
 // Plus returns the first n bytes of prf+(key, seed) (RFC 7296 section 2.13):
@@ -57,11 +62,13 @@ func (p *PRF) Plus(key, seed []byte, n int) ([]byte, error) {
 	out := make([]byte, 0, n+p.size)
 	m := hmac.New(p.hash, key)
 	var t []byte
+	ctr := []byte{0} // one allocation, not one per block
 	for i := 1; len(out) < n; i++ {
+		ctr[0] = byte(i)
 		m.Reset()
 		m.Write(t)
 		m.Write(seed)
-		m.Write([]byte{byte(i)})
+		m.Write(ctr)
 		t = m.Sum(out[len(out):])
 		out = out[:len(out)+len(t)]
 	}
