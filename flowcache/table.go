@@ -26,11 +26,13 @@ func indexSize(capacity int) int { return capacity*4/3 + 1 }
 // init sets the table up for at most capacity flows. The dense array and
 // the index grow by doubling up to what capacity needs, so a cache sized for
 // a million flows costs memory, and cache and TLB misses, in proportion to
-// the flows it holds, and a full one holds exactly its capacity.
-func (t *table) init(capacity int) {
-	t.entries = make([]entry, 0, min(capacity, 64))
+// the flows it holds, and a full one holds exactly its capacity. Room for
+// reserve flows is allocated at once.
+func (t *table) init(capacity, reserve int) {
+	reserve = min(capacity, max(reserve, 64))
+	t.entries = make([]entry, 0, reserve)
 	t.max = capacity
-	t.index = make([]uint64, min(indexSize(capacity), 86))
+	t.index = make([]uint64, min(indexSize(capacity), max(indexSize(reserve), 86)))
 	t.rng = 0x9e3779b97f4a7c15
 }
 

@@ -62,6 +62,9 @@ func Start(cfg *config.Config, out *Output, log zerolog.Logger, reg prometheus.R
 	})
 	d.cache, err = flowcache.New(engine, flowcache.Config{
 		Capacity: cfg.Flows.Capacity, PendingCapacity: cfg.Flows.Pending,
+		// The fast path holds at most this many decided flows: a flood
+		// of new ones fills the table that far without growing it.
+		Reserve:     orInt(cfg.Maps.Verdicts, ebpf.DefaultVerdictEntries),
 		IdleTimeout: d.idleTO, PendingTimeout: time.Duration(cfg.Flows.PendingTimeout),
 		OnEvent: d.onEvent,
 	})
