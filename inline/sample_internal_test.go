@@ -19,7 +19,7 @@ import (
 // allocate once the tables have grown. Writing the batch (SetVerdicts) is
 // measured by ebpf's BenchmarkSetVerdicts (0 allocs per verdict).
 func TestHandleNewFlowAllocs(t *testing.T) {
-	d, one := newFlowSamples(t)
+	d, one, _ := newFlowSamples(t)
 	decided := d.cache.Stats().Decisions
 	for range 5000 { // grow the tables: 64 shards of 128 flows
 		one()
@@ -38,7 +38,7 @@ func TestHandleNewFlowAllocs(t *testing.T) {
 // sample loop's CPU time per sample in the netns tests (docs/inline-perf.md)
 // to see what the ring read and the batch writes add.
 func BenchmarkHandleNewFlow(b *testing.B) {
-	_, one := newFlowSamples(b)
+	_, one, _ := newFlowSamples(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		one()
@@ -48,7 +48,9 @@ func BenchmarkHandleNewFlow(b *testing.B) {
 // newFlowSamples returns a daemon without a fast path and a function that
 // hands it the sample of one more new ESP-NULL flow (tunnel mode, inner
 // HTTP, decided on its first packet), flushing as the sample loop would.
-func newFlowSamples(tb testing.TB) (*Daemon, func()) {
+// With d.prog set (before the first call) the flushes write the verdicts
+// to the fast path.
+func newFlowSamples(tb testing.TB) (d *Daemon, one func(), frame []byte) {
 	t := tb
 	src, dst := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("198.51.100.10")
 	g, err := espsynth.NewGenerator(2, espsynth.Config{Flows: []espsynth.Flow{{
@@ -59,7 +61,7 @@ func newFlowSamples(tb testing.TB) (*Daemon, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame, _, err := g.AppendPacket(nil)
+	frame, _, err = g.AppendPacket(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +71,8 @@ func newFlowSamples(tb testing.TB) (*Daemon, func()) {
 		t.Fatal(err)
 	}
 	tb.Cleanup(func() { out.Close() })
-	d := &Daemon{out: out, log: zerolog.Nop(), m: newMetrics(prometheus.NewRegistry(), nil)}
-	d.cache, err = flowcache.New(heuristics.New(heuristics.Config{}), flowcache.Config{Capacity: 1 << 20, OnEvent: d.onEvent})
+	d = &Daemon{out: out, log: zerolog.Nop(), m: newMetrics(prometheus.NewRegistry(), nil)}
+	d.cache, err = flowcache.New(heuristics.New(heuristics.Config{}), flowcache.Config{Capacity: 1 << 20, Reserve: 262144, OnEvent: d.onEvent})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,12 +81,16 @@ func newFlowSamples(tb testing.TB) (*Daemon, func()) {
 		t.Fatal(err)
 	}
 	spi := uint32(0x1000)
-	one := func() {
+	one = func() {
 		spi++
 		binary.BigEndian.PutUint32(frame[spiOff:], spi)
 		key.Spi = spi
 		s := ebpf.Sample{Frame: frame, OrigLen: uint32(len(frame)), Key: key, L3Off: 14, ESPOff: spiOff}
 		d.handle(&s)
+		if d.prog != nil && d.batch.verdicts.Len() == maxBatch {
+			d.flush()
+			out.Hold()
+		}
 		if d.batch.verdicts.Len() == maxBatch {
 			// What flush does, without a fast path to write to.
 			d.batch.verdicts.Reset()
@@ -96,5 +102,5 @@ func newFlowSamples(tb testing.TB) (*Daemon, func()) {
 		}
 	}
 	out.Hold()
-	return d, one
+	return d, one, frame
 }
