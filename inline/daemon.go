@@ -240,7 +240,7 @@ func (d *Daemon) onEvent(e flowcache.Event) {
 	case flowcache.EventDecided:
 		r.Action = verdictlog.ActionVerdict
 		v := &e.Flow.Verdict
-		d.m.verdicts.WithLabelValues(v.Class.String(), v.Source.String()).Inc()
+		d.m.verdict(v.Class, v.Source).Inc()
 		var in heuristics.Inner
 		if (d.pkt.Kind == packet.KindESP || d.pkt.Kind == packet.KindWESP) && heuristics.Decapsulate(v, &d.pkt, &in) {
 			r.Inner = &in
