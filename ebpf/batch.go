@@ -97,6 +97,7 @@ func (p *Program) SetVerdicts(b *VerdictBatch) error {
 		c, err := p.objs.Verdicts.BatchUpdate(b.Keys[i:], b.Verdicts[i:], nil)
 		for j := i; j < i+c; j++ {
 			p.slotKeys[b.slots[j]] = b.Keys[j]
+			p.slotKind[b.slots[j]] = b.Verdicts[j].Kind
 		}
 		i += c
 		if err == nil {

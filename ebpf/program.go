@@ -44,10 +44,21 @@ type Program struct {
 	// innerRules counts the entries of inner_rules: the config tells the
 	// program to skip the exact stage while there are none.
 	innerRules int
-	// slotKeys[s] is the flow whose verdict holds slot s, for SeenFlows.
+	// slotKeys[s] is the flow whose verdict holds slot s, for SeenFlows;
+	// slotKind[s] its verdict's kind and slotGen[s] how many times the
+	// slot was handed out, for ActiveFlows.
 	slotKeys []FlowKey
-	seen     []byte // flow_seen, memory-mapped
-	links    map[int]link.Link
+	slotKind []uint8
+	slotGen  []uint32
+	// active has a bit per slot whose flow_seen byte was set at a read of
+	// the seen map (SeenFlows or ActiveFlows) since the last ActiveFlows;
+	// activePrev those of the ActiveFlows before.
+	active, activePrev []uint64
+	actMu              sync.Mutex // ActiveFlows' buffers
+	actBuf             []bpfEspyFlowStats
+	actKey             uint32
+	seen               []byte // flow_seen, memory-mapped
+	links              map[int]link.Link
 	// linkNetns records the network namespace (inode) of each link.
 	linkNetns map[link.Link]uint64
 }
@@ -109,6 +120,11 @@ func Load(cfg Config) (*Program, error) {
 	}
 	p.slots.init(cfg.FlowSlots)
 	p.slotKeys = make([]FlowKey, cfg.FlowSlots+1)
+	p.slotKind = make([]uint8, cfg.FlowSlots+1)
+	p.slotGen = make([]uint32, cfg.FlowSlots+1)
+	p.active = make([]uint64, (cfg.FlowSlots+1+63)/64)
+	p.activePrev = make([]uint64, len(p.active))
+	p.actBuf = make([]bpfEspyFlowStats, p.ncpu)
 	if err := p.reconcileSlots(); err != nil {
 		p.objs.Close()
 		return nil, err

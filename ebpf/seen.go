@@ -39,6 +39,12 @@ func (p *Program) SeenFlows(dst []FlowKey) ([]FlowKey, error) {
 	if p.closed {
 		return dst, ErrClosed
 	}
+	return p.drainSeenLocked(dst, true), nil
+}
+
+// drainSeenLocked reads and clears the seen bytes, marks their slots in
+// p.active and, with keys, appends the flows of the slots in use to dst.
+func (p *Program) drainSeenLocked(dst []FlowKey, keys bool) []FlowKey {
 	n := len(p.slotKeys)
 	for w := 0; w*8 < n && w*8+8 <= len(p.seen); w++ {
 		word := (*uint64)(unsafe.Pointer(&p.seen[w*8]))
@@ -49,10 +55,15 @@ func (p *Program) SeenFlows(dst []FlowKey) ([]FlowKey, error) {
 		// Bytes of the word in memory order: slot w*8+i is byte i.
 		b := (*[8]byte)(unsafe.Pointer(&v))
 		for i := range b {
-			if s := w*8 + i; b[i] != 0 && s > 0 && s < n && p.slots.isUsed(uint32(s)) {
+			s := w*8 + i
+			if b[i] == 0 || s == 0 || s >= n {
+				continue
+			}
+			p.active[s/64] |= 1 << (s % 64)
+			if keys && p.slots.isUsed(uint32(s)) {
 				dst = append(dst, p.slotKeys[s])
 			}
 		}
 	}
-	return dst, nil
+	return dst
 }

@@ -46,6 +46,7 @@ func (p *Program) setVerdictLocked(k FlowKey, v Verdict) error {
 		return fmt.Errorf("ebpf: set verdict %v: %w", k, err)
 	}
 	p.slotKeys[v.Slot] = k
+	p.slotKind[v.Slot] = v.Kind
 	if err := p.objs.Pending.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("ebpf: set verdict %v: clear pending: %w", k, err)
 	}
@@ -143,6 +144,7 @@ func (p *Program) allocSlotRaw() (uint32, error) {
 			return 0, ErrNoSlot
 		}
 	}
+	p.slotGen[s]++
 	return s, nil
 }
 
@@ -158,6 +160,7 @@ func (p *Program) allocSlot() (uint32, error) {
 			return 0, ErrNoSlot
 		}
 	}
+	p.slotGen[s]++
 	zero := make([]bpfEspyFlowStats, p.ncpu)
 	if err := p.objs.FlowStats.Put(s, zero); err != nil {
 		p.slots.release(s)
@@ -184,6 +187,7 @@ func (p *Program) reconcileSlots() error {
 			p.slots.mark(s)
 			if s != 0 && int(s) < len(p.slotKeys) {
 				p.slotKeys[s] = keys[i]
+				p.slotKind[s] = vals[i].Kind
 			}
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -17,6 +17,12 @@ type Config struct {
 	Capacity int
 	// PendingCapacity bounds undecided flows. Default 65,536.
 	PendingCapacity int
+	// Reserve is how many decided flows to allocate room for up front
+	// (at most Capacity; default 0: the table grows by doubling). Growing
+	// copies every entry and rehashes the index: in a fresh daemon under a
+	// flood of new flows that was a quarter of the sample path's CPU time,
+	// so the daemon reserves what its fast-path maps can hold.
+	Reserve int
 	// IdleTimeout expires decided flows without packets. Default 10 min.
 	IdleTimeout time.Duration
 	// PendingTimeout expires undecided flows without packets. Default 30 s.
@@ -117,9 +123,14 @@ func New(engine *heuristics.Engine, cfg Config) (*Cache, error) {
 	// whole has room; the total is bounded by the shared count.
 	per, perPending := cfg.Capacity/cfg.Shards, cfg.PendingCapacity/cfg.Shards
 	per += per/64 + 1
+	reserve := 0
+	if cfg.Reserve > 0 {
+		reserve = min(cfg.Reserve, cfg.Capacity)/cfg.Shards + 1
+		reserve += reserve / 64
+	}
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.decided.init(per)
+		s.decided.init(per, reserve)
 		s.pending.init(perPending)
 	}
 	return c, nil
@@ -139,6 +150,9 @@ type Result struct {
 	// Event is EventDecided or EventRevoked when this packet changed the
 	// flow's verdict.
 	Event EventType
+	// First is when the flow's first packet was seen (Unix nanoseconds),
+	// set with EventDecided: the time to a verdict without a lookup.
+	First int64
 }
 
 // Process accounts packet p (KindESP or KindWESP, length bytes on the wire,
@@ -164,7 +178,21 @@ func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
 	}
 	pe := s.pending.lookup(k)
 	if pe == nil {
+		// Most flows decide on their first packet: judge it before
+		// taking a pending entry, which costs a map insert and delete
+		// and, with the pool full, the eviction of an undecided flow
+		// for one that never needed the room.
+		var st heuristics.FlowState
+		v, final := c.engine.Observe(&st, p)
+		var f Flow
+		f.account(p, length, now)
+		if final {
+			c.decide(s, &k, h, &f, v, p, now)
+			return Result{Verdict: v, Event: EventDecided, First: f.First}
+		}
 		pe = s.pending.insert(k, c, s, now)
+		pe.state, pe.flow = st, f
+		return Result{Verdict: v, Event: EventNone}
 	}
 	pe.flow.account(p, length, now)
 	return c.observe(s, pe, h, p, now, EventNone)
@@ -208,10 +236,18 @@ func (c *Cache) observe(s *shard, pe *pendingEntry, h uint32, p *packet.Packet, 
 		return Result{Verdict: v, Event: ev}
 	}
 	k := pe.key
-	c.makeRoom(s, now)
-	f := s.decided.put(&k, h, &pe.flow)
-	c.decided.Add(1)
+	flow := pe.flow
 	s.pending.remove(pe)
+	c.decide(s, &k, h, &flow, v, p, now)
+	return Result{Verdict: v, Event: EventDecided, First: flow.First}
+}
+
+// decide stores flow k, decided v by packet p, among s's decided flows
+// and emits EventDecided.
+func (c *Cache) decide(s *shard, k *Key, h uint32, flow *Flow, v heuristics.Verdict, p *packet.Packet, now int64) {
+	c.makeRoom(s, now)
+	f := s.decided.put(k, h, flow)
+	c.decided.Add(1)
 	f.Verdict = v
 	if v.Class == heuristics.Null {
 		c.engine.Remember(&v, p)
@@ -219,8 +255,7 @@ func (c *Cache) observe(s *shard, pe *pendingEntry, h uint32, p *packet.Packet, 
 	// The monitor starts from the deciding packet's sequence number.
 	c.engine.Watch(&f.Monitor, &f.Verdict, p, now)
 	s.stats.Decisions++
-	c.emit(Event{Type: EventDecided, Key: k, Flow: *f, Time: now})
-	return Result{Verdict: v, Event: EventDecided}
+	c.emit(Event{Type: EventDecided, Key: *k, Flow: *f, Time: now})
 }
 
 // makeRoom makes room for one more decided flow in s, evicting the least

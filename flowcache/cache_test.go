@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espy-dpi/espy/espsynth"
 	"github.com/espy-dpi/espy/flowcache"
 	"github.com/espy-dpi/espy/heuristics"
 	"github.com/espy-dpi/espy/packet"
@@ -645,4 +646,58 @@ func TestProcessAllocs(t *testing.T) {
 
 func setSeq(p *packet.Packet, seq uint32) {
 	p.ESP[4], p.ESP[5], p.ESP[6], p.ESP[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+}
+
+// TestDecidedOnFirstPacket: a flow that decides on its first packet takes
+// no pending entry (a full pool of undecided flows loses none to it), and
+// a decision reports when the flow's first packet was seen, whether it took
+// one packet or several.
+func TestDecidedOnFirstPacket(t *testing.T) {
+	const pendingCap = 16
+	rec := &recorder{}
+	c := newCache(t, flowcache.Config{Shards: 1, Capacity: 1024, PendingCapacity: pendingCap}, rec)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range pendingCap {
+		p := garbage(t, flowSpec{src: peerA6, dst: peerB6, spi: 0x20000 + uint32(i)}, r, 1)
+		c.Process(&p, 100, t0)
+	}
+	if st := c.Stats(); st.Pending != pendingCap || st.PendingDrops != 0 {
+		t.Fatalf("after filling the pool: %+v", st)
+	}
+	http := synthESP(t, 5, espsynth.Flow{Cipher: espsynth.CipherNULL, Auth: espsynth.AuthHMACSHA256, Mode: espsynth.Tunnel,
+		Traffic: espsynth.TrafficHTTP, Packets: 1, OneWay: true})
+	gcm := synthESP(t, 6, gcmFlow)
+	for _, c0 := range []struct {
+		name    string
+		esp     [][]byte
+		class   heuristics.Class
+		packets int // packets to the decision; 0: more than one
+	}{
+		{"first packet", http, heuristics.Null, 1},
+		{"several packets", gcm, heuristics.Encrypted, 0},
+	} {
+		for i := range 4 {
+			fs := flowSpec{src: peerA, dst: peerB, spi: 0x30000 + uint32(i)<<8 + uint32(len(c0.esp))}
+			start := t0 + int64(i)*time.Second.Nanoseconds()
+			var res flowcache.Result
+			n := 0
+			for n < len(c0.esp) && res.Event != flowcache.EventDecided {
+				p := fs.pkt(t, c0.esp[n], uint32(n+1))
+				res = c.Process(&p, 100, start+int64(n)*ms)
+				n++
+			}
+			switch {
+			case res.Event != flowcache.EventDecided || res.Verdict.Class != c0.class:
+				t.Fatalf("%s, flow %d: %+v after %d packets", c0.name, i, res, n)
+			case c0.packets == 1 && n != 1, c0.packets == 0 && n == 1:
+				t.Fatalf("%s, flow %d: decided after %d packets", c0.name, i, n)
+			case res.First != start:
+				t.Errorf("%s, flow %d: First %d, want %d", c0.name, i, res.First-t0, start-t0)
+			}
+		}
+		st := c.Stats()
+		if c0.packets == 1 && (st.PendingDrops != 0 || st.Pending != pendingCap) {
+			t.Errorf("%s: flows decided on their first packet took pending entries: %+v", c0.name, st)
+		}
+	}
 }

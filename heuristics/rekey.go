@@ -1,6 +1,7 @@
 package heuristics
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 
 	"github.com/espy-dpi/espy/packet"
@@ -31,14 +32,14 @@ func rekeyHash(p *packet.Packet, tuple uint32) uint64 {
 		a, b = b, a
 	}
 	a16, b16 := a.As16(), b.As16()
-	h := uint64(14695981039346656037)
-	for _, c := range a16 {
-		h = (h ^ uint64(c)) * 1099511628211
-	}
-	for _, c := range b16 {
-		h = (h ^ uint64(c)) * 1099511628211
-	}
-	h = (h ^ uint64(tuple)) * 1099511628211
+	// Word by word (a multiply-xorshift): the byte-wise FNV this replaces
+	// was 5% of deciding a new flow in the daemon (CPU profile).
+	const m = 0x9e3779b97f4a7c15
+	h := (uint64(tuple) ^ 0x243f6a8885a308d3) * m
+	h = (h ^ h>>32 ^ binary.LittleEndian.Uint64(a16[0:])) * m
+	h = (h ^ h>>32 ^ binary.LittleEndian.Uint64(a16[8:])) * m
+	h = (h ^ h>>32 ^ binary.LittleEndian.Uint64(b16[0:])) * m
+	h = (h ^ h>>32 ^ binary.LittleEndian.Uint64(b16[8:])) * m
 	h ^= h >> 29
 	return h
 }

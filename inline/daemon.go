@@ -62,6 +62,9 @@ func Start(cfg *config.Config, out *Output, log zerolog.Logger, reg prometheus.R
 	})
 	d.cache, err = flowcache.New(engine, flowcache.Config{
 		Capacity: cfg.Flows.Capacity, PendingCapacity: cfg.Flows.Pending,
+		// The fast path holds at most this many decided flows: a flood
+		// of new ones fills the table that far without growing it.
+		Reserve:     orInt(cfg.Maps.Verdicts, ebpf.DefaultVerdictEntries),
 		IdleTimeout: d.idleTO, PendingTimeout: time.Duration(cfg.Flows.PendingTimeout),
 		OnEvent: d.onEvent,
 	})
@@ -237,7 +240,7 @@ func (d *Daemon) onEvent(e flowcache.Event) {
 	case flowcache.EventDecided:
 		r.Action = verdictlog.ActionVerdict
 		v := &e.Flow.Verdict
-		d.m.verdicts.WithLabelValues(v.Class.String(), v.Source.String()).Inc()
+		d.m.verdict(v.Class, v.Source).Inc()
 		var in heuristics.Inner
 		if (d.pkt.Kind == packet.KindESP || d.pkt.Kind == packet.KindWESP) && heuristics.Decapsulate(v, &d.pkt, &in) {
 			r.Inner = &in

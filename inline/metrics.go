@@ -1,7 +1,10 @@
 package inline
 
 import (
+	"sync/atomic"
+
 	"github.com/espy-dpi/espy/ebpf"
+	"github.com/espy-dpi/espy/heuristics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -9,10 +12,14 @@ import (
 // (exit reasons) are read from BPF at scrape time by collector; the rest are
 // updated by the sample loop and the sweeper.
 type metrics struct {
-	samples        prometheus.Counter
-	loopCPU        prometheus.Counter
-	undecodable    prometheus.Counter
-	verdicts       *prometheus.CounterVec
+	samples     prometheus.Counter
+	loopCPU     prometheus.Counter
+	undecodable prometheus.Counter
+	verdicts    *prometheus.CounterVec
+	// verdictCtr caches verdicts' children by class and source: a
+	// label lookup hashes its strings and takes the vector's lock, once
+	// per new flow.
+	verdictCtr     [4][8]atomic.Pointer[counterRef]
 	revocations    *prometheus.CounterVec
 	flows          *prometheus.GaugeVec
 	verdictPackets *prometheus.GaugeVec
@@ -45,6 +52,22 @@ func newMetrics(reg prometheus.Registerer, prog *ebpf.Program) *metrics {
 	reg.MustRegister(m.samples, m.loopCPU, m.undecodable, m.verdicts, m.revocations, m.flows,
 		m.verdictPackets, m.verdictBytes, m.mapEntries, m.latency, m.expired, &exitCollector{prog: prog})
 	return m
+}
+
+type counterRef struct{ c prometheus.Counter }
+
+// verdict returns espy_verdicts_total's counter for class c and source src.
+func (m *metrics) verdict(c heuristics.Class, src heuristics.Source) prometheus.Counter {
+	if int(c) >= len(m.verdictCtr) || int(src) >= len(m.verdictCtr[0]) {
+		return m.verdicts.WithLabelValues(c.String(), src.String())
+	}
+	p := &m.verdictCtr[c][src]
+	if r := p.Load(); r != nil {
+		return r.c
+	}
+	r := &counterRef{m.verdicts.WithLabelValues(c.String(), src.String())}
+	p.Store(r) // a racing store holds the same child
+	return r.c
 }
 
 // exitCollector reads the fast path's exit-reason counters at scrape time,

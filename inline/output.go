@@ -49,7 +49,8 @@ func (o *Output) open() error {
 }
 
 func (o *Output) setDst(w io.Writer) {
-	o.buf = bufio.NewWriterSize(w, 64<<10)
+	// Room for a batch of maxBatch records (~700 bytes each) in one write.
+	o.buf = bufio.NewWriterSize(w, 512<<10)
 	o.w = verdictlog.NewWriter(o.buf)
 }
 

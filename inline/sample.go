@@ -23,10 +23,10 @@ const maxBatch = 256
 
 // sampleBatch is what the sample loop has decided but not yet written: the
 // new flows' verdicts, written together by ebpf.SetVerdicts, and their
-// keys in the flow cache for the latency histogram.
+// first packets' times for the latency histogram.
 type sampleBatch struct {
 	verdicts ebpf.VerdictBatch
-	decided  []flowcache.Key
+	first    []int64
 }
 
 // sampleLoop reads samples until ctx is done. It blocks for the first sample
@@ -93,12 +93,10 @@ func (d *Daemon) flush() {
 			d.log.Error().Err(err).Msg("write verdicts to the fast path")
 		}
 		now := time.Now().UnixNano()
-		for _, k := range b.decided {
-			if f, ok := d.cache.Lookup(k); ok {
-				d.m.latency.Observe(float64(now-f.First) / 1e9)
-			}
+		for _, first := range b.first {
+			d.m.latency.Observe(float64(now-first) / 1e9)
 		}
-		b.decided = b.decided[:0]
+		b.first = b.first[:0]
 	}
 	if d.out != nil {
 		if err := d.out.Release(); err != nil {
@@ -140,7 +138,7 @@ func (d *Daemon) handle(s *ebpf.Sample) {
 		// A new flow: it has no verdict in the fast path (it was sampled
 		// because it had none), so it can go in the batch.
 		d.batch.verdicts.Add(s.Key, d.bpfVerdict(v))
-		d.batch.decided = append(d.batch.decided, flowcache.KeyOf(p))
+		d.batch.first = append(d.batch.first, res.First)
 	case v.Class == heuristics.Null || v.Class == heuristics.Encrypted:
 		if d.batch.inBatch(&s.Key) {
 			return // decided in this batch: a later sample of the same flow
