@@ -824,6 +824,12 @@ static __always_inline int load_l4(struct xdp_md *ctx, __u32 off, __u32 pend,
 	return 0;
 }
 
+/* low_bytes returns a mask of the n (at most 8) low bytes of a word. */
+static __always_inline __u64 low_bytes(__u32 n)
+{
+	return n >= 8 ? ~0ULL : (1ULL << (n * 8)) - 1;
+}
+
 /*
  * pad_ok reports whether the pad bytes before the trailer at toff are RFC
  * 4303 section 2.4's default padding, 1, 2, 3, …, pad_len, which NULL
@@ -831,18 +837,22 @@ static __always_inline int load_l4(struct xdp_md *ctx, __u32 off, __u32 pend,
  * longer than ESPY_PAD_CHECK, the last ESPY_PAD_CHECK bytes. The window is
  * a fixed-size read ending at the trailer, so the verifier sees a constant
  * length; it may start in the payload or the headers (toff is at least the
- * Ethernet, IP and ESP headers into the frame), whose bytes are not looked
- * at. It is read as two words at once and the bytes are taken from the
- * registers: a loop over the packet pointer let clang rebuild the pointer
- * from data + off, a register the verifier had not seen checked. A good
- * packet pays a comparison per pad byte; NULL senders pad to 4 bytes, 0
- * to 3.
+ * Ethernet, IP and ESP headers into the frame), whose bytes are masked off.
+ *
+ * No loop: the window is two big-endian words, whose byte k counted from
+ * the low end must be pad_len - k (high word) and pad_len - 8 - k (low
+ * word). pad_len * 0x0101…01 minus 0x0706…00 (or 0x0f0e…08) builds those
+ * bytes exactly wherever they are at least 1, that is in every byte the
+ * mask keeps: a borrow starts only in a byte where pad_len - k is negative
+ * and moves up, away from the kept bytes. A loop over the bytes cost about
+ * 20 ns more than this on pads of 15 bytes and longer (BenchmarkXDPNullShape);
+ * this costs the same for any pad length.
  */
 static __always_inline int pad_ok(struct xdp_md *ctx, __u32 toff, __u8 pad_len)
 {
-	__u64 x, lo, hi;
+	__u64 rep, lo, hi, bad;
+	__u32 n;
 	__u8 *w;
-	int i;
 
 	if (!pad_len)
 		return 1;
@@ -850,18 +860,11 @@ static __always_inline int pad_ok(struct xdp_md *ctx, __u32 toff, __u8 pad_len)
 		return 0;
 	__builtin_memcpy(&lo, w, 8);
 	__builtin_memcpy(&hi, w + 8, 8);
-	/* Big-endian numbers hold the last byte of each half in the low bits. */
-	x = bpf_be64_to_cpu(hi);
-	for (i = 0; i < ESPY_PAD_CHECK; i++) {
-		if (i >= pad_len)
-			break;
-		if (i == 8)
-			x = bpf_be64_to_cpu(lo);
-		if ((__u8)x != (__u8)(pad_len - i))
-			return 0;
-		x >>= 8;
-	}
-	return 1;
+	n = pad_len < ESPY_PAD_CHECK ? pad_len : ESPY_PAD_CHECK;
+	rep = (__u64)pad_len * 0x0101010101010101ULL;
+	bad = (bpf_be64_to_cpu(hi) ^ (rep - 0x0706050403020100ULL)) & low_bytes(n);
+	bad |= (bpf_be64_to_cpu(lo) ^ (rep - 0x0f0e0d0c0b0a0908ULL)) & low_bytes(n > 8 ? n - 8 : 0);
+	return !bad;
 }
 
 /*
