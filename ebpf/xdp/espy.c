@@ -27,6 +27,12 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define ESPY_MAX_VLANS 2
 /* Largest header offset the parser follows; frames are linear and <= 16 KiB. */
 #define ESPY_OFF_MAX 0x3fff
+/* Pad bytes of a decided null flow checked against RFC 4303's 1, 2, 3, …:
+ * the last ones before the pad length byte. Garbage passes 16 of them with
+ * a chance of 2^-128, so longer pads are not walked to their start. */
+#define ESPY_PAD_CHECK 16
+/* pad_ok reads the window as two 8-byte words. */
+_Static_assert(ESPY_PAD_CHECK == 16, "pad_ok reads two words");
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -43,6 +49,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define IPPROTO_IPV6 41
 #define IPPROTO_ROUTING 43
 #define IPPROTO_FRAGMENT 44
+#define IPPROTO_GRE 47
 #define IPPROTO_ESP 50
 #define IPPROTO_NONE 59
 #define IPPROTO_ICMPV6 58
@@ -462,9 +469,11 @@ static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame
 
 /*
  * unparsed ends a packet of an ESP-NULL flow that fails the null parse:
- * pad length beyond the payload, WESP next header mismatch, inner header
- * unreadable. A flow decided null also counts it in its slot, which is what
- * userspace's inline revocation watches (RFC 5879 section 4.3 rates).
+ * pad length beyond the payload, pad bytes other than 1, 2, 3, …, WESP next
+ * header mismatch, transport-mode next header outside userspace's set or
+ * payload too short for it, inner header unreadable. A flow decided null
+ * also counts it in its slot, which is what userspace's inline revocation
+ * watches (RFC 5879 section 4.3 rates).
  */
 static __always_inline int unparsed(struct xdp_md *ctx, const struct espy_config *cfg,
 				    __u32 slot)
@@ -815,6 +824,113 @@ static __always_inline int load_l4(struct xdp_md *ctx, __u32 off, __u32 pend,
 	return 0;
 }
 
+/* low_bytes returns a mask of the n (at most 8) low bytes of a word. */
+static __always_inline __u64 low_bytes(__u32 n)
+{
+	return n >= 8 ? ~0ULL : (1ULL << (n * 8)) - 1;
+}
+
+/*
+ * pad_ok reports whether the pad bytes before the trailer at toff are RFC
+ * 4303 section 2.4's default padding, 1, 2, 3, …, pad_len, which NULL
+ * encryption always uses and userspace's readTrailer requires; for pads
+ * longer than ESPY_PAD_CHECK, the last ESPY_PAD_CHECK bytes. The window is
+ * a fixed-size read ending at the trailer, so the verifier sees a constant
+ * length; it may start in the payload or the headers (toff is at least the
+ * Ethernet, IP and ESP headers into the frame), whose bytes are masked off.
+ *
+ * No loop: the window is two big-endian words, whose byte k counted from
+ * the low end must be pad_len - k (high word) and pad_len - 8 - k (low
+ * word). pad_len * 0x0101…01 minus 0x0706…00 (or 0x0f0e…08) builds those
+ * bytes exactly wherever they are at least 1, that is in every byte the
+ * mask keeps: a borrow starts only in a byte where pad_len - k is negative
+ * and moves up, away from the kept bytes. A loop over the bytes cost about
+ * 20 ns more than this on pads of 15 bytes and longer (BenchmarkXDPNullShape);
+ * this costs the same for any pad length.
+ */
+static __always_inline int pad_ok(struct xdp_md *ctx, __u32 toff, __u8 pad_len)
+{
+	__u64 rep, lo, hi, bad;
+	__u32 n;
+	__u8 *w;
+
+	if (!pad_len)
+		return 1;
+	if (toff < ESPY_PAD_CHECK || !(w = pkt_ptr(ctx, toff - ESPY_PAD_CHECK, ESPY_PAD_CHECK)))
+		return 0;
+	__builtin_memcpy(&lo, w, 8);
+	__builtin_memcpy(&hi, w + 8, 8);
+	n = pad_len < ESPY_PAD_CHECK ? pad_len : ESPY_PAD_CHECK;
+	rep = (__u64)pad_len * 0x0101010101010101ULL;
+	bad = (bpf_be64_to_cpu(hi) ^ (rep - 0x0706050403020100ULL)) & low_bytes(n);
+	bad |= (bpf_be64_to_cpu(lo) ^ (rep - 0x0f0e0d0c0b0a0908ULL)) & low_bytes(n > 8 ? n - 8 : 0);
+	return !bad;
+}
+
+/*
+ * null_trailer reads and checks the ESP trailer of an ESP-NULL packet: it
+ * fits after the payload start and before the ICV, its pad length fits the
+ * payload, the pad bytes are the default padding, and for WESP the next
+ * header is the one the WESP header announced. It returns pad_len << 8 |
+ * next header, or -1. It is a global function so that its registers are
+ * not live in null_flow, whose stack frame is in the deepest call chain
+ * (null_flow, the policy walk and its bpf_loop callback), which the
+ * 512-byte limit leaves no room to grow: the pad check inlined there cost
+ * 16 bytes of spills.
+ */
+__attribute__((noinline)) int null_trailer(struct xdp_md *ctx, const struct pkt *pk)
+{
+	__u32 toff, end, icv_len, payload_off;
+	__u8 *tr;
+
+	if (!ctx || !pk)
+		return -1;
+	payload_off = pk->payload_off;
+	end = pk->end;
+	icv_len = pk->icv_len;
+	if (end < icv_len + 2)
+		return -1;
+	toff = end - icv_len - 2;
+	if (toff < payload_off || !(tr = pkt_ptr(ctx, toff, 2)))
+		return -1;
+	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != tr[1]))
+		return -1;
+	if (!pad_ok(ctx, toff, tr[0]))
+		return -1;
+	return (int)tr[0] << 8 | tr[1];
+}
+
+/*
+ * transport_min returns the shortest payload userspace accepts for a
+ * transport-mode next header, or -1 for a next header it does not accept:
+ * heuristics/candidate.go's knownNextHeader and minInner (RFC 5879's set),
+ * so that what the fast path counts good Engine.Watch would count good too.
+ * UDP-Lite and DCCP are not in the set: their transport-mode packets are
+ * unparsed, as userspace would see them.
+ */
+static __always_inline int transport_min(__u8 nh)
+{
+	switch (nh) {
+	case IPPROTO_TCP:
+	case IPPROTO_IPIP:
+		return 20;
+	case IPPROTO_UDP:
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+	case IPPROTO_ESP:
+	case IPPROTO_FRAGMENT:
+	case IPPROTO_DSTOPTS:
+		return 8;
+	case IPPROTO_SCTP:
+		return 12;
+	case IPPROTO_IPV6:
+		return 40;
+	case IPPROTO_GRE:
+		return 4;
+	}
+	return -1;
+}
+
 /* inner_ip reads the inner header of a tunnel-mode payload at off..pend. */
 static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, __u8 nh,
 				    struct espy_inner_key *ik, __u32 *icmp)
@@ -884,27 +1000,22 @@ static __always_inline int inner_ip(struct xdp_md *ctx, __u32 off, __u32 pend, _
  */
 __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk)
 {
-	__u32 zero = 0, toff, pend, payload_off, end, icv_len, icmp = 0;
+	__u32 zero = 0, pend, payload_off, icmp = 0;
 	struct espy_inner_key ik = {};
 	const struct espy_config *cfg;
-	__u8 *tr, nh, a;
-	int tunnel;
+	int tunnel, tr;
+	__u8 nh, a;
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!ctx || !pk || !cfg)
 		return XDP_ABORTED;
+	tr = null_trailer(ctx, pk);
+	if (tr < 0)
+		return unparsed(ctx, cfg, pk->slot);
+	nh = tr & 0xff;
 	payload_off = pk->payload_off;
-	end = pk->end;
-	icv_len = pk->icv_len;
-	if (end < icv_len + 2)
-		return unparsed(ctx, cfg, pk->slot);
-	toff = end - icv_len - 2;
-	if (toff < payload_off || !(tr = pkt_ptr(ctx, toff, 2)))
-		return unparsed(ctx, cfg, pk->slot);
-	nh = tr[1];
-	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != nh))
-		return unparsed(ctx, cfg, pk->slot);
-	pend = toff - tr[0];
+	/* null_trailer checked that end - icv_len - 2 - pad_len >= payload_off. */
+	pend = pk->end - pk->icv_len - 2 - (tr >> 8);
 
 	/* RFC 4303 dummy packet (traffic flow confidentiality): nothing inside. */
 	if (nh == IPPROTO_NONE)
@@ -916,6 +1027,10 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 		if (inner_ip(ctx, payload_off, pend, nh, &ik, &icmp))
 			return unparsed(ctx, cfg, pk->slot);
 	} else {
+		int need = transport_min(nh);
+
+		if (need < 0 || pend - payload_off < (__u32)need)
+			return unparsed(ctx, cfg, pk->slot);
 		ik.family = pk->key.family;
 		ik.proto = nh;
 		__builtin_memcpy(ik.src, pk->key.src, 16);

@@ -1,0 +1,189 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+// espNullPad returns an ESP-NULL packet like espNull, with exactly padLen
+// bytes of RFC 4303 default padding (1, 2, 3, …) before the trailer. A
+// corrupt index in [0, padLen) turns that pad byte (0-based from the first
+// pad byte) into 0xee; -1 leaves the padding intact.
+func espNullPad(spi uint32, ivLen int, payload []byte, nh uint8, icvLen, padLen, corrupt int) []byte {
+	b := binary.BigEndian.AppendUint32(nil, spi)
+	b = binary.BigEndian.AppendUint32(b, 1)
+	b = append(b, make([]byte, ivLen)...)
+	b = append(b, payload...)
+	for i := range padLen {
+		v := byte(i + 1)
+		if i == corrupt {
+			v = 0xee
+		}
+		b = append(b, v)
+	}
+	b = append(b, byte(padLen), nh)
+	for i := range icvLen {
+		b = append(b, byte(0xc0+i))
+	}
+	return b
+}
+
+// TestNullPadding checks the fast path's parse of decided null flows
+// against userspace's (heuristics' readNull): RFC 4303 default padding in
+// the last ESPY_PAD_CHECK (16) pad bytes, and in transport mode a next
+// header from RFC 5879's set with a payload long enough for it. A failure
+// is ExitNullUnparsed and counts in the flow's Unparsed; a good packet
+// moves neither.
+func TestNullPadding(t *testing.T) {
+	requireBPF(t)
+	const padWindow = 16                                                                // ESPY_PAD_CHECK in espy.c
+	tunnelV := Verdict{Kind: VerdictNull, IcvLen: 12}                                   // mode unknown: next header 4 means tunnel
+	transportV := Verdict{Kind: VerdictNull, IcvLen: 16, IvLen: 8, Mode: ModeTransport} // the policy sees outer addresses
+	in4 := innerUDP4(1000, 53)
+	tcpSeg := tcp(5555, 22, []byte("ssh"))
+	esp4 := func(esp []byte) []byte {
+		return cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, esp, ip4opts{}))
+	}
+	tun := func(pad, corrupt int) []byte { return esp4(espNullPad(0, 0, in4, 4, 12, pad, corrupt)) }
+	tr := func(payload []byte, nh uint8, pad, corrupt int) []byte {
+		return esp4(espNullPad(0, 8, payload, nh, 16, pad, corrupt))
+	}
+
+	cases := []struct {
+		name    string
+		v       Verdict
+		frame   []byte // SPI filled in per case
+		failCl  bool   // run under FailClosed
+		want    uint32
+		reason  ExitReason
+		unparse bool
+	}{
+		{name: "tunnel-pad-0", v: tunnelV, frame: tun(0, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-1", v: tunnelV, frame: tun(1, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-7", v: tunnelV, frame: tun(7, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-8", v: tunnelV, frame: tun(8, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-9", v: tunnelV, frame: tun(9, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-15", v: tunnelV, frame: tun(15, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-16", v: tunnelV, frame: tun(16, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-40", v: tunnelV, frame: tun(40, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-255", v: tunnelV, frame: tun(255, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "pad-1-wrong", v: tunnelV, frame: tun(1, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-7-first-wrong", v: tunnelV, frame: tun(7, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-7-middle-wrong", v: tunnelV, frame: tun(7, 3), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-7-last-wrong", v: tunnelV, frame: tun(7, 6), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-9-in-first-word", v: tunnelV, frame: tun(9, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-15-first-wrong", v: tunnelV, frame: tun(15, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-16-first-wrong", v: tunnelV, frame: tun(16, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-40-window-start-wrong", v: tunnelV, frame: tun(40, 40-padWindow), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// The documented limit: bytes before the window are not read.
+		{name: "pad-17-before-window-not-checked", v: tunnelV, frame: tun(17, 0), want: xdpPass, reason: ExitNullAllow},
+		{name: "pad-40-before-window-not-checked", v: tunnelV, frame: tun(40, 40-padWindow-1), want: xdpPass, reason: ExitNullAllow},
+		{name: "pad-wrong-fail-closed", v: tunnelV, frame: tun(3, 1), failCl: true, want: xdpDrop, reason: ExitNullUnparsed, unparse: true},
+		{name: "dummy-packet-pad-wrong", v: tunnelV, frame: esp4(espNullPad(0, 0, []byte("tfc"), 59, 12, 3, 2)), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "dummy-packet-pad-good", v: tunnelV, frame: esp4(espNullPad(0, 0, []byte("tfc"), 59, 12, 3, -1)), want: xdpPass, reason: ExitNullAllow},
+
+		{name: "transport-tcp", v: transportV, frame: tr(tcpSeg, 6, 2, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "transport-tcp-pad-wrong", v: transportV, frame: tr(tcpSeg, 6, 2, 1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-udp", v: transportV, frame: tr(udp(7, 7, nil), 17, 2, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "transport-icmp", v: transportV, frame: tr([]byte{8, 0, 0, 0, 0, 1, 0, 1}, 1, 2, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "transport-sctp", v: transportV, frame: tr(make([]byte, 12), 132, 2, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "transport-gre", v: transportV, frame: tr(make([]byte, 4), 47, 2, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "transport-ipv4-as-transport", v: transportV, frame: tr(in4, 4, 2, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "transport-unknown-nh-253", v: transportV, frame: tr(make([]byte, 40), 253, 2, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-unknown-nh-0", v: transportV, frame: tr(make([]byte, 40), 0, 2, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-udplite-not-in-set", v: transportV, frame: tr(udp(7, 7, nil), 136, 2, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-dccp-not-in-set", v: transportV, frame: tr(make([]byte, 16), 33, 2, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-tcp-too-short", v: transportV, frame: tr(tcpSeg[:19], 6, 3, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-udp-too-short", v: transportV, frame: tr(udp(7, 7, nil)[:7], 17, 3, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-ipv6-too-short", v: transportV, frame: tr(make([]byte, 39), 41, 3, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "transport-unknown-nh-fail-closed", v: transportV, frame: tr(make([]byte, 40), 253, 2, -1), failCl: true, want: xdpDrop, reason: ExitNullUnparsed, unparse: true},
+		// Mode unknown and a next header other than 4 or 41: transport.
+		{name: "mode-unknown-unknown-nh", v: Verdict{Kind: VerdictNull, IcvLen: 12}, frame: esp4(espNullPad(0, 0, make([]byte, 40), 99, 12, 2, -1)), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "mode-unknown-tcp", v: Verdict{Kind: VerdictNull, IcvLen: 12}, frame: esp4(espNullPad(0, 0, tcpSeg, 6, 12, 1, -1)), want: xdpPass, reason: ExitNullAllow},
+	}
+	for _, failClosed := range []bool{false, true} {
+		p := loadTest(t, smallMaps(Config{FailClosed: failClosed}))
+		for i, c := range cases {
+			if c.failCl != failClosed {
+				continue
+			}
+			t.Run(c.name, func(t *testing.T) {
+				spi := uint32(0x5000 + i)
+				k := key4(t, spi, EncapNone, 0, 0)
+				mustVerdict(t, p, k, c.v)
+				frame := append([]byte(nil), c.frame...)
+				binary.BigEndian.PutUint32(frame[14+20:], spi)
+				ret, _, d := run(t, p, frame)
+				if r := onlyReason(t, d); r != c.reason {
+					t.Errorf("exit reason %v, want %v", r, c.reason)
+				}
+				if ret != c.want {
+					t.Errorf("action %d, want %d", ret, c.want)
+				}
+				st, err := p.FlowCounters(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := FlowStats{Packets: 1, Bytes: uint64(len(frame))}
+				if c.unparse {
+					want.Unparsed = 1
+				}
+				if st != want {
+					t.Errorf("flow counters %+v, want %+v", st, want)
+				}
+			})
+		}
+	}
+}
+
+// TestNullPaddingEncapsulations checks that the padding check applies to
+// every way a null flow reaches null_flow: ESP in UDP, WESP and IPv6.
+func TestNullPaddingEncapsulations(t *testing.T) {
+	requireBPF(t)
+	const spi = 0x5100
+	p := loadTest(t, smallMaps(Config{}))
+	udpKey := key4(t, spi, EncapUDP, 4500, 4500)
+	wespKey := key4(t, spi, EncapWESP, 0, 0)
+	v6Key := key6(t, spi)
+	mustVerdict(t, p, udpKey, nullV)
+	mustVerdict(t, p, wespKey, nullV)
+	mustVerdict(t, p, v6Key, Verdict{Kind: VerdictNull, IcvLen: 16, Mode: ModeTunnel})
+
+	udpFrame := func(corrupt int) []byte {
+		return cat(eth(etherIPv4), ipv4(17, outerSrc4, outerDst4, udp(4500, 4500, espNullPad(spi, 0, innerUDP4(1000, 53), 4, 12, 6, corrupt)), ip4opts{}))
+	}
+	wespFrame := func(corrupt int) []byte {
+		return cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4, wesp(4, 12, 12, 0, espNullPad(spi, 0, innerUDP4(1000, 53), 4, 12, 6, corrupt)), ip4opts{}))
+	}
+	v6Frame := func(corrupt int) []byte {
+		return cat(eth(etherIPv6), ipv6(50, outerSrc6, outerDst6, espNullPad(spi, 0, innerTCP6(40000, 443), 41, 16, 6, corrupt)))
+	}
+	for _, c := range []struct {
+		name  string
+		k     FlowKey
+		frame func(int) []byte
+	}{
+		{"udp-4500", udpKey, udpFrame},
+		{"wesp", wespKey, wespFrame},
+		{"ipv6", v6Key, v6Frame},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			good, bad := c.frame(-1), c.frame(5)
+			for _, f := range []struct {
+				frame  []byte
+				reason ExitReason
+			}{{good, ExitNullAllow}, {bad, ExitNullUnparsed}, {good, ExitNullAllow}} {
+				if _, _, d := run(t, p, f.frame); onlyReason(t, d) != f.reason {
+					t.Fatalf("exit counters moved %v, want %v", d, f.reason)
+				}
+			}
+			st, err := p.FlowCounters(c.k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (FlowStats{Packets: 3, Bytes: uint64(2*len(good) + len(bad)), Unparsed: 1}); st != want {
+				t.Errorf("flow counters %+v, want %+v", st, want)
+			}
+		})
+	}
+}
