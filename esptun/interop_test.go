@@ -23,64 +23,14 @@ const charonLogLevels = "ike = 1\nchd = 2\nknl = 2"
 // of the tested ESP proposals, and one child per proposal for charon's
 // own initiations (selected with swanctl --initiate --child).
 func charonSwanctl(esps []string) string {
-	var b strings.Builder
-	b.WriteString(`connections {
-  fromespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      net {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = ` + strings.Join(esps, ",") + `
-      }
-    }
-  }
-  toespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-`)
+	to := charonlab.Conn{Name: "toespy", Proposals: "aes128gcm16-prfsha256-x25519"}
 	for _, e := range esps {
-		fmt.Fprintf(&b, `      to-%s {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %s
-      }
-`, e, e)
+		to.Children = append(to.Children, charonlab.Child{Name: "to-" + e, ESP: e})
 	}
-	b.WriteString(`    }
-  }
-}
-secrets {
-  ike-lab {
-    id-a = a.lab.example
-    id-b = b.lab.example
-    secret = "` + labPSK + `"
-  }
-}
-`)
-	return b.String()
+	return charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"},
+		charonlab.Conn{Name: "fromespy", Proposals: "aes128gcm16-prfsha256-x25519",
+			Children: []charonlab.Child{{Name: "net", ESP: strings.Join(esps, ",")}}}.String(),
+		to.String())
 }
 
 // TestInteropCharonTraffic negotiates Child SAs between espy (userspace

@@ -118,64 +118,14 @@ const certsConn = `  certsto {
   }
 `
 
-const swanctlConf = `connections {
-  fromespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = %[1]s
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      net {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %[2]s
-      }
-    }
-  }
-%[5]s  toespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = %[3]s
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      tonet {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %[4]s
-      }
-    }
-  }
-}
-secrets {
-  ike-lab {
-    id-a = a.lab.example
-    id-b = b.lab.example
-    secret = "` + charonlab.PSK + `"
-  }
-}
-`
-
 // startCharon runs charon with the fromespy and toespy connections (and
 // l.extraConns) and loads them.
 func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals, toIKE, toESP string) {
 	t.Helper()
-	l.startConf(t, fmt.Sprintf(swanctlConf, ikeProposals, espProposals, toIKE, toESP, l.extraConns))
+	l.startConf(t, charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"},
+		charonlab.Conn{Name: "fromespy", Proposals: ikeProposals, Children: []charonlab.Child{{Name: "net", ESP: espProposals}}}.String(),
+		l.extraConns,
+		charonlab.Conn{Name: "toespy", Proposals: toIKE, Children: []charonlab.Child{{Name: "tonet", ESP: toESP}}}.String()))
 }
 
 // listenIn opens espy's IKE and NAT-T sockets inside the espy namespace.

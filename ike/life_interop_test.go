@@ -23,75 +23,16 @@ func newLifeLab(t *testing.T) *lab {
 // b.lab.example) with two possible Child SAs, the second with PFS;
 // toespy initiates to espy as c.lab.example with lifetimes of seconds on
 // the IKE SA and the first Child SA (no jitter), and a second Child SA.
-const lifeSwanctlConf = `connections {
-  fromespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      net {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = null-sha256
-      }
-      net2 {
-        local_ts = 203.0.113.2/32
-        remote_ts = 198.51.100.2/32
-        esp_proposals = aes128gcm16-x25519
-      }
-    }
-  }
-  toespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    rekey_time = 5s
-    over_time = 20s
-    rand_time = 0s
-    local {
-      auth = psk
-      id = c.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      tonet {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = null-sha256
-        rekey_time = 3s
-        life_time = 30s
-        rand_time = 0s
-      }
-      tonet2 {
-        local_ts = 203.0.113.2/32
-        remote_ts = 198.51.100.2/32
-        esp_proposals = null-sha256
-      }
-    }
-  }
-}
-secrets {
-  ike-lab {
-    id-a = a.lab.example
-    id-b = b.lab.example
-    id-c = c.lab.example
-    secret = "` + charonlab.PSK + `"
-  }
-}
-`
+var lifeSwanctlConf = charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example", "c.lab.example"},
+	charonlab.Conn{Name: "fromespy", Proposals: "aes128gcm16-prfsha256-x25519", Children: []charonlab.Child{
+		{Name: "net", ESP: "null-sha256"},
+		{Name: "net2", LocalTS: "203.0.113.2/32", RemoteTS: "198.51.100.2/32", ESP: "aes128gcm16-x25519"},
+	}}.String(),
+	charonlab.Conn{Name: "toespy", Proposals: "aes128gcm16-prfsha256-x25519", LocalID: "c.lab.example",
+		Settings: "rekey_time = 5s\nover_time = 20s\nrand_time = 0s", Children: []charonlab.Child{
+			{Name: "tonet", ESP: "null-sha256", Settings: "rekey_time = 3s\nlife_time = 30s\nrand_time = 0s"},
+			{Name: "tonet2", LocalTS: "203.0.113.2/32", RemoteTS: "198.51.100.2/32", ESP: "null-sha256"},
+		}}.String())
 
 // lifeConfig is espy's side: a.lab.example with the first pair of inner
 // addresses; the second pair is an additional Child SA configuration.

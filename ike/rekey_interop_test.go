@@ -13,32 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 // rekeyConn is a second charon-initiated connection whose Child SA uses
 // PFS (the ESP proposal names a group: charon sends a KE when rekeying).
-const rekeyConn = `  toespypfs {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      tonetpfs {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = aes128gcm16-ecp256
-      }
-    }
-  }
-`
+var rekeyConn = charonlab.Conn{Name: "toespypfs", Proposals: "aes128gcm16-prfsha256-x25519",
+	Children: []charonlab.Child{{Name: "tonetpfs", ESP: "aes128gcm16-ecp256"}}}.String()
 
 // waitSAs polls swanctl --list-sas until cond holds for its output.
 func (l *lab) waitSAs(t *testing.T, what string, cond func(string) bool) string {

@@ -16,37 +16,10 @@ import (
 // 192.0.2.0/24, charon 5.9.8 with kernel-libipsec and a private /run),
 // with one connection from charon to espy.
 
-const runSwanctlConf = `connections {
-  toespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      tonet {
-        local_ts = 203.0.113.0/24
-        remote_ts = 198.51.100.0/24
-        esp_proposals = null-sha256
-      }
-    }
-  }
-}
-secrets {
-  ike-lab {
-    id-a = a.lab.example
-    id-b = b.lab.example
-    secret = "` + charonlab.PSK + `"
-  }
-}
-`
+var runSwanctlConf = charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"},
+	charonlab.Conn{Name: "toespy", Proposals: "aes128gcm16-prfsha256-x25519", Children: []charonlab.Child{
+		{Name: "tonet", LocalTS: "203.0.113.0/24", RemoteTS: "198.51.100.0/24", ESP: "null-sha256"},
+	}}.String())
 
 // TestRunIKEInteropCharon: charon initiates to "espy run" (XDP on espy's
 // end of the veth, IKE responder from YAML); espy ike status lists what
