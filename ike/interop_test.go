@@ -152,6 +152,19 @@ func (l *lab) listenIn(t *testing.T) *Endpoint {
 	return e
 }
 
+// charonInitiates has charon initiate its Child SA child (swanctl
+// --initiate) to e and returns e's IKE SA, failing unless it is the only
+// one.
+func (l *lab) charonInitiates(t *testing.T, e *Endpoint, child string) *IKESA {
+	t.Helper()
+	l.Swanctl(t, "--initiate", "--child", child, "--timeout", "20")
+	sas := e.IKESAs()
+	if len(sas) != 1 {
+		t.Fatalf("espy has %d IKE SAs", len(sas))
+	}
+	return sas[0]
+}
+
 func interopConfig(ike, esp string, reg SARegistrar) *Config {
 	return &Config{
 		LocalID: FQDN("a.lab.example"), RemoteID: FQDN("b.lab.example"), PSK: []byte(charonlab.PSK),
@@ -255,12 +268,7 @@ func TestInteropStrongSwanInitiator(t *testing.T) {
 	if err := e.Respond(cfg); err != nil {
 		t.Fatal(err)
 	}
-	l.Swanctl(t, "--initiate", "--child", "tonet", "--timeout", "20")
-	sas := e.IKESAs()
-	if len(sas) != 1 {
-		t.Fatalf("espy has %d IKE SAs", len(sas))
-	}
-	sa := sas[0]
+	sa := l.charonInitiates(t, e, "tonet")
 	if s := sa.Suite(); s.DH != message.DH_CURVE25519 || s.Encr.ID != message.ENCR_AES_GCM_16 || s.PRF != message.PRF_HMAC_SHA2_256 {
 		t.Fatalf("IKE suite %v", s)
 	}

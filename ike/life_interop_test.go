@@ -96,12 +96,7 @@ func TestInteropLifetimes(t *testing.T) {
 		if err := e.Respond(rcfg); err != nil {
 			t.Fatal(err)
 		}
-		l.Swanctl(t, "--initiate", "--child", "tonet", "--timeout", "20")
-		sas := e.IKESAs()
-		if len(sas) != 1 {
-			t.Fatalf("espy has %d IKE SAs", len(sas))
-		}
-		sa := sas[0]
+		sa := l.charonInitiates(t, e, "tonet")
 		oldI, oldR := sa.SPIs()
 		first := sa.Children()[0]
 		// (b) charon adds its second children entry on the same IKE SA.

@@ -124,12 +124,7 @@ func TestInteropRekey(t *testing.T) {
 			defer cancel()
 			var sa *IKESA
 			if tc.byCharon {
-				l.Swanctl(t, "--initiate", "--child", tc.child, "--timeout", "20")
-				sas := e.IKESAs()
-				if len(sas) != 1 {
-					t.Fatalf("espy has %d IKE SAs", len(sas))
-				}
-				sa = sas[0]
+				sa = l.charonInitiates(t, e, tc.child)
 			} else {
 				var err error
 				sa, err = e.Initiate(ctx, interopConfig("aes128gcm16-prfsha256-x25519", tc.child, reg), netip.AddrPortFrom(charonAddr, DefaultPort))
@@ -213,12 +208,7 @@ func TestInteropIKERekey(t *testing.T) {
 	if err := e.Respond(interopConfig("aes128gcm16-prfsha256-x25519", "null-sha256", reg)); err != nil {
 		t.Fatal(err)
 	}
-	l.Swanctl(t, "--initiate", "--child", "tonet", "--timeout", "20")
-	sas := e.IKESAs()
-	if len(sas) != 1 {
-		t.Fatalf("espy has %d IKE SAs", len(sas))
-	}
-	sa := sas[0]
+	sa := l.charonInitiates(t, e, "tonet")
 	oldI, oldR := sa.SPIs()
 	child := sa.Children()[0]
 	l.Swanctl(t, "--rekey", "--ike", "toespy")
