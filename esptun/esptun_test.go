@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 func peerConfig(local, remote string, esp string, mode ike.Mode, encap bool, lts, rts []netip.Prefix, reg ike.SARegistrar) *ike.Config {
@@ -78,8 +79,8 @@ func TestEspyToEspy(t *testing.T) {
 			}
 			ping(t, l.a, srcB, 3, a.dp, b.dp)
 			ping(t, l.b, srcA, 3, a.dp, b.dp)
-			tcpBothWays(t, l.a, l.b, srcB, 1<<20)
-			tcpBothWays(t, l.b, l.a, srcA, 256<<10)
+			charonlab.TCPBothWays(t, l.a, l.b, srcB, 1<<20)
+			charonlab.TCPBothWays(t, l.b, l.a, srcA, 256<<10)
 			checkCounters(t, "a", a.dp, beforeA)
 			checkCounters(t, "b", b.dp, beforeB)
 			if err := sa.Delete(ctx(t)); err != nil {
@@ -138,7 +139,7 @@ func TestEspyToEspyIPv6(t *testing.T) {
 			}
 			ping(t, l.a, srcB, 2, a.dp, b.dp)
 			ping(t, l.b, srcA, 2, a.dp, b.dp)
-			tcpBothWays(t, l.a, l.b, srcB, 256<<10)
+			charonlab.TCPBothWays(t, l.a, l.b, srcB, 256<<10)
 			checkCounters(t, "a", a.dp, before[0])
 			checkCounters(t, "b", b.dp, before[1])
 			if err := sa.Delete(ctx(t)); err != nil {

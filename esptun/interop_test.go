@@ -1,183 +1,37 @@
 package esptun
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 // charon 5.9.8 with kernel-libipsec (see shared/interop/strongswan.md):
-// tunnel mode only, always ESP-in-UDP, no AES-GMAC. The helpers follow
-// ike/interop_test.go.
+// tunnel mode only, always ESP-in-UDP, no AES-GMAC. The lab is
+// internal/charonlab's.
 
-const charonBin = "/usr/lib/ipsec/charon"
-
-const charonConf = `charon {
-  load_modular = no
-  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
-  retransmit_timeout = 1.0
-  retransmit_tries = 2
-  plugins {
-    vici {
-      socket = unix://%[1]s/charon.vici
-    }
-  }
-  filelog {
-    log {
-      path = %[1]s/charon.log
-      flush_line = yes
-      default = 1
-      ike = 1
-      chd = 2
-      knl = 2
-    }
-  }
-}
-`
+// charonLogLevels are charon's log levels for these tests.
+const charonLogLevels = "ike = 1\nchd = 2\nknl = 2"
 
 // charonSwanctl has one connection accepting espy's initiations with any
 // of the tested ESP proposals, and one child per proposal for charon's
 // own initiations (selected with swanctl --initiate --child).
 func charonSwanctl(esps []string) string {
-	var b strings.Builder
-	b.WriteString(`connections {
-  fromespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      net {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = ` + strings.Join(esps, ",") + `
-      }
-    }
-  }
-  toespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-`)
+	to := charonlab.Conn{Name: "toespy", Proposals: "aes128gcm16-prfsha256-x25519"}
 	for _, e := range esps {
-		fmt.Fprintf(&b, `      to-%s {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %s
-      }
-`, e, e)
+		to.Children = append(to.Children, charonlab.Child{Name: "to-" + e, ESP: e})
 	}
-	b.WriteString(`    }
-  }
+	return charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"},
+		charonlab.Conn{Name: "fromespy", Proposals: "aes128gcm16-prfsha256-x25519",
+			Children: []charonlab.Child{{Name: "net", ESP: strings.Join(esps, ",")}}}.String(),
+		to.String())
 }
-secrets {
-  ike-lab {
-    id-a = a.lab.example
-    id-b = b.lab.example
-    secret = "` + labPSK + `"
-  }
-}
-`)
-	return b.String()
-}
-
-type charon struct {
-	dir, uri, conf string
-}
-
-// startCharon runs charon in namespace ns with a private /run (its pid
-// file path is compiled in) and loads the connections.
-func startCharon(t *testing.T, ns string, esps []string) *charon {
-	t.Helper()
-	for _, bin := range []string{charonBin, "swanctl"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins): %v", bin, err)
-		}
-	}
-	c := &charon{dir: t.TempDir()}
-	c.uri = "unix://" + filepath.Join(c.dir, "charon.vici")
-	piddir := filepath.Join(c.dir, "run")
-	if err := os.MkdirAll(piddir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sconf := filepath.Join(c.dir, "strongswan.conf")
-	c.conf = filepath.Join(c.dir, "swanctl.conf")
-	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(charonConf, c.dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.conf, []byte(charonSwanctl(esps)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "-c", "mount --bind "+piddir+" /run && exec "+charonBin)
-	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+sconf)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(c.dir, "charon.log"))
-			t.Logf("charon output:\n%s\ncharon log:\n%s", out.String(), log)
-		}
-	})
-	sock := filepath.Join(c.dir, "charon.vici")
-	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("charon exited: %s", out.String())
-		default:
-		}
-		if i > 200 {
-			t.Fatal("charon's vici socket did not appear in 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	run(t, "swanctl", "--load-all", "--file", c.conf, "--uri", c.uri)
-	return c
-}
-
-func (c *charon) listSAs(t *testing.T) string { return run(t, "swanctl", "--list-sas", "--uri", c.uri) }
 
 // TestInteropCharonTraffic negotiates Child SAs between espy (userspace
 // data plane) and charon (kernel-libipsec) in both roles and sends ping
@@ -200,22 +54,21 @@ func TestInteropCharonTraffic(t *testing.T) {
 	l := newLab(t)
 	// charon's inner address, and the route its kernel-netlink plugin
 	// looks up when it installs the TUN route to espy's inner address.
-	run(t, "ip", "-n", l.b, "addr", "add", "203.0.113.1/32", "dev", "lo")
-	run(t, "ip", "-n", l.b, "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
+	l.CharonInner(t, "203.0.113.1/32")
 	var esps []string
 	for _, c := range cases {
 		esps = append(esps, c.esp)
 	}
-	ch := startCharon(t, l.b, esps)
+	l.StartCharon(t, charonlab.Charon{Swanctl: charonSwanctl(esps), LogLevels: charonLogLevels})
 	a := start(t, l.a, addrA, netip.PrefixFrom(innerA, 32))
 	lts, rts := []netip.Prefix{netip.PrefixFrom(innerA, 32)}, []netip.Prefix{netip.PrefixFrom(innerB, 32)}
 
 	check := func(t *testing.T, c struct{ esp, charonESP string }, child *ike.ChildSA, before Status) {
 		ping(t, l.a, innerB, 2, a.dp)
 		ping(t, l.b, innerA, 2, a.dp)
-		tcpBothWays(t, l.a, l.b, innerB, 256<<10)
-		tcpBothWays(t, l.b, l.a, innerA, 256<<10)
-		out := ch.listSAs(t)
+		charonlab.TCPBothWays(t, l.a, l.b, innerB, 256<<10)
+		charonlab.TCPBothWays(t, l.b, l.a, innerA, 256<<10)
+		out := l.ListSAs(t)
 		for _, want := range []string{
 			"ESTABLISHED", "INSTALLED, TUNNEL-in-UDP", "ESP:" + c.charonESP + "\n",
 			fmt.Sprintf("in  %08x", child.OutSPI), fmt.Sprintf("out %08x", child.InSPI),
@@ -276,7 +129,7 @@ func TestInteropCharonTraffic(t *testing.T) {
 		}()
 		time.Sleep(300 * time.Millisecond)
 		first := sa.Children()[0].InSPI
-		run(t, "swanctl", "--rekey", "--child", "net", "--uri", ch.uri)
+		l.Swanctl(t, "--rekey", "--child", "net")
 		deadline := time.Now().Add(5 * time.Second)
 		for cs := sa.Children(); len(cs) != 1 || cs[0].InSPI == first; cs = sa.Children() {
 			if time.Now().After(deadline) {
@@ -293,7 +146,7 @@ func TestInteropCharonTraffic(t *testing.T) {
 			t.Logf("espy: %+v", a.dp.Status())
 			t.Fatalf("echoes lost during the rekeys:\n%s", out[strings.LastIndex(out, "---"):])
 		}
-		out := ch.listSAs(t)
+		out := l.ListSAs(t)
 		if !strings.Contains(out, fmt.Sprintf("in  %08x", child.OutSPI)) || !strings.Contains(out, fmt.Sprintf("out %08x", child.InSPI)) {
 			t.Fatalf("charon does not list the rekeyed SA %08x/%08x:\n%s", child.InSPI, child.OutSPI, out)
 		}
@@ -320,16 +173,16 @@ func TestInteropCharonTraffic(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.esp, func(t *testing.T) {
 				before := a.dp.Status()
-				run(t, "swanctl", "--initiate", "--child", "to-"+c.esp, "--timeout", "15", "--uri", ch.uri)
+				l.Swanctl(t, "--initiate", "--child", "to-"+c.esp, "--timeout", "15")
 				sas := a.ep.IKESAs()
 				if len(sas) != 1 || len(sas[0].Children()) != 1 {
 					t.Fatalf("espy has %d IKE SAs", len(sas))
 				}
 				t.Cleanup(func() {
-					exec.Command("swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", ch.uri).Run()
+					exec.Command("swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", l.URI).Run()
 				})
 				check(t, c, sas[0].Children()[0], before)
-				run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", ch.uri)
+				l.Swanctl(t, "--terminate", "--ike", "toespy", "--timeout", "10")
 				deadline := time.Now().Add(5 * time.Second)
 				for len(a.ep.IKESAs()) != 0 || len(a.dp.Status().SAs) != 0 {
 					if time.Now().After(deadline) {

@@ -1,13 +1,8 @@
 package esptun
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -18,10 +13,11 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/internal/charonlab"
 	"github.com/espy-dpi/espy/tun/netns"
 )
 
-const labPSK = "sswlab-test-psk-not-a-secret"
+const labPSK = charonlab.PSK
 
 var (
 	addrA  = netip.MustParseAddr("192.0.2.1")
@@ -37,56 +33,25 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// lab is two network namespaces joined by a veth pair, 192.0.2.1 (a) and
-// 192.0.2.2 (b), created for one test and removed after it.
+// lab is charonlab's two network namespaces joined by a veth pair,
+// 192.0.2.1 (a) and 192.0.2.2 (b), created for one test and removed after
+// it.
 type lab struct {
+	*charonlab.Lab
 	a, b string
 	tag  string
 }
 
+// run runs a command and fails the test if it fails.
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return charonlab.Run(t, name, args...)
 }
 
 func newLab(t testing.TB) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, TUN, raw sockets)")
-	}
-	for _, bin := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (Debian: iproute2 iputils-ping): %v", bin, err)
-		}
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	l := &lab{tag: hex.EncodeToString(b)}
-	l.a, l.b = "espy-esptun-a-"+l.tag, "espy-esptun-b-"+l.tag
-	for _, ns := range []string{l.a, l.b} {
-		if err := netns.Add(ns); err != nil {
-			t.Skipf("cannot create network namespaces: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := netns.Del(ns); err != nil {
-				t.Errorf("delete namespace %s: %v", ns, err)
-			}
-		})
-	}
-	va, vb := "eeta"+l.tag, "eetb"+l.tag
-	run(t, "ip", "link", "add", va, "netns", l.a, "type", "veth", "peer", "name", vb, "netns", l.b)
-	for _, c := range []struct{ ns, dev, addr string }{{l.a, va, "192.0.2.1/24"}, {l.b, vb, "192.0.2.2/24"}} {
-		run(t, "ip", "-n", c.ns, "addr", "add", c.addr, "dev", c.dev)
-		run(t, "ip", "-n", c.ns, "link", "set", c.dev, "up")
-	}
-	return l
+	l := charonlab.New(t, charonlab.Options{Name: "esptun", Dev: "eet", TUN: true, Needs: []string{"ping"}})
+	return &lab{Lab: l, a: l.A, b: l.B, tag: l.Tag}
 }
 
 // node is espy in one namespace: an IKE endpoint and the data plane.
@@ -139,79 +104,6 @@ func ping(t testing.TB, ns string, dst netip.Addr, count int, dps ...*DataPlane)
 		t.Logf("%s: %+v", dp.Name(), dp.Status())
 	}
 	t.Fatalf("ping %v from %s: %v\n%s", dst, ns, err, out)
-}
-
-// tcpBothWays listens in namespace srv on srvAddr, connects from
-// namespace cli and copies size random bytes each way at once, checking
-// what arrives.
-func tcpBothWays(t testing.TB, cli, srv string, srvAddr netip.Addr, size int) {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(srv, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(srvAddr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	up, down := make([]byte, size), make([]byte, size)
-	rand.Read(up)
-	rand.Read(down)
-	type res struct {
-		got []byte
-		err error
-	}
-	srvRes := make(chan res, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			srvRes <- res{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		wrote := make(chan error, 1)
-		go func() {
-			_, err := c.Write(down)
-			c.(*net.TCPConn).CloseWrite()
-			wrote <- err
-		}()
-		got, err := io.ReadAll(c)
-		// Closing before the write is done would cut the download short.
-		if werr := <-wrote; err == nil {
-			err = werr
-		}
-		srvRes <- res{got, err}
-	}()
-	var c net.Conn
-	if err := netns.Do(cli, func() (err error) {
-		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	wErr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(up)
-		c.(*net.TCPConn).CloseWrite()
-		wErr <- err
-	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("client read: %v", err)
-	}
-	if err := <-wErr; err != nil {
-		t.Fatalf("client write: %v", err)
-	}
-	r := <-srvRes
-	if r.err != nil {
-		t.Fatalf("server: %v", r.err)
-	}
-	if !bytes.Equal(got, down) || !bytes.Equal(r.got, up) {
-		t.Fatalf("TCP data differs: got %d/%d bytes, sha256 %x/%x", len(got), len(r.got), sha256.Sum256(got), sha256.Sum256(r.got))
-	}
 }
 
 // checkCounters fails unless every SA of dp carried traffic and no packet

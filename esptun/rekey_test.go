@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 // TestRekeyKeepsTraffic rekeys the Child SA from the initiator while ping
@@ -48,7 +49,7 @@ func TestRekeyKeepsTraffic(t *testing.T) {
 			tcpDone := make(chan struct{})
 			go func() {
 				defer close(tcpDone)
-				tcpBothWays(t, l.b, l.a, innerA, 8<<20)
+				charonlab.TCPBothWays(t, l.b, l.a, innerA, 8<<20)
 			}()
 			time.Sleep(100 * time.Millisecond)
 			bsas := b.ep.IKESAs()

@@ -2,14 +2,11 @@ package ike
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -18,43 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espy-dpi/espy/internal/charonlab"
+	"github.com/espy-dpi/espy/tun/netns"
 	"golang.org/x/sys/unix"
 )
-
-// withNetns runs f on an OS thread switched into the named network
-// namespace. Sockets f opens stay in that namespace.
-func withNetns(name string, f func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		// If switching back fails the thread stays locked and dies with
-		// the goroutine.
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			ch <- err
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- err
-			return
-		}
-		ferr := f()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- fmt.Errorf("back to the original namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- ferr
-	}()
-	return <-ch
-}
 
 // floodLab is two namespaces joined by a veth pair: the responder on
 // 192.0.2.2, the flooder and the legitimate initiator on 192.0.2.1. The
@@ -71,29 +35,10 @@ var (
 )
 
 func newFloodLab(t *testing.T) *floodLab {
-	if os.Geteuid() != 0 {
-		t.Skip("flood test needs root (network namespaces, raw sockets)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skipf("flood test needs ip (Debian: iproute2): %v", err)
-	}
-	suffix := make([]byte, 3)
-	rand.Read(suffix)
-	tag := hex.EncodeToString(suffix)
-	l := &floodLab{nsResp: "espy-fl-r-" + tag, nsFlood: "espy-fl-f-" + tag}
-	if out, err := exec.Command("ip", "netns", "add", l.nsResp).CombinedOutput(); err != nil {
-		t.Skipf("flood test needs network namespaces: ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsResp).Run() })
-	run(t, "ip", "netns", "add", l.nsFlood)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsFlood).Run() })
-	vr, vf := "eflr"+tag, "eflf"+tag
-	run(t, "ip", "link", "add", vr, "netns", l.nsResp, "type", "veth", "peer", "name", vf, "netns", l.nsFlood)
-	for _, c := range []struct{ ns, dev, addr string }{{l.nsResp, vr, "192.0.2.2/24"}, {l.nsFlood, vf, "192.0.2.1/24"}} {
-		run(t, "ip", "-n", c.ns, "addr", "add", c.addr, "dev", c.dev)
-		run(t, "ip", "-n", c.ns, "link", "set", c.dev, "up")
-		run(t, "ip", "-n", c.ns, "link", "set", "lo", "up")
-	}
+	t.Helper()
+	cl := charonlab.New(t, charonlab.Options{Name: "fl", Dev: "efl"})
+	l := &floodLab{nsResp: cl.B, nsFlood: cl.A}
+	vr := cl.DevB
 	for _, p := range spoofed {
 		run(t, "ip", "-n", l.nsResp, "route", "add", "blackhole", p.String())
 	}
@@ -108,7 +53,7 @@ func newFloodLab(t *testing.T) *floodLab {
 func udpIn(t *testing.T, ns string, addr netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
-	err := withNetns(ns, func() (err error) {
+	err := netns.Do(ns, func() (err error) {
 		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		return err
 	})
@@ -129,7 +74,7 @@ type flooder struct {
 
 func newFlooder(t *testing.T, ns string, dst netip.AddrPort) *flooder {
 	f := &flooder{dst: dst, ike: initRequestFor(t)}
-	err := withNetns(ns, func() (err error) {
+	err := netns.Do(ns, func() (err error) {
 		f.fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		return err
 	})

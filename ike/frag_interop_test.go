@@ -53,14 +53,14 @@ const fragConn = `  frag {
 func TestInteropStrongSwanFragmentation(t *testing.T) {
 	l := newLab(t)
 	pk := fragPKI(t)
-	writePEM(t, filepath.Join(l.dir, "x509ca", "frag-root.pem"), "CERTIFICATE", pk.root.Raw)
-	writePEM(t, filepath.Join(l.dir, "x509ca", "frag-inter.pem"), "CERTIFICATE", pk.inter.Raw)
-	writePEM(t, filepath.Join(l.dir, "x509", "frag-b.pem"), "CERTIFICATE", pk.b.Raw)
+	writePEM(t, filepath.Join(l.Dir, "x509ca", "frag-root.pem"), "CERTIFICATE", pk.root.Raw)
+	writePEM(t, filepath.Join(l.Dir, "x509ca", "frag-inter.pem"), "CERTIFICATE", pk.inter.Raw)
+	writePEM(t, filepath.Join(l.Dir, "x509", "frag-b.pem"), "CERTIFICATE", pk.b.Raw)
 	p8, err := x509.MarshalPKCS8PrivateKey(pk.bKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePEM(t, filepath.Join(l.dir, "private", "frag-b.pem"), "PRIVATE KEY", p8)
+	writePEM(t, filepath.Join(l.Dir, "private", "frag-b.pem"), "PRIVATE KEY", p8)
 	l.extraConns = fragConn
 	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
 	e := l.listenIn(t)
@@ -72,10 +72,7 @@ func TestInteropStrongSwanFragmentation(t *testing.T) {
 		c.RootCAs = []*x509.Certificate{pk.root}
 		return c
 	}
-	charonLog := func() string {
-		b, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
-		return string(b)
-	}
+	charonLog := l.Log
 	// checkFragmented compares espy's counters and charon's log with
 	// what they were before one IKE_AUTH exchange.
 	checkFragmented := func(t *testing.T, before FragmentStats, logBefore string) {
@@ -109,7 +106,7 @@ func TestInteropStrongSwanFragmentation(t *testing.T) {
 			t.Fatal("fragmentation not negotiated with charon")
 		}
 		spiI, spiR := sa.SPIs()
-		out := l.listSAs(t)
+		out := l.ListSAs(t)
 		for _, want := range []string{fmt.Sprintf("%016x_i %016x_r*", spiI, spiR), "ESTABLISHED", "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
 			"remote 'frag-a.lab.example'", "INSTALLED"} {
 			if !strings.Contains(out, want) {
@@ -126,7 +123,7 @@ func TestInteropStrongSwanFragmentation(t *testing.T) {
 		// Smaller fragments both ways this time: 576-byte datagrams
 		// (charon's IKE SA reads charon.fragment_size when it is
 		// created), six or more per IKE_AUTH message.
-		sconf := filepath.Join(l.dir, "strongswan.conf")
+		sconf := l.StrongswanConf()
 		b, err := os.ReadFile(sconf)
 		if err != nil {
 			t.Fatal(err)
@@ -135,7 +132,7 @@ func TestInteropStrongSwanFragmentation(t *testing.T) {
 		if err := os.WriteFile(sconf, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		run(t, "swanctl", "--reload-settings", "--uri", l.uri)
+		l.Swanctl(t, "--reload-settings")
 		reg := &recorder{}
 		rc := cfg("aes128gcm16-prfsha256-x25519", reg)
 		rc.FragmentSize = MinFragmentSize
@@ -143,13 +140,13 @@ func TestInteropStrongSwanFragmentation(t *testing.T) {
 			t.Fatal(err)
 		}
 		before, logBefore := e.FragmentStats(), charonLog()
-		run(t, "swanctl", "--initiate", "--child", "fragnet", "--timeout", "15", "--uri", l.uri)
+		l.Swanctl(t, "--initiate", "--child", "fragnet", "--timeout", "15")
 		sas := e.IKESAs()
 		if len(sas) != 1 || !sas[0].PeerID().equal(FQDN("frag-b.lab.example")) || len(sas[0].Children()) != 1 || !sas[0].Fragmentation() {
 			t.Fatalf("espy responder: %d IKE SAs", len(sas))
 		}
 		spiI, spiR := sas[0].SPIs()
-		out := l.listSAs(t)
+		out := l.ListSAs(t)
 		for _, want := range []string{fmt.Sprintf("%016x_i* %016x_r", spiI, spiR), "ESTABLISHED", "remote 'frag-a.lab.example'", "INSTALLED"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)

@@ -1,120 +1,71 @@
 package ike
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/espy-dpi/espy/ike/message"
-)
-
-const (
-	charonBin = "/usr/lib/ipsec/charon"
-	charonPSK = "sswlab-test-psk-not-a-secret"
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 var (
-	espyAddr   = netip.MustParseAddr("192.0.2.1")
-	charonAddr = netip.MustParseAddr("192.0.2.2")
+	espyAddr   = netip.MustParseAddr(charonlab.AddrA)
+	charonAddr = netip.MustParseAddr(charonlab.AddrB)
 )
 
-// lab is two network namespaces joined by a veth pair: espy on 192.0.2.1,
-// charon on 192.0.2.2.
+// lab is charonlab's two namespaces, espy on 192.0.2.1 and charon on
+// 192.0.2.2, with ike's charon configuration.
 type lab struct {
-	nsEspy, nsCharon string
-	dir              string
-	extraConns       string // more connections for swanctl.conf
-	uri              string
-	conf             string
+	*charonlab.Lab
+	extraConns string // more connections for swanctl.conf
 }
 
+// run runs a command and fails the test if it fails.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return charonlab.Run(t, name, args...)
 }
 
+// newLab is charonlab's lab with charon's inner address 203.0.113.1 and
+// its route to espy's.
 func newLab(t *testing.T) *lab {
-	if os.Geteuid() != 0 {
-		t.Skip("interop test needs root (network namespaces, charon)")
-	}
-	for _, bin := range []string{charonBin, "swanctl", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("interop test needs %s (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins iproute2): %v", bin, err)
-		}
-	}
-	suffix := make([]byte, 3)
-	rand.Read(suffix)
-	tag := hex.EncodeToString(suffix)
-	l := &lab{nsEspy: "espy-ike-a-" + tag, nsCharon: "espy-ike-b-" + tag, dir: t.TempDir()}
-	if out, err := exec.Command("ip", "netns", "add", l.nsEspy).CombinedOutput(); err != nil {
-		t.Skipf("interop test needs network namespaces: ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsEspy).Run() })
-	run(t, "ip", "netns", "add", l.nsCharon)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.nsCharon).Run() })
-	va, vb := "eika"+tag, "eikb"+tag
-	run(t, "ip", "link", "add", va, "netns", l.nsEspy, "type", "veth", "peer", "name", vb, "netns", l.nsCharon)
-	for _, c := range []struct{ ns, dev, addr string }{{l.nsEspy, va, "192.0.2.1/24"}, {l.nsCharon, vb, "192.0.2.2/24"}} {
-		run(t, "ip", "-n", c.ns, "addr", "add", c.addr, "dev", c.dev)
-		run(t, "ip", "-n", c.ns, "link", "set", c.dev, "up")
-		run(t, "ip", "-n", c.ns, "link", "set", "lo", "up")
-	}
-	// charon (kernel-libipsec) routes the remote traffic selector through
-	// its TUN device and needs a route to it and the local inner address.
-	run(t, "ip", "-n", l.nsCharon, "addr", "add", "203.0.113.1/32", "dev", "lo")
-	run(t, "ip", "-n", l.nsCharon, "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
-	l.uri = "unix://" + filepath.Join(l.dir, "charon.vici")
-	return l
+	t.Helper()
+	return labWith(t, charonlab.Options{Name: "ike", Dev: "eik"}, "203.0.113.1/32")
 }
 
-// strongswanConf runs charon with the userspace ESP backend (no kernel ESP
-// needed) and its own vici socket and log.
-const strongswanConf = `charon {
-  load_modular = no
-  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
-  retransmit_timeout = 1.0
-  retransmit_tries = 2
-  # keep the inbound SA of a rekeyed Child SA 1 s, not 5 (rekey tests)
-  delete_rekeyed_delay = 1
-  plugins {
-    vici {
-      socket = unix://%[1]s/charon.vici
-    }
-  }
-  filelog {
-    log {
-      path = %[1]s/charon.log
-      flush_line = yes
-      default = 1
-      ike = 2
-      cfg = 3
-      chd = 4
-      knl = 1
-    }
-  }
+// labWith is charonlab.New (with charon) and charon's inner addresses.
+func labWith(t *testing.T, o charonlab.Options, inner ...string) *lab {
+	t.Helper()
+	o.Charon = true
+	l := charonlab.New(t, o)
+	l.CharonInner(t, inner...)
+	return &lab{Lab: l}
 }
-`
+
+// charonSettings and charonLogLevels are ike's strongswan.conf additions:
+// the rekey tests keep the inbound SA of a rekeyed Child SA 1 s, not 5,
+// and read the Child SA keys from the log (chd = 4).
+const (
+	charonSettings = `# keep the inbound SA of a rekeyed Child SA 1 s, not 5 (rekey tests)
+delete_rekeyed_delay = 1`
+	charonLogLevels = "ike = 2\ncfg = 3\nchd = 4\nknl = 1"
+)
+
+// startConf runs charon with swanctl.conf conf and ike's settings.
+func (l *lab) startConf(t *testing.T, conf string) {
+	t.Helper()
+	l.StartCharon(t, charonlab.Charon{Swanctl: conf, Settings: charonSettings, LogLevels: charonLogLevels})
+}
 
 // certsConn is the certificate-authenticated connection of
 // TestInteropStrongSwanCertificates; it needs its credential files.
@@ -167,173 +118,56 @@ const certsConn = `  certsto {
   }
 `
 
-const swanctlConf = `connections {
-  fromespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = %[1]s
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      net {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %[2]s
-      }
-    }
-  }
-%[5]s  toespy {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = %[3]s
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      tonet {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = %[4]s
-      }
-    }
-  }
-}
-secrets {
-  ike-lab {
-    id-a = a.lab.example
-    id-b = b.lab.example
-    secret = "` + charonPSK + `"
-  }
-}
-`
-
-// startCharon runs charon in its namespace with a private /run (its pid
-// file path is compiled in) and loads the connection.
+// startCharon runs charon with the fromespy and toespy connections (and
+// l.extraConns) and loads them.
 func (l *lab) startCharon(t *testing.T, ikeProposals, espProposals, toIKE, toESP string) {
 	t.Helper()
-	piddir := filepath.Join(l.dir, "run")
-	if err := os.MkdirAll(piddir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sconf := filepath.Join(l.dir, "strongswan.conf")
-	l.conf = filepath.Join(l.dir, "swanctl.conf")
-	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(strongswanConf, l.dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(l.conf, []byte(fmt.Sprintf(swanctlConf, ikeProposals, espProposals, toIKE, toESP, l.extraConns)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", l.nsCharon, "sh", "-c", "mount --bind "+piddir+" /run && exec "+charonBin)
-	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+sconf)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
-			t.Logf("charon output:\n%s\ncharon log:\n%s", out.String(), log)
-		}
-	})
-	sock := filepath.Join(l.dir, "charon.vici")
-	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("charon exited: %s", out.String())
-		default:
-		}
-		if i > 200 {
-			t.Fatal("charon's vici socket did not appear in 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	run(t, "swanctl", "--load-all", "--file", l.conf, "--uri", l.uri)
-}
-
-func (l *lab) listSAs(t *testing.T) string {
-	return run(t, "swanctl", "--list-sas", "--uri", l.uri)
+	l.startConf(t, charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"},
+		charonlab.Conn{Name: "fromespy", Proposals: ikeProposals, Children: []charonlab.Child{{Name: "net", ESP: espProposals}}}.String(),
+		l.extraConns,
+		charonlab.Conn{Name: "toespy", Proposals: toIKE, Children: []charonlab.Child{{Name: "tonet", ESP: toESP}}}.String()))
 }
 
 // listenIn opens espy's IKE and NAT-T sockets inside the espy namespace.
 // The sockets stay in that namespace whatever thread uses them later.
 func (l *lab) listenIn(t *testing.T) *Endpoint {
 	t.Helper()
-	type result struct {
-		ike, natt *net.UDPConn
-		err       error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// This goroutine's thread changes namespace; if switching back
-		// fails the thread stays locked and dies with the goroutine.
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
+	var ike, natt *net.UDPConn
+	err := l.Do(func() (err error) {
+		ike, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultPort)))
 		if err != nil {
-			ch <- result{err: err}
-			return
+			return err
 		}
-		defer orig.Close()
-		ns, err := os.Open("/run/netns/" + l.nsEspy)
+		natt, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultNATPort)))
 		if err != nil {
-			ch <- result{err: err}
-			return
+			ike.Close()
 		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		var r result
-		r.ike, r.err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultPort)))
-		if r.err == nil {
-			r.natt, r.err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(espyAddr, DefaultNATPort)))
-		}
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("back to the original namespace: %w", err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- r
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	e := NewEndpoint(r.ike, r.natt, ListenConfig{Logger: testLogger(t)})
+	e := NewEndpoint(ike, natt, ListenConfig{Logger: testLogger(t)})
 	t.Cleanup(func() { e.Close() })
 	return e
 }
 
+// charonInitiates has charon initiate its Child SA child (swanctl
+// --initiate) to e and returns e's IKE SA, failing unless it is the only
+// one.
+func (l *lab) charonInitiates(t *testing.T, e *Endpoint, child string) *IKESA {
+	t.Helper()
+	l.Swanctl(t, "--initiate", "--child", child, "--timeout", "20")
+	sas := e.IKESAs()
+	if len(sas) != 1 {
+		t.Fatalf("espy has %d IKE SAs", len(sas))
+	}
+	return sas[0]
+}
+
 func interopConfig(ike, esp string, reg SARegistrar) *Config {
 	return &Config{
-		LocalID: FQDN("a.lab.example"), RemoteID: FQDN("b.lab.example"), PSK: []byte(charonPSK),
+		LocalID: FQDN("a.lab.example"), RemoteID: FQDN("b.lab.example"), PSK: []byte(charonlab.PSK),
 		IKE: []Proposal{MustParseProposal(ike, true)}, ESP: []Proposal{MustParseProposal(esp, false)},
 		LocalTS:    []message.Selector{PrefixSelector(netip.MustParsePrefix("198.51.100.1/32"))},
 		RemoteTS:   []message.Selector{PrefixSelector(netip.MustParsePrefix("203.0.113.1/32"))},
@@ -380,7 +214,7 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 			}
 			spiI, spiR := sa.SPIs()
 			child := sa.Children()[0]
-			out := l.listSAs(t)
+			out := l.ListSAs(t)
 			for _, want := range []string{
 				"ESTABLISHED", fmt.Sprintf("%016x_i %016x_r*", spiI, spiR), c.charonIKE,
 				"INSTALLED", "ESP:" + c.charonESP,
@@ -406,7 +240,7 @@ func TestInteropStrongSwanResponder(t *testing.T) {
 			if err := sa.Delete(ctx); err != nil {
 				t.Fatalf("delete: %v", err)
 			}
-			if out := l.listSAs(t); strings.Contains(out, fmt.Sprintf("%016x_i", spiI)) {
+			if out := l.ListSAs(t); strings.Contains(out, fmt.Sprintf("%016x_i", spiI)) {
 				t.Fatalf("charon still lists the deleted SA:\n%s", out)
 			}
 			if reg.len() != 0 {
@@ -434,12 +268,7 @@ func TestInteropStrongSwanInitiator(t *testing.T) {
 	if err := e.Respond(cfg); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "swanctl", "--initiate", "--child", "tonet", "--timeout", "20", "--uri", l.uri)
-	sas := e.IKESAs()
-	if len(sas) != 1 {
-		t.Fatalf("espy has %d IKE SAs", len(sas))
-	}
-	sa := sas[0]
+	sa := l.charonInitiates(t, e, "tonet")
 	if s := sa.Suite(); s.DH != message.DH_CURVE25519 || s.Encr.ID != message.ENCR_AES_GCM_16 || s.PRF != message.PRF_HMAC_SHA2_256 {
 		t.Fatalf("IKE suite %v", s)
 	}
@@ -456,12 +285,11 @@ func TestInteropStrongSwanInitiator(t *testing.T) {
 	if _, ok := reg.get(c.OutSPI); !ok {
 		t.Fatal("outbound SA not registered")
 	}
-	log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
-	if !strings.Contains(string(log), "it requested CURVE_25519") {
+	if log := l.Log(); !strings.Contains(log, "it requested CURVE_25519") {
 		t.Error("charon's log shows no INVALID_KE_PAYLOAD from espy")
 	}
 	spiI, spiR := sa.SPIs()
-	out := l.listSAs(t)
+	out := l.ListSAs(t)
 	for _, want := range []string{
 		fmt.Sprintf("%016x_i* %016x_r", spiI, spiR), "AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519",
 		"ESP:NULL/HMAC_SHA2_256_128", fmt.Sprintf("in  %08x", c.OutSPI), fmt.Sprintf("out %08x", c.InSPI),
@@ -471,7 +299,7 @@ func TestInteropStrongSwanInitiator(t *testing.T) {
 		}
 	}
 	// charon deletes the IKE SA; espy must answer and drop its state.
-	run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", l.uri)
+	l.Swanctl(t, "--terminate", "--ike", "toespy", "--timeout", "10")
 	waitFor(t, func() bool { return reg.len() == 0 && len(e.IKESAs()) == 0 })
 }
 
@@ -498,13 +326,13 @@ func TestInteropStrongSwanCertificates(t *testing.T) {
 	pki := newTestPKI(t)
 	bCert, bKey := pki.leaf(t, "b-cert.lab.example", "ecdsa")
 	aCert, aKey := pki.leaf(t, "a-cert.lab.example", "ed25519")
-	writePEM(t, filepath.Join(l.dir, "x509ca", "ca.pem"), "CERTIFICATE", pki.ca.Raw)
-	writePEM(t, filepath.Join(l.dir, "x509", "b-cert.pem"), "CERTIFICATE", bCert.Raw)
+	writePEM(t, filepath.Join(l.Dir, "x509ca", "ca.pem"), "CERTIFICATE", pki.ca.Raw)
+	writePEM(t, filepath.Join(l.Dir, "x509", "b-cert.pem"), "CERTIFICATE", bCert.Raw)
 	p8, err := x509.MarshalPKCS8PrivateKey(bKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePEM(t, filepath.Join(l.dir, "private", "b-cert.pem"), "PRIVATE KEY", p8)
+	writePEM(t, filepath.Join(l.Dir, "private", "b-cert.pem"), "PRIVATE KEY", p8)
 	l.extraConns = certsConn
 	l.startCharon(t, "aes128gcm16-prfsha256-x25519", "null-sha256", "aes128gcm16-prfsha256-x25519", "null-sha256")
 	e := l.listenIn(t)
@@ -523,16 +351,16 @@ func TestInteropStrongSwanCertificates(t *testing.T) {
 		if sa == nil {
 			t.Fatalf("no IKE SA: %v", err)
 		}
-		out := l.listSAs(t)
+		out := l.ListSAs(t)
 		spiI, spiR := sa.SPIs()
 		for _, want := range []string{"certs: #", fmt.Sprintf("%016x_i %016x_r*", spiI, spiR), "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_256", "remote 'a-cert.lab.example'"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, out)
 			}
 		}
-		log, _ := os.ReadFile(filepath.Join(l.dir, "charon.log"))
-		if !strings.Contains(string(log), "authentication of 'a-cert.lab.example' with ED25519 successful") ||
-			!strings.Contains(string(log), "authentication of 'b-cert.lab.example' (myself) with ECDSA_WITH_SHA256_DER successful") {
+		log := l.Log()
+		if !strings.Contains(log, "authentication of 'a-cert.lab.example' with ED25519 successful") ||
+			!strings.Contains(log, "authentication of 'b-cert.lab.example' (myself) with ECDSA_WITH_SHA256_DER successful") {
 			t.Errorf("charon's log does not show the RFC 7427 authentications (Ed25519 for espy, ECDSA for charon)")
 		}
 		var ne *NotifyError
@@ -559,7 +387,7 @@ func TestInteropStrongSwanCertificates(t *testing.T) {
 	if err := e.Respond(rcfg); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "swanctl", "--initiate", "--child", "certtonet", "--timeout", "20", "--uri", l.uri)
+	l.Swanctl(t, "--initiate", "--child", "certtonet", "--timeout", "20")
 	sas := e.IKESAs()
 	if len(sas) != 1 || !sas[0].PeerID().equal(FQDN("b-cert.lab.example")) || len(sas[0].Children()) != 1 {
 		t.Fatalf("espy responder: %d IKE SAs", len(sas))

@@ -13,45 +13,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 // rekeyConn is a second charon-initiated connection whose Child SA uses
 // PFS (the ESP proposal names a group: charon sends a KE when rekeying).
-const rekeyConn = `  toespypfs {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    proposals = aes128gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = b.lab.example
-    }
-    remote {
-      auth = psk
-      id = a.lab.example
-    }
-    children {
-      tonetpfs {
-        local_ts = 203.0.113.1/32
-        remote_ts = 198.51.100.1/32
-        esp_proposals = aes128gcm16-ecp256
-      }
-    }
-  }
-`
+var rekeyConn = charonlab.Conn{Name: "toespypfs", Proposals: "aes128gcm16-prfsha256-x25519",
+	Children: []charonlab.Child{{Name: "tonetpfs", ESP: "aes128gcm16-ecp256"}}}.String()
 
 // waitSAs polls swanctl --list-sas until cond holds for its output.
 func (l *lab) waitSAs(t *testing.T, what string, cond func(string) bool) string {
 	t.Helper()
-	var out string
-	for i := 0; i < 100; i++ {
-		if out = l.listSAs(t); cond(out) {
-			return out
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("swanctl --list-sas: %s not reached in 10 s:\n%s", what, out)
-	return ""
+	return l.AwaitSAs(t, what, 10*time.Second, cond)
 }
 
 // spisListed reports whether charon lists c with its inbound and outbound
@@ -70,7 +44,7 @@ var (
 // "encryption initiator" and so on.
 func charonChildKeys(t *testing.T, l *lab, in, out uint32) map[string][]byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(l.dir, "charon.log"))
+	raw, err := os.ReadFile(filepath.Join(l.Dir, "charon.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,12 +124,7 @@ func TestInteropRekey(t *testing.T) {
 			defer cancel()
 			var sa *IKESA
 			if tc.byCharon {
-				run(t, "swanctl", "--initiate", "--child", tc.child, "--timeout", "20", "--uri", l.uri)
-				sas := e.IKESAs()
-				if len(sas) != 1 {
-					t.Fatalf("espy has %d IKE SAs", len(sas))
-				}
-				sa = sas[0]
+				sa = l.charonInitiates(t, e, tc.child)
 			} else {
 				var err error
 				sa, err = e.Initiate(ctx, interopConfig("aes128gcm16-prfsha256-x25519", tc.child, reg), netip.AddrPortFrom(charonAddr, DefaultPort))
@@ -175,7 +144,7 @@ func TestInteropRekey(t *testing.T) {
 
 			var nc *ChildSA
 			if tc.byCharon {
-				run(t, "swanctl", "--rekey", "--child", tc.child, "--uri", l.uri)
+				l.Swanctl(t, "--rekey", "--child", tc.child)
 				waitFor(t, func() bool { c := sa.Children(); return len(c) == 1 && c[0] != old })
 				nc = sa.Children()[0]
 			} else {
@@ -239,15 +208,10 @@ func TestInteropIKERekey(t *testing.T) {
 	if err := e.Respond(interopConfig("aes128gcm16-prfsha256-x25519", "null-sha256", reg)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "swanctl", "--initiate", "--child", "tonet", "--timeout", "20", "--uri", l.uri)
-	sas := e.IKESAs()
-	if len(sas) != 1 {
-		t.Fatalf("espy has %d IKE SAs", len(sas))
-	}
-	sa := sas[0]
+	sa := l.charonInitiates(t, e, "tonet")
 	oldI, oldR := sa.SPIs()
 	child := sa.Children()[0]
-	run(t, "swanctl", "--rekey", "--ike", "toespy", "--uri", l.uri)
+	l.Swanctl(t, "--rekey", "--ike", "toespy")
 	waitFor(t, func() bool { a, _ := sa.SPIs(); return a != oldI })
 	newI, newR := sa.SPIs()
 	if newR == oldR {
@@ -294,6 +258,6 @@ func TestInteropIKERekey(t *testing.T) {
 	if !bytes.Equal(ck["integrity initiator"], nc.Keys.IntegI) || !bytes.Equal(ck["integrity responder"], nc.Keys.IntegR) {
 		t.Fatalf("Child SA keys after the IKE rekey differ from charon's: %x / %x", ck, *nc.Keys)
 	}
-	run(t, "swanctl", "--terminate", "--ike", "toespy", "--timeout", "10", "--uri", l.uri)
+	l.Swanctl(t, "--terminate", "--ike", "toespy", "--timeout", "10")
 	waitFor(t, func() bool { return reg.len() == 0 && len(e.IKESAs()) == 0 })
 }

@@ -1,11 +1,9 @@
 package ikecmd
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/espy-dpi/espy/esptun"
@@ -27,31 +25,11 @@ func (d *dpOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&d.tunMTU, "tun-mtu", esptun.DefaultMTU, "MTU of the TUN device")
 }
 
-// kernelESP reports whether the running kernel has ESP (esp4 built in or
-// loaded), which an XFRM data plane needs.
-func kernelESP() bool {
-	if _, err := os.Stat("/sys/module/esp4"); err == nil {
-		return true
-	}
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasSuffix(s.Text(), " esp_output") || strings.Contains(s.Text(), " esp_output\t") {
-			return true
-		}
-	}
-	return false
-}
-
 // start opens the data plane chosen by the flags, hooks it into cfg and
 // reports the choice; the returned function closes it and reports its
 // counters.
 func (d *dpOptions) start(ep *ike.Endpoint, cfg *ike.Config, out *jsonOut) (func(), error) {
-	kesp := kernelESP()
+	kesp := esptun.KernelESP()
 	switch d.kind {
 	case "none":
 		// Negotiation only, as before data planes existed: no event.

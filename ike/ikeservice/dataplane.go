@@ -1,11 +1,8 @@
 package ikeservice
 
 import (
-	"bufio"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/espy-dpi/espy/config"
 	"github.com/espy-dpi/espy/esp"
@@ -16,7 +13,7 @@ import (
 // openDataPlane opens the data plane the ike: section asks for, on ep's
 // NAT-T socket, and says which one it is and why; dp is nil for none.
 func openDataPlane(spec config.DataPlaneSpec, ep *ike.Endpoint, log *slog.Logger) (*esptun.DataPlane, DataPlaneStatus, error) {
-	kesp := kernelESP()
+	kesp := esptun.KernelESP()
 	st := DataPlaneStatus{Kind: "none", KernelESP: kesp,
 		Reason: "ike.dataplane none: Child SAs are negotiated and inspected, their traffic is carried elsewhere"}
 	switch spec.Kind {
@@ -38,26 +35,6 @@ func openDataPlane(spec config.DataPlaneSpec, ep *ike.Endpoint, log *slog.Logger
 	}
 	st.Kind, st.Device, st.MTU = "tun", dp.Name(), dp.MTU()
 	return dp, st, nil
-}
-
-// kernelESP reports whether the running kernel has ESP (esp4 built in or
-// loaded), which an XFRM data plane needs.
-func kernelESP() bool {
-	if _, err := os.Stat("/sys/module/esp4"); err == nil {
-		return true
-	}
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasSuffix(s.Text(), " esp_output") || strings.Contains(s.Text(), " esp_output\t") {
-			return true
-		}
-	}
-	return false
 }
 
 // dpSA is the data plane's view of one installed SA direction.

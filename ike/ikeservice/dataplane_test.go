@@ -1,26 +1,19 @@
 package ikeservice_test
 
 import (
-	"bytes"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/espy-dpi/espy/config"
 	"github.com/espy-dpi/espy/flowcache"
 	"github.com/espy-dpi/espy/heuristics"
 	"github.com/espy-dpi/espy/ike/ikeservice"
 	"github.com/espy-dpi/espy/inline"
+	"github.com/espy-dpi/espy/internal/charonlab"
 	"github.com/espy-dpi/espy/tun/netns"
 	"github.com/rs/zerolog"
 )
@@ -62,47 +55,9 @@ tunnels:
 // sockets shows the data plane and its per-Child-SA counters, the inline
 // registrar got the SAs too, and closing removes the device.
 func TestDataPlaneTUN(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, TUN, raw sockets)")
-	}
-	for _, bin := range []string{"ip", "ping"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s (Debian: iproute2 iputils-ping): %v", bin, err)
-		}
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("needs /dev/net/tun: %v", err)
-	}
-	tag := make([]byte, 3)
-	rand.Read(tag)
-	h := hex.EncodeToString(tag)
-	a := nsPeer{"a", "espy-svc-a-" + h, "192.0.2.1", "198.51.100.1"}
-	b := nsPeer{"b", "espy-svc-b-" + h, "192.0.2.2", "203.0.113.1"}
-	for _, p := range []nsPeer{a, b} {
-		if err := netns.Add(p.ns); err != nil {
-			t.Skipf("cannot create network namespaces: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := netns.Del(p.ns); err != nil {
-				t.Errorf("delete namespace %s: %v", p.ns, err)
-			}
-		})
-	}
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	va, vb := "esva"+h, "esvb"+h
-	ip("link", "add", va, "netns", a.ns, "type", "veth", "peer", "name", vb, "netns", b.ns)
-	for _, c := range []struct {
-		p   nsPeer
-		dev string
-	}{{a, va}, {b, vb}} {
-		ip("-n", c.p.ns, "addr", "add", c.p.outer+"/24", "dev", c.dev)
-		ip("-n", c.p.ns, "link", "set", c.dev, "up")
-	}
+	l := charonlab.New(t, charonlab.Options{Name: "svc", Dev: "esv", TUN: true, Needs: []string{"ping"}})
+	a := nsPeer{"a", l.A, charonlab.AddrA, "198.51.100.1"}
+	b := nsPeer{"b", l.B, charonlab.AddrB, "203.0.113.1"}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "psk"), []byte("netns test key, not a secret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -121,7 +76,7 @@ func TestDataPlaneTUN(t *testing.T) {
 			t.Fatalf("ping %s from %s: %v\n%s\nA: %+v\nB: %+v", c.to, c.from.name, err, out, pa.status(t).DataPlane, pb.status(t).DataPlane)
 		}
 	}
-	tcpBothWays(t, a.ns, b.ns, netip.MustParseAddr(b.inner), 256<<10)
+	charonlab.TCPBothWays(t, a.ns, b.ns, netip.MustParseAddr(b.inner), 256<<10)
 
 	for _, p := range []struct {
 		name string
@@ -182,71 +137,4 @@ func startIn(t *testing.T, ns, dir, name string, yaml []byte) *peer {
 	p := &peer{svc: svc, sock: filepath.Join(dir, name+".sock"), cache: cache}
 	t.Cleanup(func() { p.close(t) })
 	return p
-}
-
-// tcpBothWays listens in namespace srv on srvAddr, connects from
-// namespace cli and copies size random bytes each way at once.
-func tcpBothWays(t *testing.T, cli, srv string, srvAddr netip.Addr, size int) {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(srv, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(srvAddr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	up, down := make([]byte, size), make([]byte, size)
-	rand.Read(up)
-	rand.Read(down)
-	srvRes := make(chan tcpResult, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			srvRes <- tcpResult{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		srvRes <- exchange(c, down)
-	}()
-	var c net.Conn
-	if err := netns.Do(cli, func() (err error) {
-		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	cr := exchange(c, up)
-	sr := <-srvRes
-	if cr.err != nil || sr.err != nil {
-		t.Fatalf("TCP: client %v, server %v", cr.err, sr.err)
-	}
-	if !bytes.Equal(cr.got, down) || !bytes.Equal(sr.got, up) {
-		t.Fatalf("TCP data differs: got %d/%d bytes, sha256 %x/%x", len(cr.got), len(sr.got), sha256.Sum256(cr.got), sha256.Sum256(sr.got))
-	}
-}
-
-// tcpResult is what one end of tcpBothWays received.
-type tcpResult struct {
-	got []byte
-	err error
-}
-
-// exchange writes out (then half-closes) while reading everything the
-// other side sends.
-func exchange(c net.Conn, out []byte) tcpResult {
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := c.Write(out)
-		c.(*net.TCPConn).CloseWrite()
-		wrote <- err
-	}()
-	got, err := io.ReadAll(c)
-	if werr := <-wrote; err == nil {
-		err = werr
-	}
-	return tcpResult{got, err}
 }
