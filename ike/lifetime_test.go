@@ -30,7 +30,9 @@ func TestLifetimeDefaults(t *testing.T) {
 		{"child off", func(c *Config) { c.ChildRekeyTime = -1 }, "4h0m0s 0s 24m0s 24m0s -1ns 0s 0s", false},
 		{"hard only", func(c *Config) { c.ChildRekeyTime, c.ChildLifeTime = -1, time.Minute }, "4h0m0s 0s 24m0s 24m0s -1ns 1m0s 0s", false},
 		{"life below rekey", func(c *Config) { c.ChildRekeyTime, c.ChildLifeTime = time.Hour, time.Minute }, "", true},
-		{"volumes", func(c *Config) { c.ChildRekeyBytes, c.ChildLifeBytes, c.ChildRekeyPackets, c.ChildLifePackets = 100, 200, 10, 20 }, "4h0m0s 0s 24m0s 24m0s 1h0m0s 1h6m0s 6m0s", false},
+		{"volumes", func(c *Config) {
+			c.ChildRekeyBytes, c.ChildLifeBytes, c.ChildRekeyPackets, c.ChildLifePackets = 100, 200, 10, 20
+		}, "4h0m0s 0s 24m0s 24m0s 1h0m0s 1h6m0s 6m0s", false},
 		{"life bytes only", func(c *Config) { c.ChildLifeBytes = 100 }, "4h0m0s 0s 24m0s 24m0s 1h0m0s 1h6m0s 6m0s", false},
 		{"life bytes not above rekey", func(c *Config) { c.ChildRekeyBytes, c.ChildLifeBytes = 100, 100 }, "", true},
 		{"life packets below rekey", func(c *Config) { c.ChildRekeyPackets, c.ChildLifePackets = 100, 50 }, "", true},
