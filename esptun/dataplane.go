@@ -264,10 +264,11 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 	}
 	// As the exchange's responder, keep sending on the SA being replaced
 	// until the peer shows it has the new pair; as its initiator, the
-	// peer installed the pair before answering.
+	// peer installed the pair before answering. An SA past its hard
+	// limit sends nothing, so there is nothing to wait for.
 	pending := false
 	for _, o := range old.out {
-		if sameTraffic(&o.info, &k.SAInfo) && o.active.Load() && !k.Initiated {
+		if sameTraffic(&o.info, &k.SAInfo) && o.active.Load() && !o.lim.expired() && !k.Initiated {
 			pending = true
 		}
 	}

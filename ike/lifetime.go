@@ -83,6 +83,15 @@ func (sa *IKESA) jitterCount(n, r uint64) uint64 {
 // the hard one deletes it, as the lifetime timers do.
 func (sa *IKESA) childLimitReached(c *ChildSA, hard bool) {
 	if hard {
+		sa.mu.Lock()
+		replaced := c.rk.replacedBy != nil || c.rk.done
+		sa.mu.Unlock()
+		if replaced {
+			// A rekey that replaced it, or a Delete already under
+			// way (the other direction's hard limit), removes it; a
+			// Delete of our own would cross that one.
+			return
+		}
 		sa.log.Info("ike: Child SA volume hard limit reached, deleting", "in", fmt.Sprintf("%08x", c.InSPI))
 		sa.expireChild(c)
 		return
