@@ -1,7 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"math"
+	"strconv"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/espy-dpi/espy/ike"
 )
@@ -11,12 +16,67 @@ import (
 type Lifetimes struct {
 	IKERekey, IKEReauth, IKEOver, IKERand time.Duration
 	ChildRekey, ChildLife, ChildRand      time.Duration
+	// Child SA volume limits; 0 is off.
+	RekeyBytes, LifeBytes, RandBytes       uint64
+	RekeyPackets, LifePackets, RandPackets uint64
 }
 
 // Apply copies the lifetimes into cfg.
 func (l Lifetimes) Apply(cfg *ike.Config) {
 	cfg.IKERekeyTime, cfg.IKEReauthTime, cfg.IKEOverTime, cfg.IKERandTime = l.IKERekey, l.IKEReauth, l.IKEOver, l.IKERand
 	cfg.ChildRekeyTime, cfg.ChildLifeTime, cfg.ChildRandTime = l.ChildRekey, l.ChildLife, l.ChildRand
+	cfg.ChildRekeyBytes, cfg.ChildLifeBytes, cfg.ChildRandBytes = l.RekeyBytes, l.LifeBytes, l.RandBytes
+	cfg.ChildRekeyPackets, cfg.ChildLifePackets, cfg.ChildRandPackets = l.RekeyPackets, l.LifePackets, l.RandPackets
+}
+
+// Volume is a byte or packet count: a non-negative integer, optionally
+// with strongSwan's suffixes K, M or G (powers of 1024).
+type Volume uint64
+
+// UnmarshalYAML reads a count such as 500, 4M or 2G.
+func (v *Volume) UnmarshalYAML(n *yaml.Node) error {
+	s, mul := n.Value, uint64(1)
+	if k := len(s); k > 1 {
+		switch s[k-1] {
+		case 'k', 'K':
+			mul = 1 << 10
+		case 'm', 'M':
+			mul = 1 << 20
+		case 'g', 'G':
+			mul = 1 << 30
+		}
+		if mul > 1 {
+			s = s[:k-1]
+		}
+	}
+	x, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || x > math.MaxUint64/mul {
+		return fmt.Errorf("line %d: invalid count %q (want e.g. 1000, 512K, 4G)", n.Line, n.Value)
+	}
+	*v = Volume(x * mul)
+	return nil
+}
+
+// volumes validates a tunnel's volume limit keys: a life limit above its
+// rekey limit, a jitter below it, as for the times.
+func (c *Config) volumes(p string, t Tunnel, out *Lifetimes) error {
+	for _, v := range []struct {
+		kind              string
+		rekey, life, rand Volume
+	}{{"bytes", t.RekeyBytes, t.LifeBytes, t.RandBytes}, {"packets", t.RekeyPackets, t.LifePackets, t.RandPackets}} {
+		if v.rekey > 0 && v.life > 0 && v.life <= v.rekey {
+			return c.fail(p+".life_"+v.kind, "life_%s %d must be above rekey_%s %d", v.kind, v.life, v.kind, v.rekey)
+		}
+		if v.rand > 0 && v.rekey == 0 {
+			return c.fail(p+".rand_"+v.kind, "rand_%s needs a rekey_%s", v.kind, v.kind)
+		}
+		if v.rand > 0 && v.rand >= v.rekey {
+			return c.fail(p+".rand_"+v.kind, "rand_%s %d must be below rekey_%s %d", v.kind, v.rand, v.kind, v.rekey)
+		}
+	}
+	out.RekeyBytes, out.LifeBytes, out.RandBytes = uint64(t.RekeyBytes), uint64(t.LifeBytes), uint64(t.RandBytes)
+	out.RekeyPackets, out.LifePackets, out.RandPackets = uint64(t.RekeyPackets), uint64(t.LifePackets), uint64(t.RandPackets)
+	return nil
 }
 
 // maxLifetime bounds every lifetime key, far beyond any sensible value,
@@ -70,6 +130,9 @@ func (c *Config) lifetimes(p string, t Tunnel) (Lifetimes, error) {
 	out := Lifetimes{
 		IKERekey: ikeRekey.stack(), IKEReauth: reauth.stack(), IKEOver: over.stack(), IKERand: ikeRand.stack(),
 		ChildRekey: rekey.stack(), ChildLife: life.stack(), ChildRand: rand.stack(),
+	}
+	if err := c.volumes(p, t, &out); err != nil {
+		return out, err
 	}
 	// Child SA: the hard lifetime must come after the rekey, and the
 	// jitter must leave part of the rekey time.

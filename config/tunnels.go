@@ -68,6 +68,14 @@ type Tunnel struct {
 	ReauthTime   *Duration `yaml:"reauth_time"`
 	OverTime     *Duration `yaml:"over_time"`
 	IKERandTime  *Duration `yaml:"ike_rand_time"`
+	// Child SA volume limits (strongSwan's names), counted by the
+	// userspace data plane; absent or 0: off.
+	RekeyBytes   Volume `yaml:"rekey_bytes"`
+	LifeBytes    Volume `yaml:"life_bytes"`
+	RandBytes    Volume `yaml:"rand_bytes"`
+	RekeyPackets Volume `yaml:"rekey_packets"`
+	LifePackets  Volume `yaml:"life_packets"`
+	RandPackets  Volume `yaml:"rand_packets"`
 }
 
 // TunnelAuth names a tunnel's credentials. Secrets never appear in the

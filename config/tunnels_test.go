@@ -143,6 +143,13 @@ func TestBadTunnels(t *testing.T) {
 		{"over without soft", with("start_action: start", "start_action: start\n    ike_rekey_time: 0\n    over_time: 5m"), "bad.yaml:10: over_time needs ike_rekey_time or reauth_time"},
 		{"ike rand not below rekey", with("start_action: start", "start_action: start\n    ike_rand_time: 4h"), "bad.yaml:9: ike_rand_time 4h0m0s must be below ike_rekey_time 4h0m0s (the default)"},
 		{"ike rand not below reauth", with("start_action: start", "start_action: start\n    reauth_time: 1h\n    ike_rand_time: 2h"), "bad.yaml:10: ike_rand_time 2h0m0s must be below reauth_time 1h0m0s"},
+		{"life packets not above rekey", with("start_action: start", "start_action: start\n    rekey_packets: 50\n    life_packets: 50"), "bad.yaml:10: life_packets 50 must be above rekey_packets 50"},
+		{"life bytes below rekey", with("start_action: start", "start_action: start\n    rekey_bytes: 1M\n    life_bytes: 512K"), "bad.yaml:10: life_bytes 524288 must be above rekey_bytes 1048576"},
+		{"rand bytes without rekey", with("start_action: start", "start_action: start\n    life_bytes: 1G\n    rand_bytes: 1M"), "bad.yaml:10: rand_bytes needs a rekey_bytes"},
+		{"rand packets not below rekey", with("start_action: start", "start_action: start\n    rekey_packets: 100\n    rand_packets: 100"), "bad.yaml:10: rand_packets 100 must be below rekey_packets 100"},
+		{"negative volume", with("start_action: start", "start_action: start\n    rekey_packets: -5"), "bad.yaml:9: invalid count \"-5\""},
+		{"volume suffix", with("start_action: start", "start_action: start\n    rekey_bytes: 4T"), "bad.yaml:9: invalid count \"4T\""},
+		{"volume overflow", with("start_action: start", "start_action: start\n    life_bytes: 18446744073709551615G"), "bad.yaml:9: invalid count"},
 		{"dataplane", "ike:\n  dataplane: xfrm\n", "bad.yaml:2: dataplane must be none, tun or auto, got \"xfrm\""},
 		{"tun key without dataplane", "ike:\n  listen: [192.0.2.1]\n  tun_mtu: 1400\n", "bad.yaml:3: tun_mtu needs dataplane: tun or auto"},
 		{"tun addrs without dataplane", "ike:\n  dataplane: none\n  tun_addrs: [198.51.100.1/32]\n", "bad.yaml:3: tun_addrs needs dataplane: tun or auto"},
@@ -183,6 +190,10 @@ func TestLifetimes(t *testing.T) {
 		{"life without rekey", "{rekey_time: 0, life_time: 8h}", Lifetimes{ChildRekey: -1, ChildLife: 8 * time.Hour}},
 		{"no jitter", "{rand_time: 0, ike_rand_time: 0}", Lifetimes{ChildRand: -1, IKERand: -1}},
 		{"ike", "{ike_rekey_time: 2h, over_time: 10m, ike_rand_time: 5m}", Lifetimes{IKERekey: 2 * time.Hour, IKEOver: 10 * time.Minute, IKERand: 5 * time.Minute}},
+		{"packets", "{rekey_packets: 50, life_packets: 60, rand_packets: 5}", Lifetimes{RekeyPackets: 50, LifePackets: 60, RandPackets: 5}},
+		{"bytes with suffixes", "{rekey_bytes: 512M, life_bytes: 1G, rand_bytes: 1k}", Lifetimes{RekeyBytes: 512 << 20, LifeBytes: 1 << 30, RandBytes: 1 << 10}},
+		{"life packets alone", "life_packets: 1000", Lifetimes{LifePackets: 1000}},
+		{"volumes off", "{rekey_bytes: 0, life_packets: 0}", Lifetimes{}},
 		{"reauth only", "{ike_rekey_time: 0, reauth_time: 3h, over_time: 0}", Lifetimes{IKERekey: -1, IKEReauth: 3 * time.Hour, IKEOver: -1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,5 +280,25 @@ func TestCredentials(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("%s: %v, want %q and no secret", tt.auth, err, tt.want)
 		}
+	}
+}
+
+// TestVolumesApply checks that the volume keys reach ike.Config, which
+// ikeservice builds each tunnel's configuration from.
+func TestVolumesApply(t *testing.T) {
+	y := tunnelYAML + "    rekey_bytes: 1M\n    life_bytes: 2M\n    rand_bytes: 1K\n    rekey_packets: 50\n    life_packets: 60\n    rand_packets: 5\n"
+	c, err := Parse("v.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, err := c.Tunnel(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg ike.Config
+	tn.Lifetimes.Apply(&cfg)
+	got := [6]uint64{cfg.ChildRekeyBytes, cfg.ChildLifeBytes, cfg.ChildRandBytes, cfg.ChildRekeyPackets, cfg.ChildLifePackets, cfg.ChildRandPackets}
+	if want := [6]uint64{1 << 20, 2 << 20, 1 << 10, 50, 60, 5}; got != want {
+		t.Fatalf("ike.Config volumes %v, want %v", got, want)
 	}
 }

@@ -60,6 +60,12 @@ func NewInbound(cfg Config) (*Inbound, error) {
 // Counters returns the SA's statistics.
 func (in *Inbound) Counters() Counters { return in.c.snapshot() }
 
+// Volume returns the packets and payload bytes opened successfully so
+// far, like Outbound.Volume.
+func (in *Inbound) Volume() (packets, bytes uint64) {
+	return in.c.packets.Load(), in.c.bytes.Load()
+}
+
 // Window returns the SA's anti-replay window; it is owned by the
 // receiving goroutine.
 func (in *Inbound) Window() *Window { return in.w }

@@ -106,6 +106,15 @@ func (o *Outbound) MaxOverhead() int {
 // Counters returns the SA's statistics.
 func (o *Outbound) Counters() Counters { return o.c.snapshot() }
 
+// Volume returns the packets and payload bytes sealed so far: two
+// atomic loads, for a data plane checking volume limits per packet.
+func (o *Outbound) Volume() (packets, bytes uint64) {
+	return o.c.packets.Load(), o.c.bytes.Load()
+}
+
+// ESN reports whether the SA uses 64-bit sequence numbers.
+func (o *Outbound) ESN() bool { return o.esn }
+
 // Seq returns the last sequence number sent.
 func (o *Outbound) Seq() uint64 { return o.seq }
 

@@ -65,6 +65,8 @@ type DataPlane struct {
 	selectorDrops  atomic.Uint64
 	sendErrors     atomic.Uint64
 	tunWriteErrors atomic.Uint64
+	limitDrops     atomic.Uint64
+	limitHandler   atomic.Pointer[ike.LimitHandler]
 	removed        [2]esp.Counters // outbound, inbound SAs no longer installed; guarded by mu
 }
 
@@ -262,10 +264,11 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 	}
 	// As the exchange's responder, keep sending on the SA being replaced
 	// until the peer shows it has the new pair; as its initiator, the
-	// peer installed the pair before answering.
+	// peer installed the pair before answering. An SA past its hard
+	// limit sends nothing, so there is nothing to wait for.
 	pending := false
 	for _, o := range old.out {
-		if sameTraffic(&o.info, &k.SAInfo) && o.active.Load() && !k.Initiated {
+		if sameTraffic(&o.info, &k.SAInfo) && o.active.Load() && !o.lim.expired() && !k.Initiated {
 			pending = true
 		}
 	}
@@ -407,9 +410,12 @@ func (d *DataPlane) unref(r tun.Route) {
 
 // SAStatus is the state of one installed SA.
 type SAStatus struct {
-	SPI      uint32
-	Inbound  bool
-	Active   bool // outbound: used for new packets
+	SPI     uint32
+	Inbound bool
+	Active  bool // outbound: used for new packets
+	// Expired: the SA reached its hard volume limit (or the end of its
+	// sequence numbers) and carries no more packets.
+	Expired  bool
 	Mode     esp.Mode
 	Encap    ike.Encapsulation
 	Counters esp.Counters
@@ -423,6 +429,9 @@ type Status struct {
 	SelectorDrops  uint64 // decrypted packets outside the SA's selectors
 	SendErrors     uint64
 	TunWriteErrors uint64
+	// LimitDrops counts packets not sent or accepted because their SA
+	// reached its hard volume limit and nothing replaced it yet.
+	LimitDrops uint64
 	// RemovedOut and RemovedIn sum the counters of the outbound and
 	// inbound SAs removed so far (deleted or rekeyed).
 	RemovedOut, RemovedIn esp.Counters
@@ -431,15 +440,15 @@ type Status struct {
 // Status returns the counters.
 func (d *DataPlane) Status() Status {
 	t := d.sas.Load()
-	st := Status{NoSA: d.noSA.Load(), UnknownSPI: d.noSPI.Load(), SelectorDrops: d.selectorDrops.Load(), SendErrors: d.sendErrors.Load(), TunWriteErrors: d.tunWriteErrors.Load()}
+	st := Status{NoSA: d.noSA.Load(), UnknownSPI: d.noSPI.Load(), SelectorDrops: d.selectorDrops.Load(), SendErrors: d.sendErrors.Load(), TunWriteErrors: d.tunWriteErrors.Load(), LimitDrops: d.limitDrops.Load()}
 	d.mu.Lock()
 	st.RemovedOut, st.RemovedIn = d.removed[0], d.removed[1]
 	d.mu.Unlock()
 	for _, o := range t.out {
-		st.SAs = append(st.SAs, SAStatus{SPI: o.info.SPI, Active: o.active.Load(), Mode: o.mode, Encap: o.info.Encap, Counters: o.o.Counters()})
+		st.SAs = append(st.SAs, SAStatus{SPI: o.info.SPI, Active: o.active.Load(), Expired: o.lim.expired(), Mode: o.mode, Encap: o.info.Encap, Counters: o.o.Counters()})
 	}
 	for _, in := range t.in {
-		st.SAs = append(st.SAs, SAStatus{SPI: in.info.SPI, Inbound: true, Mode: in.mode, Encap: in.info.Encap, Counters: in.in.Counters()})
+		st.SAs = append(st.SAs, SAStatus{SPI: in.info.SPI, Inbound: true, Expired: in.lim.expired(), Mode: in.mode, Encap: in.info.Encap, Counters: in.in.Counters()})
 	}
 	return st
 }

@@ -42,14 +42,25 @@ func (d *DataPlane) output(p, buf []byte) {
 		return
 	}
 	var sa *outSA
+	expired := false
 	for _, o := range d.sas.Load().out {
 		if o.active.Load() && matches(o.info.LocalTS, o.info.RemoteTS, f.src, f.dst, &f, true) {
+			if o.lim.expired() {
+				// Past its hard limit: an SA replacing it may
+				// follow in the list, or none does.
+				expired = true
+				continue
+			}
 			sa = o
 			break
 		}
 	}
 	if sa == nil {
-		d.noSA.Add(1)
+		if expired {
+			d.limitDrops.Add(1)
+		} else {
+			d.noSA.Add(1)
+		}
 		return
 	}
 	payload, nh, err := esp.Payload(sa.mode, p)
@@ -57,9 +68,13 @@ func (d *DataPlane) output(p, buf []byte) {
 		d.noSA.Add(1)
 		return
 	}
-	pkt, err := sa.o.Seal(buf[:0], payload, nh)
+	pkt, err := d.seal(sa, buf[:0], payload, nh)
 	if err != nil {
-		d.sendErrors.Add(1)
+		if errors.Is(err, errExpired) {
+			d.limitDrops.Add(1)
+		} else {
+			d.sendErrors.Add(1)
+		}
 		return
 	}
 	if sa.raw != nil {
@@ -126,9 +141,12 @@ func (d *DataPlane) input(pkt []byte, encap ike.Encapsulation, scratch []byte) {
 		d.noSPI.Add(1)
 		return
 	}
-	payload, nh, _, err := sa.in.Open(pkt)
+	payload, nh, err := d.open(sa, pkt)
 	if err != nil {
-		return // counted by the SA
+		if errors.Is(err, errExpired) {
+			d.limitDrops.Add(1)
+		}
+		return // otherwise counted by the SA
 	}
 	if o := sa.pair.Load(); o != nil && !o.active.Load() {
 		// The peer sends on the new SA: it has installed the pair,

@@ -24,6 +24,7 @@ type outSA struct {
 	// its inbound half: its paired inbound SA received a packet, or the
 	// SA it replaces is gone.
 	active atomic.Bool
+	lim    *limiter
 }
 
 // inSA is an installed inbound SA; only the goroutine reading its
@@ -33,6 +34,7 @@ type inSA struct {
 	in   *esp.Inbound
 	mode esp.Mode
 	pair atomic.Pointer[outSA]
+	lim  *limiter
 }
 
 func espConfig(k ike.KeyedSA, window int) esp.Config {
@@ -51,7 +53,11 @@ func newOutSA(k ike.KeyedSA) (*outSA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("esptun: outbound SA %08x: %w", k.SPI, err)
 	}
-	s := &outSA{info: k.SAInfo, o: o, mode: espMode(k.Mode)}
+	seqSoft, seqHard := uint64(seqSoft32), uint64(seqHard32)
+	if k.ESN {
+		seqSoft, seqHard = seqSoft64, seqHard64
+	}
+	s := &outSA{info: k.SAInfo, o: o, mode: espMode(k.Mode), lim: newLimiter(k.Limits, seqSoft, seqHard)}
 	if k.Encap == ike.EncapUDP {
 		s.to = netip.AddrPortFrom(k.Dst, k.DstPort)
 	} else if k.Dst.Is4() {
@@ -67,7 +73,8 @@ func newInSA(k ike.KeyedSA, window int) (*inSA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("esptun: inbound SA %08x: %w", k.SPI, err)
 	}
-	return &inSA{info: k.SAInfo, in: in, mode: espMode(k.Mode)}, nil
+	// The sequence numbers are the peer's to keep from running out.
+	return &inSA{info: k.SAInfo, in: in, mode: espMode(k.Mode), lim: newLimiter(k.Limits, 0, 0)}, nil
 }
 
 // sameTraffic reports whether two outbound SAs carry the same selectors:

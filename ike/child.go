@@ -36,6 +36,10 @@ type ChildSA struct {
 	infos      [2]SAInfo // outbound, inbound
 	registered bool
 	ep         *Endpoint
+	// owner is the IKE SA that negotiated it, which a data plane's
+	// volume limit report goes to; limits are what the data plane counts.
+	owner  *IKESA
+	limits Limits
 }
 
 // newESPSPI returns a random inbound ESP SPI that no registered Child SA
@@ -87,7 +91,7 @@ func (sa *IKESA) newChild(s Suite, mode Mode, inSPI, outSPI uint32, localTS, rem
 	if err != nil {
 		return nil, err
 	}
-	c := &ChildSA{Suite: s, Mode: mode, InSPI: inSPI, OutSPI: outSPI, Keys: keys, LocalTS: localTS, RemoteTS: remoteTS, Initiated: initiated, ep: sa.ep}
+	c := &ChildSA{Suite: s, Mode: mode, InSPI: inSPI, OutSPI: outSPI, Keys: keys, LocalTS: localTS, RemoteTS: remoteTS, Initiated: initiated, ep: sa.ep, owner: sa, limits: sa.childLimits()}
 	if sa.natLocal || sa.natRemote {
 		c.Encap = EncapUDP
 	}

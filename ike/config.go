@@ -219,6 +219,20 @@ type Config struct {
 	ChildLifeTime  time.Duration
 	ChildRandTime  time.Duration
 
+	// Child SA volume limits, as strongSwan's rekey_bytes, life_bytes,
+	// rand_bytes, rekey_packets, life_packets and rand_packets, counted
+	// per direction by a data plane that implements LimitReporter (the
+	// userspace one, esptun): when either direction has carried
+	// ChildRekeyBytes bytes of ESP payload or ChildRekeyPackets packets,
+	// less a random part of up to ChildRandBytes or ChildRandPackets, the
+	// Child SA is rekeyed; at ChildLifeBytes or ChildLifePackets the data
+	// plane stops using it and it is deleted. Zero turns a limit off; a
+	// life limit must lie above its rekey limit. Without such a data
+	// plane they have no effect. The data plane adds limits of its own
+	// before the ESP sequence number runs out (RFC 4303 3.3.3).
+	ChildRekeyBytes, ChildLifeBytes, ChildRandBytes       uint64
+	ChildRekeyPackets, ChildLifePackets, ChildRandPackets uint64
+
 	// Children are further Child SA configurations for the responder: a
 	// Child SA (in IKE_AUTH or CREATE_CHILD_SA) is negotiated under the
 	// first of this Config's own selectors and these whose mode matches

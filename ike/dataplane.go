@@ -2,6 +2,7 @@ package ike
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -23,6 +24,30 @@ type KeyedSA struct {
 	// the peer, which installs its SAs only on the response, uses the
 	// pair (RFC 7296 2.8).
 	Initiated bool
+	// Limits are the volume limits of this direction; zero fields are
+	// off. Only a data plane that implements LimitReporter counts them.
+	Limits Limits
+}
+
+// Limits are the volume limits of one direction of a Child SA (Config's
+// ChildRekeyBytes and so on, with jitter applied). Bytes are ESP payload
+// bytes: the inner packet in tunnel mode, the transport payload otherwise.
+type Limits struct {
+	SoftBytes, HardBytes     uint64
+	SoftPackets, HardPackets uint64
+}
+
+// LimitHandler is told once per SA direction when it crosses its soft
+// (hard false) or hard (hard true) volume limit. It runs on a packet
+// goroutine and must not block.
+type LimitHandler func(spi uint32, inbound, hard bool)
+
+// LimitReporter is implemented by a data plane that counts the volume
+// limits of KeyedSA.Limits (and its own, before the sequence number runs
+// out). After the hard limit it sends no more packets on an outbound SA.
+// WithDataPlane sets the handler; nil removes it.
+type LimitReporter interface {
+	SetLimitHandler(LimitHandler)
 }
 
 // DataPlane carries the traffic of Child SAs: Linux XFRM, or espy's
@@ -38,12 +63,56 @@ type DataPlane interface {
 // WithDataPlane returns a registrar that installs each Child SA in dp
 // and then reports it to r (which may be nil). Use it as Config.Registrar.
 func WithDataPlane(r SARegistrar, dp DataPlane) SARegistrar {
-	return &dataPlaneRegistrar{next: r, dp: dp}
+	d := &dataPlaneRegistrar{next: r, dp: dp, children: map[saKey]*ChildSA{}}
+	if lr, ok := dp.(LimitReporter); ok {
+		lr.SetLimitHandler(d.limitReached)
+	}
+	return d
 }
 
 type dataPlaneRegistrar struct {
 	next SARegistrar
 	dp   DataPlane
+	// children maps the installed SA directions to their Child SA, for
+	// the data plane's limit reports.
+	mu       sync.Mutex
+	children map[saKey]*ChildSA
+}
+
+// saKey names one installed direction. Outbound SPIs are chosen by the
+// peers, so the destination tells those of different peers apart.
+type saKey struct {
+	spi     uint32
+	inbound bool
+	dst     netip.Addr
+}
+
+func keyOf(i SAInfo) saKey {
+	k := saKey{spi: i.SPI, inbound: i.Inbound}
+	if !i.Inbound {
+		k.dst = i.Dst
+	}
+	return k
+}
+
+// limitReached hands a limit report to the Child SA's IKE SA. It runs on
+// a packet goroutine, so the exchange it causes gets its own.
+func (d *dataPlaneRegistrar) limitReached(spi uint32, inbound, hard bool) {
+	d.mu.Lock()
+	var c *ChildSA
+	for k, v := range d.children {
+		// The report names no destination: an outbound SPI shared
+		// by two peers' SAs is rare, and either rekey is harmless.
+		if k.spi == spi && k.inbound == inbound {
+			c = v
+			break
+		}
+	}
+	d.mu.Unlock()
+	if c == nil || c.owner == nil {
+		return
+	}
+	go c.owner.childLimitReached(c, hard)
 }
 
 func (d *dataPlaneRegistrar) RegisterSA(SAInfo) error {
@@ -53,17 +122,29 @@ func (d *dataPlaneRegistrar) RegisterSA(SAInfo) error {
 
 func (d *dataPlaneRegistrar) UnregisterSA(SAInfo) {}
 
-func (d *dataPlaneRegistrar) installSA(k KeyedSA) error {
+func (d *dataPlaneRegistrar) installSA(k KeyedSA, c *ChildSA) error {
+	// Known before the data plane can report a limit of it.
+	d.mu.Lock()
+	d.children[keyOf(k.SAInfo)] = c
+	d.mu.Unlock()
 	if err := d.dp.InstallSA(k); err != nil {
+		d.forget(k.SAInfo)
 		return err
 	}
 	if d.next != nil {
 		if err := d.next.RegisterSA(k.SAInfo); err != nil {
 			d.dp.RemoveSA(k.SAInfo)
+			d.forget(k.SAInfo)
 			return err
 		}
 	}
 	return nil
+}
+
+func (d *dataPlaneRegistrar) forget(i SAInfo) {
+	d.mu.Lock()
+	delete(d.children, keyOf(i))
+	d.mu.Unlock()
 }
 
 func (d *dataPlaneRegistrar) removeSA(i SAInfo) {
@@ -71,6 +152,7 @@ func (d *dataPlaneRegistrar) removeSA(i SAInfo) {
 		d.next.UnregisterSA(i)
 	}
 	d.dp.RemoveSA(i)
+	d.forget(i)
 }
 
 // registerSA reports direction dir (0 outbound, 1 inbound) of c to r,
@@ -80,7 +162,7 @@ func (c *ChildSA) registerSA(r SARegistrar, dir int) error {
 	if !ok {
 		return r.RegisterSA(c.infos[dir])
 	}
-	k := KeyedSA{SAInfo: c.infos[dir], PairSPI: c.infos[1-dir].SPI, Initiated: c.Initiated}
+	k := KeyedSA{SAInfo: c.infos[dir], PairSPI: c.infos[1-dir].SPI, Initiated: c.Initiated, Limits: c.limits}
 	// EncrI/IntegI protect initiator-to-responder traffic: our outbound
 	// when we initiated the exchange that created the SA.
 	if (dir == 0) == c.Initiated {
@@ -88,7 +170,7 @@ func (c *ChildSA) registerSA(r SARegistrar, dir int) error {
 	} else {
 		k.EncrKey, k.IntegKey = c.Keys.EncrR, c.Keys.IntegR
 	}
-	return d.installSA(k)
+	return d.installSA(k, c)
 }
 
 func (c *ChildSA) unregisterSA(r SARegistrar, dir int) {

@@ -43,7 +43,61 @@ func (c *Config) lifetimeDefaults() error {
 	if c.ChildRekeyTime > 0 && c.ChildLifeTime > 0 && c.ChildLifeTime <= c.ChildRekeyTime {
 		return fmt.Errorf("%w: Child SA life time %v not above its rekey time %v", ErrConfig, c.ChildLifeTime, c.ChildRekeyTime)
 	}
+	if c.ChildRekeyBytes > 0 && c.ChildLifeBytes > 0 && c.ChildLifeBytes <= c.ChildRekeyBytes {
+		return fmt.Errorf("%w: Child SA life bytes %d not above its rekey bytes %d", ErrConfig, c.ChildLifeBytes, c.ChildRekeyBytes)
+	}
+	if c.ChildRekeyPackets > 0 && c.ChildLifePackets > 0 && c.ChildLifePackets <= c.ChildRekeyPackets {
+		return fmt.Errorf("%w: Child SA life packets %d not above its rekey packets %d", ErrConfig, c.ChildLifePackets, c.ChildRekeyPackets)
+	}
 	return nil
+}
+
+// childLimits returns the volume limits of a new Child SA: the soft ones
+// less their jitter, as the time-based rekey is.
+func (sa *IKESA) childLimits() Limits {
+	c := sa.cfg
+	return Limits{
+		SoftBytes:   sa.jitterCount(c.ChildRekeyBytes, c.ChildRandBytes),
+		HardBytes:   c.ChildLifeBytes,
+		SoftPackets: sa.jitterCount(c.ChildRekeyPackets, c.ChildRandPackets),
+		HardPackets: c.ChildLifePackets,
+	}
+}
+
+// jitterCount returns n less a random part of up to r (at most half of n,
+// so that a rekey never fires at once).
+func (sa *IKESA) jitterCount(n, r uint64) uint64 {
+	if n == 0 || r == 0 {
+		return n
+	}
+	r = min(r, n/2)
+	b, err := sa.randomBytes(8)
+	if err != nil || r == 0 {
+		return n
+	}
+	return n - binary.BigEndian.Uint64(b)%(r+1)
+}
+
+// childLimitReached runs (on its own goroutine) when the data plane
+// reports that Child SA c crossed a volume limit: the soft one rekeys it,
+// the hard one deletes it, as the lifetime timers do.
+func (sa *IKESA) childLimitReached(c *ChildSA, hard bool) {
+	if hard {
+		sa.mu.Lock()
+		replaced := c.rk.replacedBy != nil || c.rk.done
+		sa.mu.Unlock()
+		if replaced {
+			// A rekey that replaced it, or a Delete already under
+			// way (the other direction's hard limit), removes it; a
+			// Delete of our own would cross that one.
+			return
+		}
+		sa.log.Info("ike: Child SA volume hard limit reached, deleting", "in", fmt.Sprintf("%08x", c.InSPI))
+		sa.expireChild(c)
+		return
+	}
+	sa.log.Info("ike: Child SA volume rekey limit reached", "in", fmt.Sprintf("%08x", c.InSPI))
+	sa.autoRekey(c)
 }
 
 // lifecycle is the per-IKE SA state of lifetimes, reauthentication and IKE

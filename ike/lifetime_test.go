@@ -30,6 +30,12 @@ func TestLifetimeDefaults(t *testing.T) {
 		{"child off", func(c *Config) { c.ChildRekeyTime = -1 }, "4h0m0s 0s 24m0s 24m0s -1ns 0s 0s", false},
 		{"hard only", func(c *Config) { c.ChildRekeyTime, c.ChildLifeTime = -1, time.Minute }, "4h0m0s 0s 24m0s 24m0s -1ns 1m0s 0s", false},
 		{"life below rekey", func(c *Config) { c.ChildRekeyTime, c.ChildLifeTime = time.Hour, time.Minute }, "", true},
+		{"volumes", func(c *Config) {
+			c.ChildRekeyBytes, c.ChildLifeBytes, c.ChildRekeyPackets, c.ChildLifePackets = 100, 200, 10, 20
+		}, "4h0m0s 0s 24m0s 24m0s 1h0m0s 1h6m0s 6m0s", false},
+		{"life bytes only", func(c *Config) { c.ChildLifeBytes = 100 }, "4h0m0s 0s 24m0s 24m0s 1h0m0s 1h6m0s 6m0s", false},
+		{"life bytes not above rekey", func(c *Config) { c.ChildRekeyBytes, c.ChildLifeBytes = 100, 100 }, "", true},
+		{"life packets below rekey", func(c *Config) { c.ChildRekeyPackets, c.ChildLifePackets = 100, 50 }, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := *base
@@ -78,6 +84,37 @@ func TestJitter(t *testing.T) {
 	}
 	if d := sa.jitter(time.Second, 0); d != time.Second {
 		t.Fatalf("no jitter gave %v", d)
+	}
+}
+
+// TestJitterCount checks the volume limits' jitter like TestJitter, and
+// that childLimits applies it to the soft limits only.
+func TestJitterCount(t *testing.T) {
+	p := newPair(t, "aes128gcm16-prfsha256-x25519", "null-sha256", ListenConfig{})
+	sa := newSA(p.ini, p.iniCfg, true)
+	lowest := uint64(1000)
+	for range 200 {
+		n := sa.jitterCount(1000, 100)
+		if n > 1000 || n < 900 {
+			t.Fatalf("jitterCount gave %d", n)
+		}
+		lowest = min(lowest, n)
+	}
+	if lowest > 990 {
+		t.Fatalf("200 draws never went below %d", lowest)
+	}
+	for _, tc := range []struct{ n, r, lo, hi uint64 }{{10, 1000, 5, 10}, {10, 0, 10, 10}, {0, 5, 0, 0}, {1, 1, 1, 1}} {
+		if got := sa.jitterCount(tc.n, tc.r); got < tc.lo || got > tc.hi {
+			t.Fatalf("jitterCount(%d, %d) = %d, want %d..%d", tc.n, tc.r, got, tc.lo, tc.hi)
+		}
+	}
+	c := *sa.cfg
+	c.ChildRekeyPackets, c.ChildRandPackets, c.ChildLifePackets = 1000, 500, 2000
+	c.ChildRekeyBytes, c.ChildLifeBytes = 1<<20, 1<<21
+	sa.cfg = &c
+	l := sa.childLimits()
+	if l.HardPackets != 2000 || l.SoftPackets > 1000 || l.SoftPackets < 500 || l.SoftBytes != 1<<20 || l.HardBytes != 1<<21 {
+		t.Fatalf("childLimits %+v", l)
 	}
 }
 
