@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,15 +105,17 @@ func TestRun(t *testing.T) {
 		mode    DeleteMode
 		encap   bool
 		deleted int
+		reuse   int
 	}{
-		{"each", DeleteEach, false, 40},
-		{"end", DeleteAtEnd, true, 40},
+		{"each", DeleteEach, false, 40, 0},
+		{"end", DeleteAtEnd, true, 40, 0},
+		{"reuse", DeleteEach, false, 40, 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ep, seen := responder(t, ike.ListenConfig{}, psk)
 			ikeAddr, natt := ep.Addrs()
 			cfg := benchConfig(ikeAddr, natt.Port())
-			cfg.Delete, cfg.Encap = tc.mode, tc.encap
+			cfg.Delete, cfg.Encap, cfg.ReuseKE = tc.mode, tc.encap, tc.reuse
 			r, err := Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -132,8 +135,11 @@ func TestRun(t *testing.T) {
 			if d := seen.distinct(t, 40); d != 40 {
 				t.Errorf("%d distinct initiator identities on the responder, want 40", d)
 			}
-			if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=40 failed=0 retransmits=\d+ seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+$`).MatchString(r.Line()) {
+			if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=40 failed=0 retransmits=\d+ seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+ reuse_ke=\d+$`).MatchString(r.Line()) {
 				t.Errorf("summary line %q", r.Line())
+			}
+			if want := fmt.Sprintf(" reuse_ke=%d", max(tc.reuse, 1)); !strings.HasSuffix(r.Line(), want) {
+				t.Errorf("summary line %q does not end in %q", r.Line(), want)
 			}
 		})
 	}
