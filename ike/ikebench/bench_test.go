@@ -272,10 +272,16 @@ func TestReason(t *testing.T) {
 	}
 }
 
-// BenchmarkRun measures espy against espy in this process (loopback, no
-// network namespaces): IKE SAs established and deleted per second, and
-// both ends' CPU together per SA.
+// BenchmarkRun measures the load generator against an in-process espy
+// responder: cpu-us/SA is both sides' CPU per SA. "reuse" is espy ike
+// bench's default key-share reuse, "fresh" a key pair per SA
+// (-reuse-ke=false); their difference is the initiator's key generation.
 func BenchmarkRun(b *testing.B) {
+	b.Run("reuse", func(b *testing.B) { benchmarkRun(b, 1000) })
+	b.Run("fresh", func(b *testing.B) { benchmarkRun(b, 0) })
+}
+
+func benchmarkRun(b *testing.B, reuse int) {
 	ep, err := ike.Listen(ike.ListenConfig{Addr: loopback, CookieThreshold: 1 << 20, MaxHalfOpen: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
@@ -291,7 +297,7 @@ func BenchmarkRun(b *testing.B) {
 	}
 	ikeAddr, natt := ep.Addrs()
 	cfg := benchConfig(ikeAddr, natt.Port())
-	cfg.Count, cfg.InitLimit, cfg.Delete, cfg.Encap = b.N, 32, DeleteEach, true
+	cfg.Count, cfg.InitLimit, cfg.Delete, cfg.Encap, cfg.ReuseKE = b.N, 32, DeleteEach, true, reuse
 	b.ResetTimer()
 	r, err := Run(context.Background(), cfg)
 	if err != nil {
