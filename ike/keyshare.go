@@ -15,16 +15,18 @@ import (
 // initiator's IKE_SA_INIT. The responder, CREATE_CHILD_SA and rekeying
 // always make a fresh key pair.
 //
-// The caveats of RFC 7296 2.12 apply: every IKE SA that shares an
-// exponential loses perfect forward secrecy with respect to the others
-// until the private key is forgotten (a compromise of the key, or of one
-// shared secret's exponent, exposes the SAs made with it), so a key pair is
-// used for at most MaxUses SAs and MaxAge, after which it is dropped and a
-// new one made. The SKEYSEED still differs per SA because the nonces and
-// the responder's exponential do. It is meant for benchmarks and load
-// tests, not for SAs that protect real traffic.
+// The caveats of RFC 7296 2.12 apply: the IKE SAs that share an
+// exponential have no perfect forward secrecy with respect to each other
+// while its private key is kept (whoever obtains it can compute the g^ir of
+// every SA made with it), so a key pair is used for at most maxUses SAs
+// and maxAge, after which it is dropped and a new one made. SKEYSEED still
+// differs per SA because the nonces and the responder's exponential do.
+// It is meant for benchmarks and load tests, not for SAs that protect real
+// traffic.
 //
-// A KeyShareCache is safe for concurrent use by many handshakes.
+// A KeyShareCache is safe for concurrent use by many handshakes; so is
+// the shared ikecrypto.KeyExchange, whose SharedSecret only reads the
+// private key.
 type KeyShareCache struct {
 	maxUses int
 	maxAge  time.Duration
