@@ -247,6 +247,13 @@ type Config struct {
 	// its Child SA (if any) is registered.
 	Established func(*IKESA)
 
+	// ReuseKE, when set, makes this side as initiator take the KE payload
+	// of IKE_SA_INIT from the cache, reusing one key pair across IKE SAs
+	// (RFC 7296 2.12; see KeyShareCache for what that costs in forward
+	// secrecy). Nil, the default: a fresh key pair for every SA. The
+	// responder ignores it.
+	ReuseKE *KeyShareCache
+
 	Rand   io.Reader    // nil: crypto/rand
 	Logger *slog.Logger // nil: discard
 }

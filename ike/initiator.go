@@ -99,7 +99,7 @@ func (sa *IKESA) initExchange(ctx context.Context) error {
 	sa.ni = ni
 	for round := 0; round < maxInitRounds; round++ {
 		tried[group] = true
-		kex, err := ikecrypto.GenerateKey(group, sa.rand())
+		kex, err := sa.initiatorKey(group)
 		if err != nil {
 			return err
 		}
@@ -167,6 +167,16 @@ func (sa *IKESA) initExchange(ctx context.Context) error {
 		return sa.initResponse(req, in, resp, kex)
 	}
 	return fmt.Errorf("ike: IKE_SA_INIT not done after %d rounds: %w", maxInitRounds, ErrProtocol)
+}
+
+// initiatorKey returns the key exchange for an IKE_SA_INIT request: from
+// the configured KeyShareCache if there is one (a load generator's opt-in),
+// else a fresh key pair.
+func (sa *IKESA) initiatorKey(group uint16) (ikecrypto.KeyExchange, error) {
+	if sa.cfg.ReuseKE != nil {
+		return sa.cfg.ReuseKE.get(group, sa.rand())
+	}
+	return ikecrypto.GenerateKey(group, sa.rand())
 }
 
 func proposesGroup(ps []Proposal, g uint16) bool {

@@ -6,6 +6,7 @@
 # usage: scripts/bench-ike.sh [--count N] [--init-limit L] [--rounds R]
 #                             [--sockets S] [--delete each|end]
 #                             [--cookies] [--no-pin] [--nice N] [--shares S]
+#                             [--no-reuse-ke]
 #
 #   --count N       IKE SAs per measured run (default 5000)
 #   --init-limit L  handshakes in flight (load-tester's init_limit; default 64)
@@ -28,6 +29,11 @@
 #                   0; both alike)
 #   --shares S      CPU weight of the initiator's and of the responder's
 #                   cgroup (default 4096, four plain processes' worth)
+#   --no-reuse-ke   the initiator makes a fresh X25519 key pair per SA; by
+#                   default it reuses one for up to 1000 SAs (espy ike bench
+#                   -reuse-ke, RFC 7296 2.12) so that the measurement is
+#                   bound by the responder, not by the initiator's own key
+#                   generation; the responders make a key pair per SA anyway
 #
 # Two network namespaces (random suffix, removed on exit) joined by a veth
 # pair: the initiator on 192.0.2.1, the responder on 192.0.2.2. charon runs
@@ -62,7 +68,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=1 nice=0 shares=4096
+count=5000 init_limit=64 rounds=4 sockets=4 delete=each cookies=0 pin=1 nice=0 shares=4096 reuse_ke=true
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--count) count=$2; shift ;;
@@ -72,6 +78,7 @@ while [ $# -gt 0 ]; do
 	--delete) delete=$2; shift ;;
 	--cookies) cookies=1 ;;
 	--no-pin) pin=0 ;;
+	--no-reuse-ke) reuse_ke=false ;;
 	--nice) nice=$2; shift ;;
 	--shares) shares=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -237,7 +244,7 @@ stop_responder() {
 # bench N prints the summary line of one run of N SAs.
 bench() {
 	ESPY_IKE_PSK=$psk incg "$cg_ini" ip netns exec "$nsi" $ini_cpu "$espy" ike bench -listen 192.0.2.1 -count "$1" \
-		-init-limit "$init_limit" -sockets "$sockets" -delete "$delete" -encap -timeout 60s \
+		-init-limit "$init_limit" -sockets "$sockets" -delete "$delete" -encap -timeout 60s -reuse-ke="$reuse_ke" \
 		-ike aes128gcm16-prfsha256-x25519 -esp aes128gcm16 192.0.2.2 | tee -a "$dir/bench.out" | grep '^ikebench:'
 }
 

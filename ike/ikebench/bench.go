@@ -75,6 +75,14 @@ type Config struct {
 	Delete   DeleteMode
 	// Retransmit is the request schedule; zero: ike.DefaultRetransmit.
 	Retransmit ike.Retransmit
+	// ReuseKE, when above 1, makes the initiator reuse each Diffie-Hellman
+	// key pair for up to that many IKE SAs (RFC 7296 2.12, through an
+	// ike.KeyShareCache), and for at most ReuseKEAge if that is positive,
+	// so that its CPU goes to loading the responder rather than to its own
+	// key generation. The responder still makes a key pair and computes
+	// the shared secret for every SA. 0 or 1: a fresh key pair each.
+	ReuseKE    int
+	ReuseKEAge time.Duration
 }
 
 // Result is what a run measured.
@@ -90,6 +98,9 @@ type Result struct {
 	// CPU is the CPU time (user and system) this process spent during
 	// the measurement: the initiator's cost.
 	CPU time.Duration
+	// ReuseKE is Config.ReuseKE as used: SAs per initiator key pair (1:
+	// no reuse), reported so that a figure says how it was measured.
+	ReuseKE int
 }
 
 // CPUPerSA is the initiator's CPU time per established SA.
@@ -110,9 +121,9 @@ func (r *Result) Rate() float64 {
 
 // Line is the fixed machine-readable summary.
 func (r *Result) Line() string {
-	return fmt.Sprintf("ikebench: target=%s established=%d failed=%d retransmits=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f cpu_us_per_sa=%d",
+	return fmt.Sprintf("ikebench: target=%s established=%d failed=%d retransmits=%d seconds=%.3f rate=%.1f p50_ms=%.2f p99_ms=%.2f cpu_us_per_sa=%d reuse_ke=%d",
 		r.Target, r.Established, r.Failed, r.Retransmits, r.Elapsed.Seconds(), r.Rate(),
-		float64(r.P50)/float64(time.Millisecond), float64(r.P99)/float64(time.Millisecond), r.CPUPerSA().Microseconds())
+		float64(r.P50)/float64(time.Millisecond), float64(r.P99)/float64(time.Millisecond), r.CPUPerSA().Microseconds(), max(r.ReuseKE, 1))
 }
 
 // maxSamples bounds the latency samples kept (a long -duration run).
@@ -143,6 +154,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if base.Retransmit == (ike.Retransmit{}) {
 		base.Retransmit = ike.DefaultRetransmit
+	}
+	if cfg.ReuseKE > 1 {
+		base.ReuseKE = ike.NewKeyShareCache(cfg.ReuseKE, cfg.ReuseKEAge)
 	}
 
 	var (
@@ -205,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	r := &Result{Target: cfg.Target, Failures: failures, Elapsed: time.Duration(lastDone.Load() - start.UnixNano()), CPU: processCPU() - cpu0}
+	r := &Result{Target: cfg.Target, Failures: failures, Elapsed: time.Duration(lastDone.Load() - start.UnixNano()), CPU: processCPU() - cpu0, ReuseKE: max(cfg.ReuseKE, 1)}
 	if lastDone.Load() == 0 {
 		r.Elapsed = time.Since(start)
 	}
@@ -231,8 +245,8 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("%w: target %v", ErrConfig, cfg.Target)
 	case cfg.Count <= 0 && cfg.Duration <= 0:
 		return fmt.Errorf("%w: need a count or a duration", ErrConfig)
-	case cfg.Count < 0 || cfg.InitLimit < 0 || cfg.Sockets < 0:
-		return fmt.Errorf("%w: negative count, init limit or sockets", ErrConfig)
+	case cfg.Count < 0 || cfg.InitLimit < 0 || cfg.Sockets < 0 || cfg.ReuseKE < 0 || cfg.ReuseKEAge < 0:
+		return fmt.Errorf("%w: negative count, init limit, sockets or key reuse", ErrConfig)
 	case len(cfg.PSK) == 0 || cfg.LocalID == "":
 		return fmt.Errorf("%w: need a PSK and a local identity", ErrConfig)
 	case len(cfg.IKE) == 0 || len(cfg.ESP) == 0:

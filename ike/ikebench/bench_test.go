@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,15 +105,17 @@ func TestRun(t *testing.T) {
 		mode    DeleteMode
 		encap   bool
 		deleted int
+		reuse   int
 	}{
-		{"each", DeleteEach, false, 40},
-		{"end", DeleteAtEnd, true, 40},
+		{"each", DeleteEach, false, 40, 0},
+		{"end", DeleteAtEnd, true, 40, 0},
+		{"reuse", DeleteEach, false, 40, 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ep, seen := responder(t, ike.ListenConfig{}, psk)
 			ikeAddr, natt := ep.Addrs()
 			cfg := benchConfig(ikeAddr, natt.Port())
-			cfg.Delete, cfg.Encap = tc.mode, tc.encap
+			cfg.Delete, cfg.Encap, cfg.ReuseKE = tc.mode, tc.encap, tc.reuse
 			r, err := Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -132,8 +135,11 @@ func TestRun(t *testing.T) {
 			if d := seen.distinct(t, 40); d != 40 {
 				t.Errorf("%d distinct initiator identities on the responder, want 40", d)
 			}
-			if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=40 failed=0 retransmits=\d+ seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+$`).MatchString(r.Line()) {
+			if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=40 failed=0 retransmits=\d+ seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+ reuse_ke=\d+$`).MatchString(r.Line()) {
 				t.Errorf("summary line %q", r.Line())
+			}
+			if want := fmt.Sprintf(" reuse_ke=%d", max(tc.reuse, 1)); !strings.HasSuffix(r.Line(), want) {
+				t.Errorf("summary line %q does not end in %q", r.Line(), want)
 			}
 		})
 	}
@@ -266,10 +272,16 @@ func TestReason(t *testing.T) {
 	}
 }
 
-// BenchmarkRun measures espy against espy in this process (loopback, no
-// network namespaces): IKE SAs established and deleted per second, and
-// both ends' CPU together per SA.
+// BenchmarkRun measures the load generator against an in-process espy
+// responder: cpu-us/SA is both sides' CPU per SA. "reuse" is espy ike
+// bench's default key-share reuse, "fresh" a key pair per SA
+// (-reuse-ke=false); their difference is the initiator's key generation.
 func BenchmarkRun(b *testing.B) {
+	b.Run("reuse", func(b *testing.B) { benchmarkRun(b, 1000) })
+	b.Run("fresh", func(b *testing.B) { benchmarkRun(b, 0) })
+}
+
+func benchmarkRun(b *testing.B, reuse int) {
 	ep, err := ike.Listen(ike.ListenConfig{Addr: loopback, CookieThreshold: 1 << 20, MaxHalfOpen: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
@@ -285,7 +297,7 @@ func BenchmarkRun(b *testing.B) {
 	}
 	ikeAddr, natt := ep.Addrs()
 	cfg := benchConfig(ikeAddr, natt.Port())
-	cfg.Count, cfg.InitLimit, cfg.Delete, cfg.Encap = b.N, 32, DeleteEach, true
+	cfg.Count, cfg.InitLimit, cfg.Delete, cfg.Encap, cfg.ReuseKE = b.N, 32, DeleteEach, true, reuse
 	b.ResetTimer()
 	r, err := Run(context.Background(), cfg)
 	if err != nil {

@@ -24,9 +24,15 @@ Child SA each) against the responder at TARGET-ADDRESS as fast as it
 answers, with at most -init-limit handshakes in flight, then prints the
 failures by reason and one summary line:
 
-ikebench: target=A:P established=N failed=F retransmits=R seconds=S rate=X p50_ms=L p99_ms=L cpu_us_per_sa=C
+ikebench: target=A:P established=N failed=F retransmits=R seconds=S rate=X p50_ms=L p99_ms=L cpu_us_per_sa=C reuse_ke=K
 
-where C is this process's (the initiator's) CPU time per established SA.
+where C is this process's (the initiator's) CPU time per established SA
+and K the number of SAs each initiator Diffie-Hellman key pair served (1:
+a fresh one per SA). By default the initiator reuses its key pair (RFC
+7296 2.12) for -reuse-ke-sas SAs or -reuse-ke-age, whichever ends first,
+so that it loads the responder instead of spending its CPU on its own key
+generation; the responder still makes a key pair per SA. -reuse-ke=false
+turns that off.
 
 The pre-shared key is read from -psk-file or the ESPY_IKE_PSK variable.
 
@@ -44,6 +50,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		localTS, remoteTS                  string
 		port, rPort, rNAT                  uint
 		cfg                                ikebench.Config
+		reuseKE                            bool
 	)
 	fs.StringVar(&listen, "listen", "", "local address (default: all IPv4 addresses)")
 	fs.UintVar(&port, "port", 0, "first local IKE port; -sockets IKE ports, then as many NAT-T ports, follow (0: the kernel picks)")
@@ -64,6 +71,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&remoteTS, "remote-ts", "", "the target's traffic selectors (default: its address)")
 	fs.BoolVar(&cfg.Encap, "encap", false, "force UDP encapsulation: IKE_AUTH on the NAT-T port")
 	fs.StringVar(&deleteMode, "delete", "each", "when to delete the SAs: each (right after each is up, timed) or end (all after the measurement, untimed)")
+	fs.BoolVar(&reuseKE, "reuse-ke", true, "reuse the initiator's Diffie-Hellman key pair across SAs (RFC 7296 2.12): load generation only, it gives up forward secrecy between those SAs")
+	fs.IntVar(&cfg.ReuseKE, "reuse-ke-sas", 1000, "with -reuse-ke: SAs per key pair at most")
+	fs.DurationVar(&cfg.ReuseKEAge, "reuse-ke-age", time.Minute, "with -reuse-ke: age of a key pair at most (0: no limit)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -92,6 +102,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.PSK = []byte(strings.TrimRight(string(b), "\r\n"))
 		}
 		cfg.LocalID = localID
+		if !reuseKE {
+			cfg.ReuseKE = 0
+		}
 		if remoteID != "" {
 			cfg.RemoteID = identity(remoteID)
 		}
@@ -138,8 +151,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "failed: %s %d\n", k, r.Failures[k])
 		}
 		fmt.Fprintf(stdout, "deleted: %d\n", r.Deleted)
-		fmt.Fprintf(stdout, "established %d IKE SAs in %v (%.1f/s), %d failed, %d retransmits, latency p50 %v p99 %v, initiator CPU %v per SA\n",
-			r.Established, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Failed, r.Retransmits, r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.CPUPerSA())
+		fmt.Fprintf(stdout, "established %d IKE SAs in %v (%.1f/s), %d failed, %d retransmits, latency p50 %v p99 %v, initiator CPU %v per SA, initiator key pair reused for up to %d SAs\n",
+			r.Established, r.Elapsed.Round(time.Millisecond), r.Rate(), r.Failed, r.Retransmits, r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.CPUPerSA(), r.ReuseKE)
 		fmt.Fprintln(stdout, r.Line())
 		return nil
 	}()

@@ -39,11 +39,20 @@ func TestBench(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	last := lines[len(lines)-1]
-	if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=12 failed=0 retransmits=0 seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+$`).MatchString(last) {
+	if !regexp.MustCompile(`^ikebench: target=127\.0\.0\.1:\d+ established=12 failed=0 retransmits=0 seconds=[0-9.]+ rate=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ cpu_us_per_sa=\d+ reuse_ke=1000$`).MatchString(last) {
 		t.Fatalf("summary %q in\n%s", last, out.String())
 	}
 	if !strings.Contains(out.String(), "deleted: 12\n") {
 		t.Errorf("the default -delete each did not delete the 12 SAs:\n%s", out.String())
+	}
+
+	// -reuse-ke=false: a fresh initiator key pair per SA, and it says so.
+	out.Reset()
+	if code := run(context.Background(), append([]string{"bench", "-reuse-ke=false"}, args[1:]...), &out, &errOut); code != 0 {
+		t.Fatalf("-reuse-ke=false: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), " established=12 failed=0 ") || !strings.HasSuffix(strings.TrimSpace(out.String()), " reuse_ke=1") {
+		t.Fatalf("-reuse-ke=false:\n%s", out.String())
 	}
 }
 
