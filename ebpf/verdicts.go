@@ -151,16 +151,10 @@ func (p *Program) allocSlotRaw() (uint32, error) {
 // allocSlot returns a free slot with zeroed counters. When the table is
 // full it first reclaims the slots of verdicts the LRU map evicted.
 func (p *Program) allocSlot() (uint32, error) {
-	s := p.slots.alloc()
-	if s == 0 {
-		if err := p.reconcileSlots(); err != nil {
-			return 0, err
-		}
-		if s = p.slots.alloc(); s == 0 {
-			return 0, ErrNoSlot
-		}
+	s, err := p.allocSlotRaw()
+	if err != nil {
+		return 0, err
 	}
-	p.slotGen[s]++
 	zero := make([]bpfEspyFlowStats, p.ncpu)
 	if err := p.objs.FlowStats.Put(s, zero); err != nil {
 		p.slots.release(s)
