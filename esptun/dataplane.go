@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +30,15 @@ const (
 	// packets to the main table; the rule for the SA table follows it.
 	DefaultRulePriority = 2900
 )
+
+// RetireGrace is how long an inbound SA replaced by a rekey still opens
+// packets after its removal. The peer's TUN reader may have sealed a
+// packet on the old SA just before switching, and that packet travels
+// over another socket and goroutine than the IKE Delete of the SA, so it
+// can arrive after the Delete was processed; two seconds covers a
+// descheduled sender on a loaded host while the old keys soon stop
+// being usable. Late packets still pass the ICV and anti-replay checks.
+const RetireGrace = 2 * time.Second
 
 // Config configures a userspace ESP data plane.
 type Config struct {
@@ -68,6 +78,9 @@ type DataPlane struct {
 	limitDrops     atomic.Uint64
 	limitHandler   atomic.Pointer[ike.LimitHandler]
 	removed        [2]esp.Counters // outbound, inbound SAs no longer installed; guarded by mu
+	// grace is RetireGrace in a running data plane; the unit tests
+	// shorten it, and zero (a bare DataPlane) retires nothing.
+	grace time.Duration
 }
 
 // tables is an immutable snapshot of the installed SAs; writers replace
@@ -75,6 +88,18 @@ type DataPlane struct {
 type tables struct {
 	in  map[uint32]*inSA
 	out []*outSA // newest first
+	// retiring holds inbound SAs removed after a rekey for their grace
+	// period (RetireGrace): input still finds them, Status does not.
+	retiring map[uint32]*inSA
+}
+
+// lookupIn returns the inbound SA for spi, a retiring one included.
+// Lookups in a nil map do not allocate.
+func (t *tables) lookupIn(spi uint32) *inSA {
+	if s := t.in[spi]; s != nil {
+		return s
+	}
+	return t.retiring[spi]
 }
 
 // Open creates the TUN device with its addresses and policy rules and
@@ -102,7 +127,7 @@ func Open(cfg Config) (dp *DataPlane, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &DataPlane{cfg: cfg, log: cfg.Logger, raw4: -1, raw6: -1, routes: map[tun.Route]int{}}
+	d := &DataPlane{cfg: cfg, log: cfg.Logger, raw4: -1, raw6: -1, routes: map[tun.Route]int{}, grace: RetireGrace}
 	d.sas.Store(&tables{in: map[uint32]*inSA{}})
 	defer func() {
 		if err != nil {
@@ -235,7 +260,7 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.sas.Load()
-	nt := &tables{in: old.in, out: old.out}
+	nt := &tables{in: old.in, out: old.out, retiring: old.retiring}
 	if k.Inbound {
 		s, err := newInSA(k, d.cfg.ReplayWindow)
 		if err != nil {
@@ -243,6 +268,11 @@ func (d *DataPlane) InstallSA(k ike.KeyedSA) error {
 		}
 		if _, dup := old.in[k.SPI]; dup {
 			return fmt.Errorf("esptun: inbound SA %08x already installed", k.SPI)
+		}
+		if r := old.retiring[k.SPI]; r != nil {
+			// The SPI was reused within the grace: the new SA owns
+			// it now, the retiring one ends early.
+			nt.retiring = d.dropRetiring(old.retiring, r)
 		}
 		for _, o := range old.out {
 			if o.info.SPI == k.PairSPI && o.info.Dst == k.Src {
@@ -291,9 +321,10 @@ func (d *DataPlane) RemoveSA(i ike.SAInfo) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.sas.Load()
-	nt := &tables{in: old.in, out: old.out}
+	nt := &tables{in: old.in, out: old.out, retiring: old.retiring}
 	if i.Inbound {
-		if _, ok := old.in[i.SPI]; !ok {
+		gone, ok := old.in[i.SPI]
+		if !ok {
 			return
 		}
 		nt.in = make(map[uint32]*inSA, len(old.in))
@@ -302,10 +333,19 @@ func (d *DataPlane) RemoveSA(i ike.SAInfo) {
 				nt.in[spi] = v
 			}
 		}
+		gone.removedAt = gone.in.Counters()
+		addCounters(&d.removed[1], gone.removedAt)
+		if d.grace > 0 && !gone.lim.expired() && hasSuccessor(nt.in, gone) {
+			// A rekey: packets the peer sealed on this SA just
+			// before switching may still be on their way.
+			nt.retiring = make(map[uint32]*inSA, len(old.retiring)+1)
+			for spi, v := range old.retiring {
+				nt.retiring[spi] = v
+			}
+			nt.retiring[i.SPI] = gone
+			gone.retire = time.AfterFunc(d.grace, func() { d.endGrace(gone) })
+		}
 		d.sas.Store(nt)
-		// The receiving goroutine may still be in Open: the late
-		// packets of a removed SA are not counted.
-		addCounters(&d.removed[1], old.in[i.SPI].in.Counters())
 		return
 	}
 	nt.out = nil
@@ -333,6 +373,49 @@ func (d *DataPlane) RemoveSA(i ike.SAInfo) {
 	d.sas.Store(nt)
 	addCounters(&d.removed[0], gone.o.Counters())
 	d.delRoutes(&gone.info)
+}
+
+// hasSuccessor reports whether inbound SAs hold another SA for the
+// traffic of s: s was replaced by a rekey rather than deleted for good.
+func hasSuccessor(in map[uint32]*inSA, s *inSA) bool {
+	for _, o := range in {
+		if o != s && o.info.Src == s.info.Src && sameTraffic(&o.info, &s.info) {
+			return true
+		}
+	}
+	return false
+}
+
+// endGrace removes retiring SA s when its grace is over, unless an SA
+// reusing its SPI or Close ended it already.
+func (d *DataPlane) endGrace(s *inSA) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.sas.Load()
+	if old.retiring[s.info.SPI] != s {
+		return
+	}
+	d.sas.Store(&tables{in: old.in, out: old.out, retiring: d.dropRetiring(old.retiring, s)})
+}
+
+// dropRetiring returns retiring without s and counts what s opened
+// during its grace. The caller holds mu and stores the result.
+func (d *DataPlane) dropRetiring(retiring map[uint32]*inSA, s *inSA) map[uint32]*inSA {
+	s.retire.Stop()
+	c := s.in.Counters()
+	r := &s.removedAt
+	// The counters were added at the removal; only the late packets'
+	// share is new.
+	addCounters(&d.removed[1], esp.Counters{Packets: c.Packets - r.Packets, Bytes: c.Bytes - r.Bytes,
+		ReplayDrops: c.ReplayDrops - r.ReplayDrops, AuthFailures: c.AuthFailures - r.AuthFailures, OtherDrops: c.OtherDrops - r.OtherDrops})
+	*r = c
+	n := make(map[uint32]*inSA, len(retiring))
+	for spi, v := range retiring {
+		if v != s {
+			n[spi] = v
+		}
+	}
+	return n
 }
 
 func addCounters(sum *esp.Counters, c esp.Counters) {
@@ -462,6 +545,14 @@ func (d *DataPlane) Close() error {
 	if d.cfg.Endpoint != nil {
 		d.cfg.Endpoint.SetESPHandler(nil)
 	}
+	// No grace outlives the data plane.
+	d.mu.Lock()
+	t := d.sas.Load()
+	for _, s := range t.retiring {
+		s.retire.Stop()
+	}
+	d.sas.Store(&tables{in: t.in, out: t.out})
+	d.mu.Unlock()
 	return d.release()
 }
 

@@ -134,7 +134,7 @@ func (d *DataPlane) input(pkt []byte, encap ike.Encapsulation, scratch []byte) {
 		return
 	}
 	spi := uint32(pkt[0])<<24 | uint32(pkt[1])<<16 | uint32(pkt[2])<<8 | uint32(pkt[3])
-	sa := d.sas.Load().in[spi]
+	sa := d.sas.Load().lookupIn(spi)
 	// Each SA is opened only by the goroutine of its own encapsulation,
 	// which keeps esp.Inbound single-threaded.
 	if sa == nil || sa.info.Encap != encap {

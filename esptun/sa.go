@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -35,6 +36,11 @@ type inSA struct {
 	mode esp.Mode
 	pair atomic.Pointer[outSA]
 	lim  *limiter
+	// retire ends the grace of an SA removed after a rekey, and
+	// removedAt holds its counters at the removal (already in
+	// DataPlane.removed); both guarded by DataPlane.mu.
+	retire    *time.Timer
+	removedAt esp.Counters
 }
 
 func espConfig(k ike.KeyedSA, window int) esp.Config {
