@@ -143,23 +143,23 @@ func (c *Compiled) compile(boxes []policy.Box, rs []Range, disjoint bool, opt Op
 	nat := make([]tuple, len(rs))
 	for i := range order {
 		order[i] = i
-		nat[i] = natural(&boxes[i])
+		nat[i] = policy.NaturalTuple(&boxes[i])
 	}
-	sort.SliceStable(order, func(a, b int) bool { return nat[order[a]].bits() < nat[order[b]].bits() })
+	sort.SliceStable(order, func(a, b int) bool { return nat[order[a]].Bits() < nat[order[b]].Bits() })
 	var tabs []*table
 	keys := 0
 	for _, i := range order {
 		var best *table
 		var bestKey Key
 		for _, tb := range tabs {
-			if !tb.t.within(nat[i]) {
+			if !tb.t.Within(nat[i]) {
 				continue
 			}
 			// Of equally specific tables, the one holding the best
 			// priority, which keeps the others' best priorities high and
 			// the loop's early exit sooner (probes per ClassBench trace lookup:
 			// acl1_10K 4.97 -> 4.07, ipc1_10K 7.90 -> 6.66).
-			if best != nil && (tb.t.bits() < best.t.bits() || tb.t.bits() == best.t.bits() && tb.min >= best.min) {
+			if best != nil && (tb.t.Bits() < best.t.Bits() || tb.t.Bits() == best.t.Bits() && tb.min >= best.min) {
 				continue
 			}
 			k := boxKey(&boxes[i])
@@ -173,8 +173,8 @@ func (c *Compiled) compile(boxes []policy.Box, rs []Range, disjoint bool, opt Op
 			if len(tabs) >= opt.MaxTables {
 				return fmt.Errorf("%w: rule %q needs a table beyond the %d allowed", ErrTooLargeForBPF, c.Rules[rs[i].Rule], opt.MaxTables)
 			}
-			t := relax(nat[i])
-			best = &table{t: t, mask: t.mask(), buckets: map[Key][]uint32{}, min: ^uint32(0)}
+			t := nat[i].Relax()
+			best = &table{t: t, mask: tupleMask(t), buckets: map[Key][]uint32{}, min: ^uint32(0)}
 			tabs = append(tabs, best)
 			bestKey = boxKey(&boxes[i])
 			bestKey = bestKey.and(&best.mask)

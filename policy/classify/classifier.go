@@ -58,15 +58,15 @@ func (c *Classifier) Insert(it Item) error {
 	if _, dup := c.where[it.ID]; dup {
 		return fmt.Errorf("classify: insert: duplicate item id %d", it.ID)
 	}
-	nat := natural(&it.Box)
+	nat := policy.NaturalTuple(&it.Box)
 	var best *table
 	var h uint64
 	for _, tb := range c.tables {
-		if !tb.t.within(nat) {
+		if !tb.t.Within(nat) {
 			continue
 		}
 		if best != nil {
-			bb, tbb := best.t.bits(), tb.t.bits()
+			bb, tbb := best.t.Bits(), tb.t.Bits()
 			if tbb < bb {
 				continue
 			}
@@ -85,7 +85,7 @@ func (c *Classifier) Insert(it Item) error {
 		best, h = tb, th
 	}
 	if best == nil {
-		best = newTable(relax(nat))
+		best = newTable(nat.Relax())
 		if h = best.boxHash(&it.Box); best.bucketLen(h) >= c.limit {
 			best = newTable(nat)
 			h = best.boxHash(&it.Box)

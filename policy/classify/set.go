@@ -61,7 +61,7 @@ func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 	bits := make([]int, len(rules))
 	for i := range order {
 		order[i] = i
-		bits[i] = natural(&rules[i].Box).bits()
+		bits[i] = policy.NaturalTuple(&rules[i].Box).Bits()
 	}
 	sort.SliceStable(order, func(a, b int) bool { return bits[order[a]] < bits[order[b]] })
 	s.verdicts = make([]policy.Verdict, len(rules))
@@ -204,7 +204,9 @@ func BuildDisjoint(d *policy.Decorrelated) (*Classifier, []policy.Verdict, error
 	es := d.Entries()
 	// Coarse items first: they open the broad tables that the finer pieces
 	// can then share, keeping the table count low.
-	slices.SortStableFunc(es, func(a, b policy.Entry) int { return natural(&a.Box).bits() - natural(&b.Box).bits() })
+	slices.SortStableFunc(es, func(a, b policy.Entry) int {
+		return policy.NaturalTuple(&a.Box).Bits() - policy.NaturalTuple(&b.Box).Bits()
+	})
 	for _, e := range es {
 		if err := c.Insert(Item{ID: e.ID, Box: e.Box, Value: vals[e.Rule]}); err != nil {
 			return nil, nil, err

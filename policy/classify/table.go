@@ -178,7 +178,7 @@ type table struct {
 }
 
 func newTable(t tuple) *table {
-	return &table{t: t, mask: t.mask(), index: make([]uint64, 8), full: make([]uint64, 8), shift: 61, minPrio: ^uint32(0), packed: true}
+	return &table{t: t, mask: tupleMask(t), index: make([]uint64, 8), full: make([]uint64, 8), shift: 61, minPrio: ^uint32(0), packed: true}
 }
 
 // find returns the index cell of the bucket with full hash h and whether

@@ -6,68 +6,8 @@ import (
 	"github.com/espy-dpi/espy/policy"
 )
 
-// tuple is the number of leading bits a table hashes on, per dimension.
-type tuple [policy.NumDims]uint8
-
-// width is the bit width of each dimension, as in package policy.
-var width = tuple{8, 128, 128, 8, 16, 16, 32}
-
-// natural returns the longest tuple under which every packet of b has the
-// same masked key: per dimension, the common prefix of the bounds.
-func natural(b *policy.Box) tuple {
-	var t tuple
-	for d := 0; d < policy.NumDims; d++ {
-		x := b[d].Lo.Xor(b[d].Hi)
-		common := x.LeadingZeros() - (128 - int(width[d]))
-		if common < 0 {
-			common = 0
-		}
-		t[d] = uint8(common)
-	}
-	return t
-}
-
-// relax shortens a natural tuple so that items of similar shape share a
-// table: fewer tables means fewer probes, at the price of a few more items
-// per hash bucket. Address lengths snap down to a multiple of 8 bits (16
-// snapped fewer tables but more item checks, no clear gain); ports are exact
-// or not hashed; the rest are all or nothing.
-func relax(t tuple) tuple {
-	for _, d := range []int{policy.DimSrc, policy.DimDst} {
-		t[d] -= t[d] % 8
-	}
-	for _, d := range []int{policy.DimSPort, policy.DimDPort} {
-		if t[d] < 16 {
-			t[d] = 0
-		}
-	}
-	for _, d := range []int{policy.DimFamily, policy.DimProto, policy.DimLabel} {
-		if t[d] < width[d] {
-			t[d] = 0
-		}
-	}
-	return t
-}
-
-// within reports whether every dimension of t is at most that of u, so that
-// an item with tuple u can live in a table with tuple t.
-func (t tuple) within(u tuple) bool {
-	for d := range t {
-		if t[d] > u[d] {
-			return false
-		}
-	}
-	return true
-}
-
-// bits returns the total number of hashed bits: more bits, fewer collisions.
-func (t tuple) bits() int {
-	n := 0
-	for _, v := range t {
-		n += int(v)
-	}
-	return n
-}
+// tuple is a table's hashed prefix lengths, shared with policy/bpf.
+type tuple = policy.Tuple
 
 // key is a packet's selector fields packed into words, in the order the
 // masks apply to.
@@ -97,8 +37,8 @@ func boxKey(b *policy.Box) key {
 	}
 }
 
-// mask returns the key mask of tuple t.
-func (t tuple) mask() key {
+// tupleMask returns the key mask of tuple t.
+func tupleMask(t tuple) key {
 	src := policy.PrefixMask(128, int(t[policy.DimSrc]))
 	dst := policy.PrefixMask(128, int(t[policy.DimDst]))
 	return key{
