@@ -66,8 +66,14 @@ func BenchmarkPolicyLookup(b *testing.B) {
 }
 
 func benchPolicyFrames(b *testing.B, c *pbpf.Compiled, pk []policy.Packet) {
+	benchPolicy(b, Config{}, c, pk)
+}
+
+// benchPolicy loads the program with cfg and policy c (none when nil) and
+// reports the kernel-measured ns per packet over the frames of pk.
+func benchPolicy(b *testing.B, cfg Config, c *pbpf.Compiled, pk []policy.Packet) *Program {
 	requireBPF(b)
-	prog := policyProgram(b, Config{})
+	prog := policyProgram(b, cfg)
 	if c != nil {
 		if err := prog.LoadPolicy(c); err != nil {
 			b.Fatal(err)
@@ -89,6 +95,7 @@ func benchPolicyFrames(b *testing.B, c *pbpf.Compiled, pk []policy.Packet) {
 		n++
 	}
 	b.ReportMetric(total/float64(n), "ns/packet")
+	return prog
 }
 
 // TestMeasurePolicyLookup checks that the function policycmd calls works.
@@ -135,29 +142,7 @@ func BenchmarkPolicyCache(b *testing.B) {
 }
 
 func benchPolicyCache(b *testing.B, c *pbpf.Compiled, pk []policy.Packet, noCache bool) {
-	requireBPF(b)
-	prog := policyProgram(b, Config{NoSPDCache: noCache})
-	if c != nil {
-		if err := prog.LoadPolicy(c); err != nil {
-			b.Fatal(err)
-		}
-	}
-	frames := make([][]byte, len(pk))
-	for i := range pk {
-		frames[i] = PolicyFrame(&pk[i], policySPI, 12)
-	}
-	const repeat = 1000
-	var total float64
-	var n int
-	for i := 0; b.Loop(); i++ {
-		_, d, err := prog.XDP().Benchmark(frames[i%len(frames)], repeat, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += float64(d.Nanoseconds())
-		n++
-	}
-	b.ReportMetric(total/float64(n), "ns/packet")
+	prog := benchPolicy(b, Config{NoSPDCache: noCache}, c, pk)
 	st, err := prog.PolicyStats()
 	if err != nil {
 		b.Fatal(err)
