@@ -49,17 +49,17 @@ func (c *Config) Credentials(i int) (Credentials, error) {
 		cr.PSK = []byte(v)
 	}
 	if a.Cert != "" {
-		certs, err := readCertificates(a.Cert)
+		certs, err := ReadCertificates(a.Cert)
 		if err != nil {
 			return cr, c.fail(p+".cert", "%v", err)
 		}
 		cr.Certificates = certs
-		if cr.PrivateKey, err = readKey(a.Key); err != nil {
+		if cr.PrivateKey, err = ReadPrivateKey(a.Key); err != nil {
 			return cr, c.fail(p+".key", "%v", err)
 		}
 	}
 	if a.CA != "" {
-		cas, err := readCertificates(a.CA)
+		cas, err := ReadCertificates(a.CA)
 		if err != nil {
 			return cr, c.fail(p+".ca", "%v", err)
 		}
@@ -84,8 +84,9 @@ func readLimited(path string) ([]byte, error) {
 	return b, nil
 }
 
-// readCertificates reads every CERTIFICATE block of a PEM file.
-func readCertificates(path string) ([]*x509.Certificate, error) {
+// ReadCertificates reads every CERTIFICATE block of a PEM file (at most
+// 1 MiB), in file order.
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
 	b, err := readLimited(path)
 	if err != nil {
 		return nil, err
@@ -107,8 +108,9 @@ func readCertificates(path string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// readKey reads the first PEM private key (PKCS#8, SEC 1 or PKCS#1).
-func readKey(path string) (crypto.Signer, error) {
+// ReadPrivateKey reads the first PEM block of a file (at most 1 MiB) as a
+// private key: PKCS#8, SEC 1 or PKCS#1.
+func ReadPrivateKey(path string) (crypto.Signer, error) {
 	b, err := readLimited(path)
 	if err != nil {
 		return nil, err

@@ -5,10 +5,7 @@ package ikecmd
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/espy-dpi/espy/config"
 	"github.com/espy-dpi/espy/ike"
 	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
@@ -253,70 +251,24 @@ func (o *options) config(out *jsonOut, stderr io.Writer) (*ike.Config, error) {
 // credentials loads -cert, -key and -ca into cfg.
 func (o *options) credentials(cfg *ike.Config) error {
 	if o.certFile != "" {
-		b, err := os.ReadFile(o.certFile)
+		certs, err := config.ReadCertificates(o.certFile)
 		if err != nil {
 			return fmt.Errorf("-cert: %w", err)
 		}
-		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return fmt.Errorf("-cert: %w", err)
-			}
-			cfg.Certificates = append(cfg.Certificates, c)
-		}
-		if len(cfg.Certificates) == 0 {
-			return fmt.Errorf("-cert: no certificate in %s", o.certFile)
-		}
+		cfg.Certificates = certs
 		if o.keyFile == "" {
 			return errors.New("-cert needs -key")
 		}
-		b, err = os.ReadFile(o.keyFile)
-		if err != nil {
+		if cfg.PrivateKey, err = config.ReadPrivateKey(o.keyFile); err != nil {
 			return fmt.Errorf("-key: %w", err)
 		}
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return fmt.Errorf("-key: no PEM block in %s", o.keyFile)
-		}
-		var key any
-		switch blk.Type {
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(blk.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-		default:
-			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		}
-		if err != nil {
-			return fmt.Errorf("-key: %w", err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return fmt.Errorf("-key: %T cannot sign", key)
-		}
-		cfg.PrivateKey = signer
 	}
 	if o.caFile != "" {
-		b, err := os.ReadFile(o.caFile)
+		cas, err := config.ReadCertificates(o.caFile)
 		if err != nil {
 			return fmt.Errorf("-ca: %w", err)
 		}
-		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return fmt.Errorf("-ca: %w", err)
-			}
-			cfg.RootCAs = append(cfg.RootCAs, c)
-		}
-		if len(cfg.RootCAs) == 0 {
-			return fmt.Errorf("-ca: no certificate in %s", o.caFile)
-		}
+		cfg.RootCAs = cas
 	}
 	return nil
 }
