@@ -131,22 +131,13 @@ func (p *Program) NullFlows() (Snapshot, error) {
 		return nil, err
 	}
 	out := make(Snapshot)
-	const batch = 1024
-	keys := make([]FlowKey, batch)
-	vals := make([]Verdict, batch)
-	var cursor ebpf.MapBatchCursor
-	for {
-		got, err := p.objs.Verdicts.BatchLookup(&cursor, keys, vals, nil)
-		for i := range got {
-			if v := &vals[i]; v.Kind == VerdictNull && int(v.Slot) < len(stats) {
-				out[keys[i]] = stats[v.Slot]
-			}
+	err = p.eachVerdict(func(k *FlowKey, v *Verdict) {
+		if v.Kind == VerdictNull && int(v.Slot) < len(stats) {
+			out[*k] = stats[v.Slot]
 		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ebpf: read verdicts: %w", err)
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: read verdicts: %w", err)
 	}
+	return out, nil
 }

@@ -163,13 +163,30 @@ func (p *Program) allocSlot() (uint32, error) {
 	return s, nil
 }
 
-// reconcileSlots rebuilds the slot table from the verdicts in the map. It
-// reads the map with batch lookups: a key-by-key walk costs two system
-// calls per verdict (a second for 262,144 verdicts on the development VM,
-// with the sample loop stalled behind p.mu), and LRU evictions during the
-// walk restart or abort it.
+// reconcileSlots rebuilds the slot table from the verdicts in the map
+// (eachVerdict: batch reads, so the sample loop, stalled behind p.mu, is not
+// held for a key-by-key walk).
 func (p *Program) reconcileSlots() error {
 	p.slots.reset()
+	err := p.eachVerdict(func(k *FlowKey, v *Verdict) {
+		s := v.Slot
+		p.slots.mark(s)
+		if s != 0 && int(s) < len(p.slotKeys) {
+			p.slotKeys[s] = *k
+			p.slotKind[s] = v.Kind
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("ebpf: rebuild slot table: %w", err)
+	}
+	return nil
+}
+
+// eachVerdict calls f for every entry of the verdict map, read with batch
+// lookups: a key-by-key walk costs two system calls per verdict (a second
+// for 262,144 verdicts on the development VM), and LRU evictions during
+// the walk restart or abort it. f must not keep its pointers.
+func (p *Program) eachVerdict(f func(*FlowKey, *Verdict)) error {
 	const batch = 1024
 	keys := make([]FlowKey, batch)
 	vals := make([]Verdict, batch)
@@ -177,18 +194,13 @@ func (p *Program) reconcileSlots() error {
 	for {
 		got, err := p.objs.Verdicts.BatchLookup(&cursor, keys, vals, nil)
 		for i := range got {
-			s := vals[i].Slot
-			p.slots.mark(s)
-			if s != 0 && int(s) < len(p.slotKeys) {
-				p.slotKeys[s] = keys[i]
-				p.slotKind[s] = vals[i].Kind
-			}
+			f(&keys[i], &vals[i])
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("ebpf: rebuild slot table: %w", err)
+			return err
 		}
 	}
 }
