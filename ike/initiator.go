@@ -306,14 +306,7 @@ func (sa *IKESA) authExchange(ctx context.Context) error {
 	if err := sa.verifyPeerLocked(resp, idr, authP, sa.initResp, sa.ni, sa.keys.SKpr); err != nil {
 		return err
 	}
-	sa.peerID = peer
-	sa.state = stateEstablished
-	sa.ep.mu.Lock()
-	sa.ep.indexPeerLocked(sa)
-	sa.ep.mu.Unlock()
-	sa.startLifetimeLocked()
-	sa.startDPD()
-	sa.startKeepalive()
+	sa.establishLocked(peer)
 	if infoOn(sa.log) {
 		sa.log.Info("ike: IKE SA established", "peer_id", peer.String())
 	}

@@ -295,14 +295,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		fail(message.AUTHENTICATION_FAILED, err.Error())
 		return
 	}
-	sa.peerID = peer
-	sa.state = stateEstablished
-	sa.ep.mu.Lock()
-	sa.ep.indexPeerLocked(sa)
-	sa.ep.mu.Unlock()
-	sa.startLifetimeLocked()
-	sa.startDPD()
-	sa.startKeepalive()
+	sa.establishLocked(peer)
 	if message.FindNotify(ps, message.INITIAL_CONTACT) != nil {
 		// The peer has no other IKE SA with us (it restarted): drop the
 		// ones we still keep for its identity (RFC 7296 2.4). Done

@@ -413,6 +413,21 @@ func (sa *IKESA) respondLocked(in inbound, ps []message.Payload) {
 	sa.sendAll(pkts, in.from, in.natt)
 }
 
+// establishLocked marks the SA established with the authenticated peer
+// identity, as IKE_AUTH completes on either side: it enters the endpoint's
+// per-peer index and its lifetime, liveness and keepalive timers start.
+// Call with sa.mu held.
+func (sa *IKESA) establishLocked(peer Identity) {
+	sa.peerID = peer
+	sa.state = stateEstablished
+	sa.ep.mu.Lock()
+	sa.ep.indexPeerLocked(sa)
+	sa.ep.mu.Unlock()
+	sa.startLifetimeLocked()
+	sa.startDPD()
+	sa.startKeepalive()
+}
+
 // teardown forgets the IKE SA and unregisters its Child SAs.
 func (sa *IKESA) teardown() {
 	sa.deadOnce.Do(func() { close(sa.dead) })
