@@ -154,8 +154,10 @@ type Config struct {
 	// 2.9) for a Child SA instead of intersecting with RemoteTS/LocalTS:
 	// it gets the initiator's TSi (the peer's side) and TSr (ours) and
 	// returns them narrowed, or an error for TS_UNACCEPTABLE. It runs with
-	// the IKE SA locked and must not call back into it. espy run narrows
-	// through the policy section's SPD with it.
+	// the IKE SA locked and must not call back into it. An error wrapping
+	// ErrDefaultNarrowing makes the responder intersect with
+	// RemoteTS/LocalTS as if NarrowTS were nil. espy run narrows through
+	// the policy section's SPD with it.
 	NarrowTS func(tsi, tsr []message.Selector) (nsi, nsr []message.Selector, err error)
 
 	// ForceEncap makes the initiator claim to be behind a NAT so that ESP

@@ -1,6 +1,10 @@
 package ike
 
-import "github.com/espy-dpi/espy/ike/message"
+import (
+	"errors"
+
+	"github.com/espy-dpi/espy/ike/message"
+)
 
 // Accessors and hooks for a supervisor (espy run's IKE service) that lists,
 // watches and deletes IKE SAs and narrows traffic selectors through its SPD.
@@ -38,6 +42,9 @@ func (sa *IKESA) narrowTSLocked(local, remote, tsi, tsr []message.Selector) (nsi
 		return narrow(tsi, selectorsOr(remote, sa.remote.Addr())), narrow(tsr, selectorsOr(local, sa.local.Addr()))
 	}
 	nsi, nsr, err := c.NarrowTS(tsi, tsr)
+	if errors.Is(err, ErrDefaultNarrowing) {
+		return narrow(tsi, selectorsOr(remote, sa.remote.Addr())), narrow(tsr, selectorsOr(local, sa.local.Addr()))
+	}
 	if err != nil {
 		sa.log.Info("ike: traffic selectors refused", "err", err)
 		return nil, nil

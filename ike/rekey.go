@@ -221,6 +221,12 @@ func (sa *IKESA) answerChildLocked(ps []message.Payload, pol *ChildConfig, saP *
 // with the lowest of the four nonces is deleted (RFC 7296 2.8.1) and
 // RekeyChild returns the survivor. It blocks until the old SA is deleted.
 func (sa *IKESA) RekeyChild(ctx context.Context, old *ChildSA) (*ChildSA, error) {
+	return sa.rekeyChild(ctx, old, nil, nil)
+}
+
+// rekeyChild is RekeyChild proposing local and remote as TSi and TSr;
+// nil: old's selectors and policy.
+func (sa *IKESA) rekeyChild(ctx context.Context, old *ChildSA, local, remote []message.Selector) (*ChildSA, error) {
 	sa.mu.Lock()
 	switch {
 	case sa.state != stateEstablished:
@@ -242,7 +248,12 @@ func (sa *IKESA) RekeyChild(ctx context.Context, old *ChildSA) (*ChildSA, error)
 	}()
 
 	pol := sa.policyOf(old)
-	st, resp, err := sa.childExchange(ctx, old, pol, old.LocalTS, old.RemoteTS, old.Mode)
+	if local == nil {
+		local, remote = old.LocalTS, old.RemoteTS
+	} else {
+		pol = withSelectors(pol, local, remote)
+	}
+	st, resp, err := sa.childExchange(ctx, old, pol, local, remote, old.Mode)
 	if err != nil {
 		var ne *NotifyError
 		if errors.As(err, &ne) && ne.Type == message.CHILD_SA_NOT_FOUND {
