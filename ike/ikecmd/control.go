@@ -19,6 +19,7 @@ import (
 const controlUsage = `usage: espy ike status [--socket PATH] [--json]
        espy ike initiate [--socket PATH] NAME
        espy ike terminate [--socket PATH] NAME
+       espy ike reload [--socket PATH] [--json]
 
 Talk to the IKE daemon of a running "espy run" over its control socket
 (default ` + config.DefaultSocket + `, the config's ike.socket):
@@ -29,13 +30,18 @@ Talk to the IKE daemon of a running "espy run" over its control socket
   terminate   delete the tunnel's IKE SA and Child SAs with an
               INFORMATIONAL Delete (a start tunnel stays down until
               "initiate")
+  reload      re-read the policy section of espy run's configuration file
+              (as SIGHUP does): a bad policy is rejected and the old one
+              stays; Child SAs the new SPD cuts into are rekeyed with
+              narrowed selectors or deleted, and listed
 
 "espy ike initiate" with any other flag or with an IP address runs the
 standalone initiator instead ("espy ike initiate -h"); tunnel names are
 never IP addresses.
 
 exit status: 0 done; 1 refused or failed (unknown tunnel, no IKE SA,
-exchange failed); 2 bad command line; 3 no service on the socket.
+exchange failed, policy rejected); 2 bad command line; 3 no service on
+the socket.
 `
 
 // Exit codes of the control commands.
@@ -50,7 +56,7 @@ const (
 func controlMain(ctx context.Context, args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	cmd := args[0]
 	switch cmd {
-	case "status", "terminate":
+	case "status", "terminate", "reload":
 	case "initiate":
 		if !controlForm(args[1:]) {
 			return 0, false
@@ -63,8 +69,8 @@ func controlMain(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	fs.Usage = func() { fmt.Fprint(stderr, controlUsage) }
 	sock := fs.String("socket", config.DefaultSocket, "control socket of espy run's IKE daemon")
 	asJSON := false
-	if cmd == "status" {
-		fs.BoolVar(&asJSON, "json", false, "print the status as JSON")
+	if cmd == "status" || cmd == "reload" {
+		fs.BoolVar(&asJSON, "json", false, "print the answer as JSON")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,10 +81,13 @@ func controlMain(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	req := ikeservice.Request{Command: cmd}
 	wait := 10 * time.Second
 	switch cmd {
-	case "status":
+	case "status", "reload":
 		if fs.NArg() != 0 {
-			fmt.Fprintf(stderr, "espy ike status: unexpected argument %q\n", fs.Arg(0))
+			fmt.Fprintf(stderr, "espy ike %s: unexpected argument %q\n", cmd, fs.Arg(0))
 			return exitUsage, true
+		}
+		if cmd == "reload" {
+			wait = 6 * time.Minute // the server bounds a reload to 5 minutes
 		}
 	default:
 		if fs.NArg() != 1 {
@@ -108,6 +117,11 @@ func controlMain(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		fmt.Fprintf(stdout, "%s\n", b)
 	case cmd == "status":
 		printStatus(stdout, resp.Status, time.Now())
+	case cmd == "reload" && asJSON:
+		b, _ := json.MarshalIndent(resp.Reload, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+	case cmd == "reload" && resp.Reload != nil:
+		printReload(stdout, resp.Reload)
 	case resp.Tunnel != nil:
 		printStatus(stdout, &ikeservice.Status{Tunnels: []ikeservice.TunnelStatus{*resp.Tunnel}}, time.Now())
 	}
@@ -225,4 +239,20 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printReload writes the human form of a reload's answer.
+func printReload(w io.Writer, r *ikeservice.ReloadStatus) {
+	fmt.Fprintf(w, "policy reloaded from %s: %d rules (%.1f ms); %d Child SAs checked, %d changed (%.1f ms)\n",
+		r.File, r.Rules, r.LoadMillis, r.Checked, len(r.Decisions), r.CheckMillis)
+	for _, d := range r.Decisions {
+		fmt.Fprintf(w, "  %s %s: %s (lost to %s)", d.Tunnel, d.SPIIn, d.Action, strings.Join(d.Lost, ", "))
+		if d.Action == ikeservice.DecisionRekey {
+			fmt.Fprintf(w, " -> %s, %s === %s", orDash(d.NewSPIIn), strings.Join(d.LocalTS, ","), strings.Join(d.RemoteTS, ","))
+		}
+		if d.Error != "" {
+			fmt.Fprintf(w, " error: %s", d.Error)
+		}
+		fmt.Fprintln(w)
+	}
 }

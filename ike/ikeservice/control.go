@@ -21,6 +21,7 @@ const (
 	controlIdle     = 60 * time.Second // a connection with no request for this long is closed
 	terminateWait   = 10 * time.Second // bound on the peer's answer to each Delete
 	initiateWait    = 3 * time.Minute  // bound on an initiation requested over the socket
+	reloadWait      = 5 * time.Minute  // bound on a reload's rekeys and deletes
 )
 
 // controlServer serves the line-delimited JSON control protocol on a unix
@@ -156,6 +157,13 @@ func (cs *controlServer) answer(line []byte) Response {
 		ctx, cancel := context.WithTimeout(context.Background(), terminateWait)
 		ts, err = s.Terminate(ctx, req.Tunnel)
 		cancel()
+	case CmdReload:
+		ctx, cancel := context.WithTimeout(s.ctx, reloadWait)
+		var rs ReloadStatus
+		if rs, err = s.ReloadPolicy(ctx); err == nil {
+			resp.Reload = &rs
+		}
+		cancel()
 	}
 	if ts.Name != "" {
 		resp.Tunnel = &ts
@@ -167,6 +175,8 @@ func (cs *controlServer) answer(line []byte) Response {
 		resp.Error, resp.Code = err.Error(), ErrCodeUnknownTunnel
 	case errors.Is(err, ErrNotEstablished):
 		resp.Error, resp.Code = err.Error(), ErrCodeNotUp
+	case errors.Is(err, ErrPolicy):
+		resp.Error, resp.Code = err.Error(), ErrCodePolicy
 	default:
 		resp.Error, resp.Code = err.Error(), ErrCodeFailed
 	}

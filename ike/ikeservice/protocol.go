@@ -27,6 +27,9 @@ const (
 	CmdStatus    = "status"
 	CmdInitiate  = "initiate"
 	CmdTerminate = "terminate"
+	// CmdReload re-reads the policy section of the configuration file
+	// (ReloadPolicy). Servers older than it answer bad_request.
+	CmdReload = "reload"
 )
 
 // Error codes of the control protocol, for callers to branch on.
@@ -36,6 +39,7 @@ const (
 	ErrCodeUnknownTunnel = "unknown_tunnel"  // no tunnel of that name
 	ErrCodeNotUp         = "not_established" // terminate: the tunnel has no IKE SA
 	ErrCodeFailed        = "failed"          // the exchange failed (timeout, refused, ...)
+	ErrCodePolicy        = "bad_policy"      // reload: the new policy was rejected; the old one stays
 )
 
 // Request is one line a client sends: {"version":1,"command":"initiate","tunnel":"site-b"}.
@@ -55,6 +59,8 @@ type Response struct {
 	// with the tunnel's state afterwards.
 	Status *Status       `json:"status,omitempty"`
 	Tunnel *TunnelStatus `json:"tunnel,omitempty"`
+	// Reload answers "reload" when the new policy was taken.
+	Reload *ReloadStatus `json:"reload,omitempty"`
 }
 
 // Status is the state of the whole service.
@@ -182,16 +188,16 @@ func DecodeRequest(line []byte) (Request, error) {
 		return r, fmt.Errorf("%w: protocol version %d, this server speaks %d", errVersion, r.Version, ProtocolVersion)
 	}
 	switch r.Command {
-	case CmdStatus:
+	case CmdStatus, CmdReload:
 		if r.Tunnel != "" {
-			return r, fmt.Errorf("%w: status takes no tunnel", ErrBadRequest)
+			return r, fmt.Errorf("%w: %s takes no tunnel", ErrBadRequest, r.Command)
 		}
 	case CmdInitiate, CmdTerminate:
 		if r.Tunnel == "" {
 			return r, fmt.Errorf("%w: %s needs a tunnel name", ErrBadRequest, r.Command)
 		}
 	default:
-		return r, fmt.Errorf("%w: unknown command %q (status, initiate, terminate)", ErrBadRequest, r.Command)
+		return r, fmt.Errorf("%w: unknown command %q (status, initiate, terminate, reload)", ErrBadRequest, r.Command)
 	}
 	return r, nil
 }

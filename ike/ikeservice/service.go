@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/espy-dpi/espy/config"
@@ -54,8 +55,13 @@ type Options struct {
 	// "-" serves none.
 	Socket string
 	// Policy is the configuration's SPD, if any: a tunnel named by a
-	// PROTECT rule narrows its responder's traffic selectors through it.
+	// PROTECT rule proposes and narrows its traffic selectors through it.
+	// ReloadPolicy replaces it.
 	Policy *policy.Policy
+	// PublishPolicy, if set, installs a reloaded SPD elsewhere (espy run:
+	// the inspection policy of the fast path) before the service uses it;
+	// an error rejects the reload.
+	PublishPolicy func(*policy.Policy) error
 }
 
 // Service is the running IKE daemon.
@@ -69,6 +75,11 @@ type Service struct {
 	tunnels   []*tunnel
 	byName    map[string]*tunnel
 	control   *controlServer
+
+	spd      atomic.Pointer[policy.Policy] // nil: no policy section
+	file     string                        // the configuration file, which ReloadPolicy reads
+	publish  func(*policy.Policy) error
+	reloadMu sync.Mutex // one reload at a time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -91,7 +102,9 @@ func Start(o Options) (_ *Service, err error) {
 	if ikeLog == nil {
 		ikeLog = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{log: o.Log, reg: o.Registrar, counters: o.Counters, byName: map[string]*tunnel{}}
+	s := &Service{log: o.Log, reg: o.Registrar, counters: o.Counters, byName: map[string]*tunnel{},
+		file: c.File(), publish: o.PublishPolicy}
+	s.spd.Store(o.Policy)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
 		// Undo on failure; s is not the named result, which is nil then.
@@ -115,8 +128,9 @@ func Start(o Options) (_ *Service, err error) {
 			return nil, err
 		}
 		t := newTunnel(s, ts, cred, spec.Retransmit, ikeLog)
-		if t.cfg.NarrowTS = spdNarrower(o.Policy, ts.Name); t.cfg.NarrowTS != nil {
-			s.log.Info().Str("tunnel", ts.Name).Msg("traffic selectors narrowed through the SPD")
+		t.cfg.NarrowTS = s.spdNarrower(ts.Name)
+		if protects(o.Policy, ts.Name) {
+			s.log.Info().Str("tunnel", ts.Name).Msg("traffic selectors from the SPD")
 		}
 		s.tunnels = append(s.tunnels, t)
 		s.byName[ts.Name] = t

@@ -170,8 +170,17 @@ func (t *tunnel) initiate(ctx context.Context) (*ike.IKESA, error) {
 	t.connecting, t.cancelInit = true, cancel
 	t.mu.Unlock()
 	remote := netip.AddrPortFrom(t.spec.Remote, t.spec.RemotePort)
-	t.s.log.Info().Str("tunnel", t.spec.Name).Stringer("remote", remote).Msg("initiating")
-	sa, err := t.ep.Initiate(ctx, t.cfg, remote)
+	// A copy per initiation: the SPD may have changed since the last, and
+	// the responders share t.cfg.
+	cfg := *t.cfg
+	local, remoteTS, fromSPD, err := t.proposal()
+	var sa *ike.IKESA
+	if err == nil {
+		cfg.LocalTS, cfg.RemoteTS = local, remoteTS
+		t.s.log.Info().Str("tunnel", t.spec.Name).Stringer("remote", remote).Bool("ts_from_spd", fromSPD).
+			Strs("local_ts", selectorStrings(local)).Strs("remote_ts", selectorStrings(remoteTS)).Msg("initiating")
+		sa, err = t.ep.Initiate(ctx, &cfg, remote)
+	}
 	if sa != nil {
 		t.track(sa)
 	}
