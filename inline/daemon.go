@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/espy-dpi/espy/config"
@@ -40,7 +41,7 @@ type Daemon struct {
 	pkt     packet.Packet
 	batch   sampleBatch
 	gen     uint32
-	set     *classify.Set // the SPD's Go classifier, for punted packets
+	set     atomic.Pointer[classify.Set] // the SPD's Go classifier, for punted packets; swapped by ReloadPolicy
 	idleTO  time.Duration
 	sweepTO time.Duration
 	closeMu sync.Mutex

@@ -21,13 +21,25 @@ func (d *Daemon) loadPolicy() error {
 	if err != nil {
 		return fmt.Errorf("inline: policy: %w", err)
 	}
-	if d.set, err = classify.FromPolicy(pol); err != nil {
+	return d.ReloadPolicy(pol)
+}
+
+// ReloadPolicy replaces the inspection policy with pol (espy run's SIGHUP
+// and "espy ike reload"): it builds the Go classifier and the compiled
+// tables anew and publishes them in one switch of the fast path's policy
+// (ebpf.Program.PublishPolicy), then swaps the classifier for punted
+// packets. On error the policy in force stays. Calls must not overlap.
+// Answers to punted packets already stored as exact inner rules stay.
+func (d *Daemon) ReloadPolicy(pol *policy.Policy) error {
+	set, err := classify.FromPolicy(pol)
+	if err != nil {
 		return fmt.Errorf("inline: policy: %w", err)
 	}
 	compiled, cerr := pbpf.CompileRules(pol.Rules, pbpf.Options{})
 	if err := d.prog.PublishPolicy(compiled, cerr); err != nil {
 		return fmt.Errorf("inline: publish policy: %w", err)
 	}
+	d.set.Store(set)
 	ev := d.log.Info().Int("rules", len(pol.Rules))
 	if errors.Is(cerr, pbpf.ErrTooLargeForBPF) {
 		ev = d.log.Warn().Int("rules", len(pol.Rules)).AnErr("reason", cerr)
@@ -43,7 +55,8 @@ func (d *Daemon) loadPolicy() error {
 // classifier decides, and the answer goes back as an exact inner rule, so
 // the flow's next packets stay in the fast path.
 func (d *Daemon) punted(v *heuristics.Verdict, p *packet.Packet) {
-	if d.set == nil {
+	set := d.set.Load()
+	if set == nil {
 		return
 	}
 	var in heuristics.Inner
@@ -56,7 +69,7 @@ func (d *Daemon) punted(v *heuristics.Verdict, p *packet.Packet) {
 		return
 	}
 	pkt := policy.NewPacket(in.Src, in.Dst, in.Proto, in.SrcPort, in.DstPort)
-	verdict := d.set.Lookup(&pkt)
+	verdict := set.Lookup(&pkt)
 	action := ebpf.ActionPass
 	switch verdict.Action {
 	case policy.ActionDrop, policy.ActionDiscard:

@@ -63,7 +63,8 @@ func TestPuntedFlowGetsGoAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{prog: prog, set: set, log: zerolog.Nop()}
+	d := &Daemon{prog: prog, log: zerolog.Nop()}
+	d.set.Store(set)
 	v := &heuristics.Verdict{Class: heuristics.Null, ICVLen: 12}
 	outerSrc, outerDst := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
 
