@@ -47,7 +47,11 @@ DESCRIPTION
 
     Maps and links are pinned under the pin path (default /sys/fs/bpf/espy),
     so a restart keeps every verdict. SIGINT and SIGTERM detach the program
-    and exit; SIGHUP reopens the verdict log (for logrotate).
+    and exit; SIGHUP reopens the verdict log (for logrotate) and, when the
+    configuration has a policy section, re-reads it: a bad policy is
+    logged with its file, line and reason and the old one stays; a good
+    one is published to the fast path in one switch and, with tunnels,
+    applied to their Child SAs (as "espy ike reload").
 
     Verdict records are JSON lines with Elastic Common Schema names, the same
     schema as "espy replay --format jsonl" (docs/verdict-schema.md). The
@@ -64,8 +68,12 @@ IKE
     ESP is classified from the negotiated algorithms, never guessed.
     "espy ike status | initiate NAME | terminate NAME" talk to it over the
     control socket (ike.socket, default /run/espy/ike.sock, mode 0600).
-    A responder narrows traffic selectors through the policy section's SPD
-    for tunnels a PROTECT rule names, else through the tunnel's selectors.
+    Tunnels a PROTECT rule of the policy section names take their traffic
+    selectors from the SPD (proposed as initiator, narrowed as responder),
+    others from the tunnel's local_ts and remote_ts. After a policy reload
+    (SIGHUP or "espy ike reload") a Child SA whose selectors cover traffic
+    the new SPD routes elsewhere is rekeyed with narrowed selectors, or
+    deleted when none of its traffic is routed to its tunnel any more.
     Without interfaces, espy run runs the IKE daemon alone (no XDP; for
     tests and for gateways inspected elsewhere). On SIGINT or SIGTERM every
     IKE SA is deleted with an INFORMATIONAL Delete, waiting at most 5 s for
@@ -191,7 +199,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var svc *ikeservice.Service
 	if cfg.HasTunnels() {
 		var code int
-		svc, code = startIKE(cfg, *ikeSocket, inline.NewRegistrar(d.Cache(), d.Program()), cacheCounters(d.Cache()), log, stderr)
+		svc, code = startIKE(cfg, *ikeSocket, inline.NewRegistrar(d.Cache(), d.Program()), cacheCounters(d.Cache()), d.ReloadPolicy, log, stderr)
 		if svc == nil {
 			d.Close()
 			return code
@@ -221,6 +229,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
+	reload := policyReloader(ctx, cfg, d, svc, log)
 	code := exitOK
 	for done := false; !done; {
 		select {
@@ -231,6 +240,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 				} else {
 					log.Info().Msg("verdict log reopened")
 				}
+				reload()
 				continue
 			}
 			log.Info().Str("signal", s.String()).Msg("stopping")
@@ -264,7 +274,7 @@ const ikeStopWait = 5 * time.Second
 
 // startIKE starts the IKE daemon; on failure it returns nil and the exit
 // code, having reported the error.
-func startIKE(cfg *config.Config, socket string, reg ike.SARegistrar, counters func(ike.SAInfo) (uint64, uint64, bool), log zerolog.Logger, stderr io.Writer) (*ikeservice.Service, int) {
+func startIKE(cfg *config.Config, socket string, reg ike.SARegistrar, counters func(ike.SAInfo) (uint64, uint64, bool), publish func(*policy.Policy) error, log zerolog.Logger, stderr io.Writer) (*ikeservice.Service, int) {
 	var pol *policy.Policy
 	if cfg.Policy.Kind != 0 {
 		// Tunnels named by PROTECT rules narrow through the SPD.
@@ -280,7 +290,7 @@ func startIKE(cfg *config.Config, socket string, reg ike.SARegistrar, counters f
 	}
 	svc, err := ikeservice.Start(ikeservice.Options{Config: cfg, Registrar: reg, Counters: counters,
 		Log:    zerolog.New(stderr).Level(log.GetLevel()).With().Timestamp().Str("component", "espy-ike").Logger(),
-		IKELog: ikeLog, Socket: socket, Policy: pol})
+		IKELog: ikeLog, Socket: socket, Policy: pol, PublishPolicy: publish})
 	if err != nil {
 		fmt.Fprintf(stderr, "espy run: %v\n", err)
 		if errors.Is(err, config.ErrInvalid) {
@@ -303,6 +313,53 @@ func stopIKE(svc *ikeservice.Service, log zerolog.Logger) {
 	}
 }
 
+// reloadWait bounds a policy reload's rekeys and deletes of Child SAs.
+const reloadWait = 5 * time.Minute
+
+// policyReloader returns the SIGHUP action for the policy section: a
+// reload through the IKE service when one runs (it publishes to the fast
+// path too, then checks its Child SAs), else straight to the fast path.
+// Reloads run one at a time outside the signal loop, so that a stop signal
+// is not held up by rekeys; SIGHUPs during one coalesce into one more.
+// Without a policy section at start there is nothing to reload.
+func policyReloader(ctx context.Context, cfg *config.Config, d *inline.Daemon, svc *ikeservice.Service, log zerolog.Logger) func() {
+	if cfg.Policy.Kind == 0 {
+		return func() {}
+	}
+	pending := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-pending:
+			case <-ctx.Done():
+				return
+			}
+			if svc != nil {
+				rctx, cancel := context.WithTimeout(ctx, reloadWait)
+				// The service logs the outcome and each Child SA decision.
+				svc.ReloadPolicy(rctx)
+				cancel()
+				continue
+			}
+			pol, err := policy.LoadFile(cfg.File())
+			if err == nil {
+				err = d.ReloadPolicy(pol)
+			}
+			if err != nil {
+				log.Error().Err(err).Msg("policy reload rejected; the previous policy stays")
+				continue
+			}
+			log.Info().Int("rules", len(pol.Rules)).Msg("policy reloaded")
+		}
+	}()
+	return func() {
+		select {
+		case pending <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // cacheCounters reads a Child SA direction's counters from the flow table.
 func cacheCounters(c *flowcache.Cache) func(ike.SAInfo) (uint64, uint64, bool) {
 	return func(i ike.SAInfo) (uint64, uint64, bool) {
@@ -319,15 +376,19 @@ func runIKEOnly(cfg *config.Config, socket string, log zerolog.Logger, stderr io
 	// deleting the SAs, and there is no verdict log to reopen.
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	svc, code := startIKE(cfg, socket, nil, nil, log, stderr)
+	svc, code := startIKE(cfg, socket, nil, nil, nil, log, stderr)
 	if svc == nil {
 		return code
 	}
 	log.Info().Int("tunnels", len(cfg.Tunnels)).Msg("espy running (IKE only)")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reload := policyReloader(ctx, cfg, nil, svc, log)
 	s := <-sigs
 	for ; s == syscall.SIGHUP; s = <-sigs {
-		log.Info().Msg("SIGHUP ignored: IKE-only mode has no verdict log to reopen")
+		reload()
 	}
+	cancel()
 	log.Info().Str("signal", s.String()).Msg("stopping")
 	stopIKE(svc, log)
 	return exitOK
