@@ -20,6 +20,14 @@ var ErrPolicy = errors.New("ikeservice: policy rejected")
 // childCheckWait bounds the rekey or delete of one Child SA after a reload.
 const childCheckWait = 30 * time.Second
 
+// busyRounds and busyWait: a Child SA being rekeyed when a reload checks it
+// (its lifetime ran out) is checked again, in its successor, this many
+// times at this interval.
+const (
+	busyRounds = 10
+	busyWait   = 200 * time.Millisecond
+)
+
 // Child SA decisions of a reload.
 const (
 	DecisionRekey  = "rekey"  // rekeyed with narrowed selectors
@@ -118,31 +126,51 @@ func (t *tunnel) checkChildren(ctx context.Context, pol *policy.Policy) (int, []
 		sas = append(sas, sa)
 	}
 	t.mu.Unlock()
-	checked := 0
+	seen := map[*ike.ChildSA]bool{}
 	var out []ChildDecision
-	for _, sa := range sas {
-		for _, c := range sa.Children() {
-			checked++
-			// The SA's TSi is the remote side and TSr the local one in
-			// ikets' responder view.
-			rk, err := ikets.CheckChildSA(pol.Rules, pol.LabelID, toIkets(c.RemoteTS), toIkets(c.LocalTS), t.spec.Name)
-			if err != nil {
-				t.s.log.Warn().Err(err).Str("tunnel", t.spec.Name).Str("spi_in", fmt.Sprintf("%08x", c.InSPI)).Msg("Child SA not checked against the SPD")
-				continue
+	for round := 0; round < busyRounds; round++ {
+		busy := false
+		for _, sa := range sas {
+			for _, c := range sa.Children() {
+				seen[c] = true
+				// The SA's TSi is the remote side and TSr the local one
+				// in ikets' responder view.
+				rk, err := ikets.CheckChildSA(pol.Rules, pol.LabelID, toIkets(c.RemoteTS), toIkets(c.LocalTS), t.spec.Name)
+				if err != nil {
+					t.s.log.Warn().Err(err).Str("tunnel", t.spec.Name).Str("spi_in", fmt.Sprintf("%08x", c.InSPI)).Msg("Child SA not checked against the SPD")
+					continue
+				}
+				if !rk.Needed {
+					continue
+				}
+				d, again := t.apply(ctx, sa, c, rk)
+				if again {
+					busy = true
+					continue
+				}
+				if d.Action != "" {
+					out = append(out, d)
+				}
 			}
-			if !rk.Needed {
-				continue
-			}
-			out = append(out, t.apply(ctx, sa, c, rk))
+		}
+		if !busy {
+			break
+		}
+		select {
+		case <-time.After(busyWait):
+		case <-ctx.Done():
+			return len(seen), out
 		}
 	}
-	return checked, out
+	return len(seen), out
 }
 
 // apply rekeys c with the narrowed selectors of rk, or deletes it when rk
-// leaves none or the rekey fails, and logs the decision.
-func (t *tunnel) apply(ctx context.Context, sa *ike.IKESA, c *ike.ChildSA, rk ikets.Rekey) ChildDecision {
-	d := ChildDecision{Tunnel: t.spec.Name, SPIIn: fmt.Sprintf("%08x", c.InSPI), Action: DecisionDelete, Lost: rk.Lost}
+// leaves none or the rekey fails, and logs the decision. again is true
+// when c is being rekeyed already: its successor is to be checked
+// instead. A Child SA that is gone meanwhile yields no decision.
+func (t *tunnel) apply(ctx context.Context, sa *ike.IKESA, c *ike.ChildSA, rk ikets.Rekey) (d ChildDecision, again bool) {
+	d = ChildDecision{Tunnel: t.spec.Name, SPIIn: fmt.Sprintf("%08x", c.InSPI), Action: DecisionDelete, Lost: rk.Lost}
 	ctx, cancel := context.WithTimeout(ctx, childCheckWait)
 	defer cancel()
 	ev := func() *zerolog.Event {
@@ -155,11 +183,19 @@ func (t *tunnel) apply(ctx context.Context, sa *ike.IKESA, c *ike.ChildSA, rk ik
 		d.LocalTS, d.RemoteTS = selectorStrings(local), selectorStrings(remote)
 		ev().Strs("new_local_ts", d.LocalTS).Strs("new_remote_ts", d.RemoteTS).Msg("SPD change: rekeying Child SA with narrowed selectors")
 		n, err := sa.RekeyChildSelectors(ctx, c, local, remote)
+		switch {
+		case errors.Is(err, ike.ErrRekeying):
+			t.s.log.Info().Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: Child SA is being rekeyed; checking its successor")
+			return ChildDecision{}, true
+		case errors.Is(err, ike.ErrNoChild), errors.Is(err, ike.ErrDeleted):
+			t.s.log.Info().Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: Child SA gone meanwhile")
+			return ChildDecision{}, false
+		}
 		if err == nil {
 			d.NewSPIIn = fmt.Sprintf("%08x", n.InSPI)
 			t.s.log.Info().Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Str("new_spi_in", d.NewSPIIn).
 				Strs("local_ts", selectorStrings(n.LocalTS)).Strs("remote_ts", selectorStrings(n.RemoteTS)).Msg("SPD change: Child SA rekeyed")
-			return d
+			return d, false
 		}
 		if n != nil {
 			// The old SA is gone, its delete unanswered: the new one
@@ -167,7 +203,7 @@ func (t *tunnel) apply(ctx context.Context, sa *ike.IKESA, c *ike.ChildSA, rk ik
 			d.NewSPIIn = fmt.Sprintf("%08x", n.InSPI)
 			d.Error = err.Error()
 			t.s.log.Warn().Err(err).Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Str("new_spi_in", d.NewSPIIn).Msg("SPD change: Child SA rekeyed, delete of the old one failed")
-			return d
+			return d, false
 		}
 		d.Action, d.LocalTS, d.RemoteTS, d.Error = DecisionDelete, nil, nil, err.Error()
 		t.s.log.Warn().Err(err).Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: narrowed rekey failed; deleting the Child SA rather than keep traffic the SPD routes elsewhere")
@@ -178,7 +214,7 @@ func (t *tunnel) apply(ctx context.Context, sa *ike.IKESA, c *ike.ChildSA, rk ik
 		d.Error = joinErr(d.Error, err.Error())
 		t.s.log.Warn().Err(err).Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: delete of the Child SA")
 	}
-	return d
+	return d, false
 }
 
 func joinErr(a, b string) string {
