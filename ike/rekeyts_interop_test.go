@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espy-dpi/espy/internal/charonlab"
 	"github.com/espy-dpi/espy/ike/message"
+	"github.com/espy-dpi/espy/internal/charonlab"
 )
 
 // TestInteropRekeyNarrowed has espy narrow a Child SA it initiated to
