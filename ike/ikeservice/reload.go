@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/ike/message"
 	"github.com/espy-dpi/espy/policy"
 	"github.com/espy-dpi/espy/policy/ikets"
 	"github.com/rs/zerolog"
@@ -21,8 +22,9 @@ var ErrPolicy = errors.New("ikeservice: policy rejected")
 const childCheckWait = 30 * time.Second
 
 // busyRounds and busyWait: a Child SA being rekeyed when a reload checks it
-// (its lifetime ran out) is checked again, in its successor, this many
-// times at this interval.
+// (its lifetime ran out, or the peer narrows it too), or whose rekey the
+// peer answers TEMPORARY_FAILURE, is checked again, in its successor if it
+// has one, this many times at this interval.
 const (
 	busyRounds = 10
 	busyWait   = 200 * time.Millisecond
@@ -183,9 +185,16 @@ func (t *tunnel) apply(ctx context.Context, sa *ike.IKESA, c *ike.ChildSA, rk ik
 		d.LocalTS, d.RemoteTS = selectorStrings(local), selectorStrings(remote)
 		ev().Strs("new_local_ts", d.LocalTS).Strs("new_remote_ts", d.RemoteTS).Msg("SPD change: rekeying Child SA with narrowed selectors")
 		n, err := sa.RekeyChildSelectors(ctx, c, local, remote)
+		var ne *ike.NotifyError
 		switch {
 		case errors.Is(err, ike.ErrRekeying):
 			t.s.log.Info().Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: Child SA is being rekeyed; checking its successor")
+			return ChildDecision{}, true
+		case errors.As(err, &ne) && ne.Type == message.TEMPORARY_FAILURE:
+			// RFC 7296 2.25: the peer is replacing it (its own rekey,
+			// after its own reload, say) or busy; retry, or check the
+			// SA that replaced it.
+			t.s.log.Info().Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: peer answered TEMPORARY_FAILURE; checking again")
 			return ChildDecision{}, true
 		case errors.Is(err, ike.ErrNoChild), errors.Is(err, ike.ErrDeleted):
 			t.s.log.Info().Str("tunnel", t.spec.Name).Str("spi_in", d.SPIIn).Msg("SPD change: Child SA gone meanwhile")

@@ -243,3 +243,46 @@ func TestReloadRejectsAndDeletes(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadBothEnds reloads both ends at once: both rekey the same Child
+// SA with the narrowed selectors, the collision rule (RFC 7296 2.8.1)
+// keeps one new SA, and both ends hold the same narrowed SA.
+func TestReloadBothEnds(t *testing.T) {
+	const aNet, bNet = "198.51.100.0/24", "203.0.113.0/24"
+	dir := t.TempDir()
+	b := startFilePeer(t, dir, "b", peerYAML(t, dir, "b", "a", "respond", 1, 1), spdOf(bNet, aNet))
+	bIKE, bNAT := natPort(t, b.svc.Addrs()[0])
+	a := startFilePeer(t, dir, "a", peerYAML(t, dir, "a", "b", "start", bIKE, bNAT), spdOf(aNet, bNet))
+	oldA, oldB := a.child(t, ""), b.child(t, "")
+	a.write(t, spdOf(aNet, bNet, "{name: upper, src: "+aNet+", dst: 203.0.113.128/25, action: bypass}"))
+	b.write(t, spdOf(bNet, aNet, "{name: upper, src: 203.0.113.128/25, dst: "+aNet+", action: bypass}"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		r   ikeservice.ReloadStatus
+		err error
+	}
+	done := make(chan result, 2)
+	for _, p := range []*filePeer{a, b} {
+		go func() {
+			r, err := p.svc.ReloadPolicy(ctx)
+			done <- result{r, err}
+		}()
+	}
+	for range 2 {
+		res := <-done
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		// A side may find the SA narrowed already by the other's rekey.
+		for _, d := range res.r.Decisions {
+			if d.Action != ikeservice.DecisionRekey {
+				t.Errorf("decision: %+v", d)
+			}
+		}
+	}
+	na, nb := a.child(t, oldA.SPIIn), b.child(t, oldB.SPIIn)
+	if na.SPIIn != nb.SPIOut || na.SPIOut != nb.SPIIn || na.RemoteTS[0] != "203.0.113.0/25" || nb.LocalTS[0] != "203.0.113.0/25" {
+		t.Errorf("after both reloads: A %+v\nB %+v", na, nb)
+	}
+}
