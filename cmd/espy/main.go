@@ -3,7 +3,7 @@
 //	espy replay [flags] FILE...   analyze captures offline
 //	espy run --iface IF [--iface IF2] [--config FILE]   the inline appliance
 //	espy policy check|decorrelate|bench ...   validate and measure an SPD
-//	espy ike status|initiate NAME|terminate NAME   control espy run's tunnels
+//	espy ike status|initiate NAME|terminate NAME|reload   control espy run's tunnels
 //
 // Run "espy COMMAND --help" for a command's flags.
 package main
@@ -23,7 +23,7 @@ Commands:
   replay    analyze pcap/pcapng captures: per-flow ESP-NULL verdicts (RFC 5879)
   run       the inline appliance: XDP fast path on one or two interfaces
   policy    check, decorrelate or benchmark a security policy (SPD)
-  ike       status, initiate NAME, terminate NAME of espy run's tunnels; or the IKEv2 stack standalone
+  ike       status, initiate NAME, terminate NAME, reload of espy run's tunnels; or the IKEv2 stack standalone
   version   print the version
 
 Run "espy COMMAND --help" for a command's flags and exit codes.
