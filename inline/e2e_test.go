@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,13 +106,32 @@ func buildEspy(t *testing.T) string {
 
 type espyProc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	log    string
+}
+
+// lockedBuffer is a bytes.Buffer that the child's stderr copier writes
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startEspy(t *testing.T, bin, ns, cfgFile, logFile string) *espyProc {
 	t.Helper()
-	p := &espyProc{stderr: new(bytes.Buffer), log: logFile}
+	p := &espyProc{stderr: new(lockedBuffer), log: logFile}
 	p.cmd = exec.Command("ip", "netns", "exec", ns, bin, "run", "--config", cfgFile, "--log", logFile)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -253,7 +273,7 @@ policy:
 	// Capture at B.
 	atB := filepath.Join(dir, "b.pcap")
 	dump := exec.Command("ip", "netns", "exec", nsB, "tcpdump", "-i", "b0", "-n", "-U", "--immediate-mode", "-w", atB)
-	var dumpErr bytes.Buffer
+	var dumpErr lockedBuffer
 	dump.Stderr = &dumpErr
 	if err := dump.Start(); err != nil {
 		t.Fatal(err)
@@ -262,7 +282,10 @@ policy:
 
 	log1 := filepath.Join(dir, "verdicts1.jsonl")
 	e := startEspy(t, bin, nsE, cfg, log1)
-	for !strings.Contains(dumpErr.String(), "listening") {
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(dumpErr.String(), "listening"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpdump at B did not start: %s", dumpErr.String())
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	// 500 frames/s: a veth's XDP redirect ring holds 256 frames, and on a
