@@ -213,17 +213,22 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		release()
 		return err
 	}
+	reqCtx, abort := context.WithCancel(ctx)
+	defer abort()
 	sa.mu.Lock()
 	sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = ni, nil, false
+	sa.lt.abortRekey = abort
 	sa.mu.Unlock()
 	defer func() {
 		sa.mu.Lock()
 		p := sa.lt.peerRekey
-		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = nil, nil, false
+		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted, sa.lt.abortRekey = nil, nil, false, nil
 		sa.mu.Unlock()
 		if p != nil {
-			// The SA went before the peer's rekey could be taken.
+			// The SA went before the peer's rekey could be taken; the
+			// peer has moved to that new SA, so it is the one to delete.
 			sa.ep.unreserve(p.spiR, sa)
+			sa.deleteOrphan(p)
 		}
 	}()
 	// fail gives up on our rekey; if we answered the peer's meanwhile, the
@@ -240,7 +245,7 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		if err != nil {
 			return fail(err)
 		}
-		resp, err := sa.requestHeld(ctx, message.CREATE_CHILD_SA, []message.Payload{
+		resp, err := sa.ikeRekeyRequest(ctx, reqCtx, []message.Payload{
 			saPayload(sa.cfg.IKE, message.ProtoIKE, binary.BigEndian.AppendUint64(nil, spiI)),
 			&message.Nonce{Data: ni},
 			&message.KE{Group: group, Data: kex.PublicKey()},
@@ -265,6 +270,39 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		}
 		return sa.ikeRekeyFinish(ctx, k)
 	}
+}
+
+// ikeRekeyRequest is requestHeld for our IKE SA rekey request. aborted ends
+// when the peer deletes the old IKE SA meanwhile: if it answered our
+// request before (a collision on its side too) and that answer was lost,
+// its old SA still answers a retransmission, sent at once; otherwise no
+// answer will come and RekeyIKE takes the peer's new SA.
+func (sa *IKESA) ikeRekeyRequest(ctx, aborted context.Context, ps []message.Payload) ([]message.Payload, error) {
+	sa.mu.Lock()
+	if sa.state == stateDead {
+		sa.mu.Unlock()
+		return nil, ErrDeleted
+	}
+	id := sa.nextReqID
+	sa.nextReqID++
+	pkts, err := sa.sealOut(message.CREATE_CHILD_SA, false, id, ps)
+	sa.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	in, err := sa.exchangeAll(aborted, pkts, message.CREATE_CHILD_SA, id)
+	if err != nil && aborted.Err() != nil && ctx.Err() == nil {
+		last, cancel := context.WithTimeout(ctx, sa.cfg.Retransmit.interval(1))
+		in, err = sa.exchangeAll(last, pkts, message.CREATE_CHILD_SA, id)
+		cancel()
+	}
+	if err != nil {
+		return nil, err
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	sa.fragDoneLocked(&sa.frag.resp, id)
+	return sa.openInbound(in)
 }
 
 // adoptPeerRekey switches to the peer's new IKE SA that we answered while
@@ -296,6 +334,9 @@ func (sa *IKESA) ikeRekeyFinish(ctx context.Context, k *ikeKeys) error {
 	if sa.state != stateEstablished {
 		sa.mu.Unlock()
 		sa.ep.unreserve(k.spiI, sa)
+		// The peer answered, so it holds the new SA (with the Child
+		// SAs, if it was not a collision on its side).
+		sa.deleteOrphan(k)
 		return ErrDeleted
 	}
 	p, oldDeleted := sa.lt.peerRekey, sa.lt.oldDeleted
@@ -335,6 +376,21 @@ func (sa *IKESA) ikeRekeyFinish(ctx context.Context, k *ikeKeys) error {
 	// request (its answer may have been lost) until the peer deletes its
 	// redundant SA, which it does once it has the answer.
 	return sa.deleteRetired(ctx, old, "rekeyed", spare.dead)
+}
+
+// deleteOrphan deletes the new IKE SA k of a rekey that the IKE SA was
+// deleted during: the peer has it and would keep it, with the Child SAs it
+// moved there, until its hard lifetime.
+func (sa *IKESA) deleteOrphan(k *ikeKeys) {
+	sa.mu.Lock()
+	x := sa.spareLocked(k)
+	sa.mu.Unlock()
+	// Not the caller's context: it often ends with the deleted SA.
+	ctx, cancel := context.WithTimeout(context.Background(), sa.cfg.Retransmit.Total())
+	defer cancel()
+	if err := sa.deleteRetired(ctx, x, "orphaned rekeyed", nil); err != nil {
+		sa.log.Info("ike: delete of a rekeyed IKE SA the peer may hold", "err", err)
+	}
 }
 
 // deleteRetired deletes a retired IKE SA (INFORMATIONAL Delete) and drops

@@ -75,14 +75,25 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 			}
 			return sa, err
 		}
-		if errors.Is(err, ErrAuthentication) {
-			// The responder may consider the SA up: tell it otherwise.
+		var refused *NotifyError
+		if errors.Is(err, ErrAuthentication) || !errors.As(err, &refused) && sa.authSent() {
+			// The responder may consider the SA up (we could not
+			// authenticate it, or ctx ended or the answer was lost
+			// after it took our IKE_AUTH): tell it otherwise, or it
+			// keeps the SA until its hard lifetime.
 			sa.sendDelete(true)
 		}
 		sa.teardown()
 		return nil, err
 	}
 	return sa, nil
+}
+
+// authSent reports whether our IKE_AUTH request went out.
+func (sa *IKESA) authSent() bool {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.nextReqID > 1
 }
 
 // initExchange runs IKE_SA_INIT, following COOKIE and INVALID_KE_PAYLOAD

@@ -474,8 +474,18 @@ func (sa *IKESA) Delete(ctx context.Context) error {
 	defer sa.teardown()
 	sa.mu.Lock()
 	ok := sa.state == stateEstablished && !sa.deleteSent
+	busy := sa.state == stateEstablished && sa.deleteSent && !sa.retired
 	sa.deleteSent = true
 	sa.mu.Unlock()
+	if busy {
+		// Another Delete is under way, perhaps queued behind an
+		// exchange: tearing down now would keep it from going out and
+		// leave the SA to the peer until its hard lifetime.
+		select {
+		case <-sa.dead:
+		case <-ctx.Done():
+		}
+	}
 	if !ok {
 		return nil
 	}
