@@ -231,7 +231,8 @@ func (sa *IKESA) initResponse(req []byte, in inbound, resp *message.Message, kex
 	sa.initReq, sa.initResp = req, in.pkt
 	sa.nextReqID = 1
 	sa.frag.on = !sa.cfg.DisableFragmentation && message.FindNotify(resp.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil
-	sa.certRequested = message.Get(resp.Payloads, message.PayloadCERTREQ) != nil
+	sa.peerAuth.certRequested, sa.peerAuth.cas = peerCertReq(resp.Payloads)
+	sa.peerAuth.sigHash = message.FindNotify(resp.Payloads, message.SIGNATURE_HASH_ALGORITHMS) != nil
 	if err := sa.setupCrypto(gir); err != nil {
 		return err
 	}

@@ -83,8 +83,8 @@ type IKESA struct {
 	refusedChildSPI []byte
 	// frag is RFC 7383 fragmentation: negotiated or not, reassembly.
 	frag fragState
-	// certRequested records a CERTREQ from the peer (RFC 7296 3.7).
-	certRequested bool
+	// peerAuth is what the peer said about and used in authentication.
+	peerAuth peerAuth
 	// lt holds lifetime timers and IKE SA rekey collision state (lifetime.go).
 	lt lifecycle
 }
