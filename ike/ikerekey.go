@@ -225,10 +225,8 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted, sa.lt.abortRekey = nil, nil, false, nil
 		sa.mu.Unlock()
 		if p != nil {
-			// The SA went before the peer's rekey could be taken; the
-			// peer has moved to that new SA, so it is the one to delete.
+			// The SA went before the peer's rekey could be taken.
 			sa.ep.unreserve(p.spiR, sa)
-			sa.deleteOrphan(p)
 		}
 	}()
 	// fail gives up on our rekey; if we answered the peer's meanwhile, the
@@ -334,9 +332,6 @@ func (sa *IKESA) ikeRekeyFinish(ctx context.Context, k *ikeKeys) error {
 	if sa.state != stateEstablished {
 		sa.mu.Unlock()
 		sa.ep.unreserve(k.spiI, sa)
-		// The peer answered, so it holds the new SA (with the Child
-		// SAs, if it was not a collision on its side).
-		sa.deleteOrphan(k)
 		return ErrDeleted
 	}
 	p, oldDeleted := sa.lt.peerRekey, sa.lt.oldDeleted
@@ -376,21 +371,6 @@ func (sa *IKESA) ikeRekeyFinish(ctx context.Context, k *ikeKeys) error {
 	// request (its answer may have been lost) until the peer deletes its
 	// redundant SA, which it does once it has the answer.
 	return sa.deleteRetired(ctx, old, "rekeyed", spare.dead)
-}
-
-// deleteOrphan deletes the new IKE SA k of a rekey that the IKE SA was
-// deleted during: the peer has it and would keep it, with the Child SAs it
-// moved there, until its hard lifetime.
-func (sa *IKESA) deleteOrphan(k *ikeKeys) {
-	sa.mu.Lock()
-	x := sa.spareLocked(k)
-	sa.mu.Unlock()
-	// Not the caller's context: it often ends with the deleted SA.
-	ctx, cancel := context.WithTimeout(context.Background(), sa.cfg.Retransmit.Total())
-	defer cancel()
-	if err := sa.deleteRetired(ctx, x, "orphaned rekeyed", nil); err != nil {
-		sa.log.Info("ike: delete of a rekeyed IKE SA the peer may hold", "err", err)
-	}
 }
 
 // deleteRetired deletes a retired IKE SA (INFORMATIONAL Delete) and drops
