@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/espy-dpi/espy/ike"
 )
 
 // Credentials are a tunnel's secrets and certificates, loaded from the
@@ -19,6 +21,12 @@ type Credentials struct {
 	Certificates []*x509.Certificate // leaf first
 	PrivateKey   crypto.Signer
 	RootCAs      []*x509.Certificate
+	// Chains are the further chains of auth.chains.
+	Chains []ike.CertChain
+	// SignatureAuth and AllowSHA1Auth say how the certificates sign and
+	// which peer signatures are accepted (ike.Config's fields).
+	SignatureAuth ike.SignatureAuth
+	AllowSHA1Auth bool
 }
 
 // maxCredentialFile bounds what is read from a key or certificate file,
@@ -58,6 +66,19 @@ func (c *Config) Credentials(i int) (Credentials, error) {
 			return cr, c.fail(p+".key", "%v", err)
 		}
 	}
+	for j, ch := range a.Chains {
+		q := p + ".chains." + strconv.Itoa(j)
+		certs, err := ReadCertificates(ch.Cert)
+		if err != nil {
+			return cr, c.fail(q+".cert", "%v", err)
+		}
+		key, err := ReadPrivateKey(ch.Key)
+		if err != nil {
+			return cr, c.fail(q+".key", "%v", err)
+		}
+		cr.Chains = append(cr.Chains, ike.CertChain{Certificates: certs, PrivateKey: key})
+	}
+	cr.SignatureAuth, cr.AllowSHA1Auth = signatureAuths[a.SignatureAuth], a.AllowSHA1
 	if a.CA != "" {
 		cas, err := ReadCertificates(a.CA)
 		if err != nil {

@@ -88,7 +88,24 @@ type TunnelAuth struct {
 	Cert    string `yaml:"cert"` // PEM chain, leaf first
 	Key     string `yaml:"key"`  // PEM private key of Cert
 	CA      string `yaml:"ca"`   // PEM CAs the peer's certificate must chain to
+	// Chains are further certificate chains, sent instead of Cert when
+	// the peer's CERTREQ names a CA of theirs (a chain file may end with
+	// its root for that).
+	Chains []TunnelChain `yaml:"chains"`
+	// SignatureAuth is auto (default), rfc7427 or legacy
+	// (ike.SignatureAuth); AllowSHA1 permits RSA AUTH with SHA-1.
+	SignatureAuth string `yaml:"signature_auth"`
+	AllowSHA1     bool   `yaml:"allow_sha1"`
 }
+
+// TunnelChain is one further certificate chain and its key.
+type TunnelChain struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// signatureAuths maps signature_auth values to ike's policies.
+var signatureAuths = map[string]ike.SignatureAuth{"": ike.SignatureAuthAuto, "auto": ike.SignatureAuthAuto, "rfc7427": ike.SignatureAuthRFC7427, "legacy": ike.SignatureAuthLegacy}
 
 // DefaultSocket is the control socket of espy run's IKE daemon.
 const DefaultSocket = "/run/espy/ike.sock"
@@ -400,6 +417,14 @@ func (c *Config) checkAuth(p string, a TunnelAuth) error {
 	}
 	if !psk && a.CA == "" {
 		return c.fail(p, "no way to verify the peer: give ca (or a pre-shared key)")
+	}
+	for i, ch := range a.Chains {
+		if ch.Cert == "" || ch.Key == "" {
+			return c.fail(p+".chains."+strconv.Itoa(i), "a chain needs cert and key")
+		}
+	}
+	if _, ok := signatureAuths[a.SignatureAuth]; !ok {
+		return c.fail(p+".signature_auth", "signature_auth %q: give auto, rfc7427 or legacy", a.SignatureAuth)
 	}
 	return nil
 }

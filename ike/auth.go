@@ -31,25 +31,35 @@ func signatureHashNotify() *message.Notify {
 func (sa *IKESA) authPayloadsLocked(signedFirst, peerNonce, skp, idBody []byte) ([]message.Payload, *message.Auth, error) {
 	c := sa.cfg
 	octets := ikecrypto.SignedOctets(sa.prf, signedFirst, peerNonce, skp, idBody)
-	if len(c.Certificates) == 0 {
+	if len(c.chains) == 0 {
+		sa.peerAuth.local = message.AuthSharedKeyMIC
 		return nil, &message.Auth{Method: message.AuthSharedKeyMIC, Data: ikecrypto.PSKAuth(sa.prf, c.PSK, octets)}, nil
 	}
-	scheme, err := ikecrypto.DefaultScheme(c.PrivateKey.Public())
+	ch := c.chooseChain(sa.peerAuth.cas)
+	method := sa.signMethodLocked(ch.key)
+	var data []byte
+	var err error
+	if method == message.AuthDigitalSig {
+		var scheme *ikecrypto.SignatureScheme
+		if scheme, err = ikecrypto.DefaultScheme(ch.key.Public()); err != nil {
+			return nil, nil, err
+		}
+		data, err = ikecrypto.SignAuth(ch.key, scheme, octets, sa.cfg.Rand)
+	} else {
+		data, err = ikecrypto.SignLegacy(ch.key, method, octets, sa.cfg.Rand)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := ikecrypto.SignAuth(c.PrivateKey, scheme, octets, sa.cfg.Rand)
-	if err != nil {
-		return nil, nil, err
-	}
+	sa.peerAuth.local = method
 	var certs []message.Payload
-	if c.SendCert == CertSendAlways || c.SendCert == CertSendIfAsked && sa.certRequested {
+	if c.SendCert == CertSendAlways || c.SendCert == CertSendIfAsked && sa.peerAuth.certRequested {
 		// Leaf first, then the intermediates (RFC 7296 3.6).
-		for _, cert := range c.Certificates {
+		for _, cert := range ch.send {
 			certs = append(certs, &message.Cert{Encoding: message.CertX509Signature, Data: cert.Raw})
 		}
 	}
-	return certs, &message.Auth{Method: message.AuthDigitalSig, Data: data}, nil
+	return certs, &message.Auth{Method: method, Data: data}, nil
 }
 
 // verifyPeerLocked checks the peer's AUTH payload (and, for signatures, its
@@ -65,10 +75,15 @@ func (sa *IKESA) verifyPeerLocked(ps []message.Payload, id *message.ID, auth *me
 		if !ikecrypto.VerifyPSKAuth(sa.prf, c.PSK, octets, auth.Data) {
 			return fmt.Errorf("%w: pre-shared key AUTH does not verify", ErrAuthentication)
 		}
+		sa.peerAuth.peer = auth.Method
 		return nil
 	}
-	if auth.Method != message.AuthDigitalSig {
-		return fmt.Errorf("%w: peer used auth method %d, we expect a digital signature (RFC 7427)", ErrAuthentication, auth.Method)
+	if !c.acceptMethod(auth.Method) {
+		why := "a signature method this policy accepts"
+		if auth.Method == message.AuthRSASig {
+			why = "no RSA with SHA-1 (method 1) without AllowSHA1Auth"
+		}
+		return fmt.Errorf("%w: peer used auth method %d, we expect %s", ErrAuthentication, auth.Method, why)
 	}
 	var chain []*x509.Certificate
 	for _, p := range ps {
@@ -96,15 +111,22 @@ func (sa *IKESA) verifyPeerLocked(ps []message.Payload, id *message.ID, auth *me
 		inter.AddCert(ic)
 	}
 	leaf := chain[0]
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.rootPool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: c.rootPool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
 		return fmt.Errorf("%w: peer certificate: %v", ErrAuthentication, err)
 	}
 	if err := certNames(leaf, id); err != nil {
 		return err
 	}
-	if _, err := ikecrypto.VerifyAuth(leaf.PublicKey, auth.Data, octets); err != nil {
+	if auth.Method == message.AuthDigitalSig {
+		_, err = ikecrypto.VerifyAuth(leaf.PublicKey, auth.Data, octets)
+	} else {
+		err = ikecrypto.VerifyLegacy(leaf.PublicKey, auth.Method, auth.Data, octets)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrAuthentication, err)
 	}
+	sa.peerAuth.peer = auth.Method
 	return nil
 }
 

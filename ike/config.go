@@ -2,7 +2,6 @@ package ike
 
 import (
 	"crypto"
-	"crypto/sha1"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/espy-dpi/espy/ike/ikecrypto"
 	"github.com/espy-dpi/espy/ike/message"
 )
 
@@ -138,9 +136,21 @@ type Config struct {
 	// SendCert says when our certificates go into IKE_AUTH; the zero
 	// value, CertSendIfAsked, is strongSwan's default.
 	SendCert CertPolicy
+	// Chains are further chains of ours, for peers that trust other CAs:
+	// the first chain (Certificates first, then these) that leads to a CA
+	// the peer's CERTREQ names is sent and signed with, else the first.
+	Chains []CertChain
+	// SignatureAuth says which signature AUTH methods we sign with and
+	// accept; the zero value follows what the peer announced (sigauth.go).
+	SignatureAuth SignatureAuth
+	// AllowSHA1Auth permits AUTH method 1 (RSA PKCS#1 v1.5 with SHA-1) in
+	// both directions, for peers without RFC 7427. Off by default: SHA-1
+	// signatures are open to collision attacks.
+	AllowSHA1Auth bool
 
 	rootPool *x509.CertPool // RootCAs as a pool, made by validate
 	certReq  []byte         // SHA-1 of each root's SubjectPublicKeyInfo
+	chains   []localChain   // Certificates and Chains, made by validate
 
 	IKE []Proposal // IKE SA proposals, in preference order
 	ESP []Proposal // Child SA proposals
@@ -263,27 +273,8 @@ type Config struct {
 // validate checks the configuration and fills in defaults in a copy.
 func (c *Config) validate() (*Config, error) {
 	cc := *c
-	if len(cc.Certificates) > 0 {
-		if cc.PrivateKey == nil {
-			return nil, fmt.Errorf("%w: certificate without private key", ErrConfig)
-		}
-		if _, err := ikecrypto.DefaultScheme(cc.PrivateKey.Public()); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-	} else if len(cc.PSK) == 0 {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, errNoAuth)
-	}
-	if len(cc.RootCAs) == 0 && len(cc.PSK) == 0 {
-		return nil, fmt.Errorf("%w: no pre-shared key to verify the peer and no RootCAs", ErrConfig)
-	}
-	if len(cc.RootCAs) > 0 {
-		cc.rootPool = x509.NewCertPool()
-		cc.certReq = nil
-		for _, ca := range cc.RootCAs {
-			cc.rootPool.AddCert(ca)
-			h := sha1.Sum(ca.RawSubjectPublicKeyInfo)
-			cc.certReq = append(cc.certReq, h[:]...)
-		}
+	if err := cc.validateAuth(); err != nil {
+		return nil, err
 	}
 	if len(cc.LocalID.Data) == 0 {
 		return nil, fmt.Errorf("%w: no local identity", ErrConfig)

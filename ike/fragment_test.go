@@ -278,7 +278,7 @@ func TestCertPolicy(t *testing.T) {
 		}
 		prf, _ := ikecrypto.LookupPRF(message.PRF_HMAC_SHA2_256)
 		sa := newSA(nil, vc, true)
-		sa.prf, sa.certRequested = prf, c.asked
+		sa.prf, sa.peerAuth.certRequested, sa.peerAuth.sigHash = prf, c.asked, true
 		certs, auth, err := sa.authPayloadsLocked([]byte("first"), make([]byte, 32), make([]byte, 32), []byte("id"))
 		if err != nil {
 			t.Fatal(err)

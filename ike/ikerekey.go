@@ -213,13 +213,16 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		release()
 		return err
 	}
+	reqCtx, abort := context.WithCancel(ctx)
+	defer abort()
 	sa.mu.Lock()
 	sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = ni, nil, false
+	sa.lt.abortRekey = abort
 	sa.mu.Unlock()
 	defer func() {
 		sa.mu.Lock()
 		p := sa.lt.peerRekey
-		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted = nil, nil, false
+		sa.lt.rekeyNi, sa.lt.peerRekey, sa.lt.oldDeleted, sa.lt.abortRekey = nil, nil, false, nil
 		sa.mu.Unlock()
 		if p != nil {
 			// The SA went before the peer's rekey could be taken.
@@ -240,7 +243,7 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		if err != nil {
 			return fail(err)
 		}
-		resp, err := sa.requestHeld(ctx, message.CREATE_CHILD_SA, []message.Payload{
+		resp, err := sa.ikeRekeyRequest(ctx, reqCtx, []message.Payload{
 			saPayload(sa.cfg.IKE, message.ProtoIKE, binary.BigEndian.AppendUint64(nil, spiI)),
 			&message.Nonce{Data: ni},
 			&message.KE{Group: group, Data: kex.PublicKey()},
@@ -265,6 +268,39 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 		}
 		return sa.ikeRekeyFinish(ctx, k)
 	}
+}
+
+// ikeRekeyRequest is requestHeld for our IKE SA rekey request. aborted ends
+// when the peer deletes the old IKE SA meanwhile: if it answered our
+// request before (a collision on its side too) and that answer was lost,
+// its old SA still answers a retransmission, sent at once; otherwise no
+// answer will come and RekeyIKE takes the peer's new SA.
+func (sa *IKESA) ikeRekeyRequest(ctx, aborted context.Context, ps []message.Payload) ([]message.Payload, error) {
+	sa.mu.Lock()
+	if sa.state == stateDead {
+		sa.mu.Unlock()
+		return nil, ErrDeleted
+	}
+	id := sa.nextReqID
+	sa.nextReqID++
+	pkts, err := sa.sealOut(message.CREATE_CHILD_SA, false, id, ps)
+	sa.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	in, err := sa.exchangeAll(aborted, pkts, message.CREATE_CHILD_SA, id)
+	if err != nil && aborted.Err() != nil && ctx.Err() == nil {
+		last, cancel := context.WithTimeout(ctx, sa.cfg.Retransmit.interval(1))
+		in, err = sa.exchangeAll(last, pkts, message.CREATE_CHILD_SA, id)
+		cancel()
+	}
+	if err != nil {
+		return nil, err
+	}
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	sa.fragDoneLocked(&sa.frag.resp, id)
+	return sa.openInbound(in)
 }
 
 // adoptPeerRekey switches to the peer's new IKE SA that we answered while

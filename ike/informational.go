@@ -78,6 +78,7 @@ func (sa *IKESA) informationalLocked(in inbound, ps []message.Payload) {
 			// The peer's rekey won a collision (RFC 7296 2.8.2) and it
 			// deletes the old SA: RekeyIKE moves to the peer's new SA.
 			sa.lt.oldDeleted = true
+			sa.lt.abortRekey()
 			sa.log.Info("ike: peer deleted the old IKE SA during a simultaneous rekey")
 			return
 		}

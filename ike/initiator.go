@@ -75,14 +75,25 @@ func (e *Endpoint) Initiate(ctx context.Context, cfg *Config, remote netip.AddrP
 			}
 			return sa, err
 		}
-		if errors.Is(err, ErrAuthentication) {
-			// The responder may consider the SA up: tell it otherwise.
+		var refused *NotifyError
+		if errors.Is(err, ErrAuthentication) || !errors.As(err, &refused) && sa.authSent() {
+			// The responder may consider the SA up (we could not
+			// authenticate it, or ctx ended or the answer was lost
+			// after it took our IKE_AUTH): tell it otherwise, or it
+			// keeps the SA until its hard lifetime.
 			sa.sendDelete(true)
 		}
 		sa.teardown()
 		return nil, err
 	}
 	return sa, nil
+}
+
+// authSent reports whether our IKE_AUTH request went out.
+func (sa *IKESA) authSent() bool {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.nextReqID > 1
 }
 
 // initExchange runs IKE_SA_INIT, following COOKIE and INVALID_KE_PAYLOAD
@@ -220,7 +231,8 @@ func (sa *IKESA) initResponse(req []byte, in inbound, resp *message.Message, kex
 	sa.initReq, sa.initResp = req, in.pkt
 	sa.nextReqID = 1
 	sa.frag.on = !sa.cfg.DisableFragmentation && message.FindNotify(resp.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil
-	sa.certRequested = message.Get(resp.Payloads, message.PayloadCERTREQ) != nil
+	sa.peerAuth.certRequested, sa.peerAuth.cas = peerCertReq(resp.Payloads)
+	sa.peerAuth.sigHash = message.FindNotify(resp.Payloads, message.SIGNATURE_HASH_ALGORITHMS) != nil
 	if err := sa.setupCrypto(gir); err != nil {
 		return err
 	}

@@ -115,6 +115,10 @@ type lifecycle struct {
 	// oldDeleted records that the peer deleted the old IKE SA while our
 	// rekey was outstanding: its own rekey won.
 	oldDeleted bool
+	// abortRekey ends the wait for the answer to our IKE SA rekey: once
+	// the peer deleted the old SA it will not answer on it, and until we
+	// take the peer's new SA we drop what the peer sends on that one.
+	abortRekey context.CancelFunc
 	// collisions counts resolved IKE SA rekey collisions; lastLowest holds
 	// the lowest nonce of the redundant SA and of the survivor.
 	collisions int

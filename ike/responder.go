@@ -172,6 +172,7 @@ func (e *Endpoint) handleInitRequest(pkt []byte, hdr message.Header, from netip.
 			signatureHashNotify(),
 		},
 	}
+	sa.peerAuth.sigHash = message.FindNotify(req.Payloads, message.SIGNATURE_HASH_ALGORITHMS) != nil
 	if !cfg.DisableFragmentation && message.FindNotify(req.Payloads, message.IKEV2_FRAGMENTATION_SUPPORTED) != nil {
 		// RFC 7383 2.3: announced only in answer to the initiator's.
 		resp.Payloads = append(resp.Payloads, fragmentationNotify())
@@ -289,7 +290,7 @@ func (sa *IKESA) handleAuthLocked(in inbound) {
 		return
 	}
 	idr := &message.ID{IDType: c.LocalID.Type, Data: c.LocalID.Data}
-	sa.certRequested = message.Get(ps, message.PayloadCERTREQ) != nil
+	sa.peerAuth.certRequested, sa.peerAuth.cas = peerCertReq(ps)
 	certs, auth, err := sa.authPayloadsLocked(sa.initResp, sa.ni, sa.keys.SKpr, idr.Body())
 	if err != nil {
 		fail(message.AUTHENTICATION_FAILED, err.Error())

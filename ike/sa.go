@@ -83,8 +83,8 @@ type IKESA struct {
 	refusedChildSPI []byte
 	// frag is RFC 7383 fragmentation: negotiated or not, reassembly.
 	frag fragState
-	// certRequested records a CERTREQ from the peer (RFC 7296 3.7).
-	certRequested bool
+	// peerAuth is what the peer said about and used in authentication.
+	peerAuth peerAuth
 	// lt holds lifetime timers and IKE SA rekey collision state (lifetime.go).
 	lt lifecycle
 }
@@ -474,8 +474,18 @@ func (sa *IKESA) Delete(ctx context.Context) error {
 	defer sa.teardown()
 	sa.mu.Lock()
 	ok := sa.state == stateEstablished && !sa.deleteSent
+	busy := sa.state == stateEstablished && sa.deleteSent && !sa.retired
 	sa.deleteSent = true
 	sa.mu.Unlock()
+	if busy {
+		// Another Delete is under way, perhaps queued behind an
+		// exchange: tearing down now would keep it from going out and
+		// leave the SA to the peer until its hard lifetime.
+		select {
+		case <-sa.dead:
+		case <-ctx.Done():
+		}
+	}
 	if !ok {
 		return nil
 	}

@@ -47,6 +47,7 @@ func newTunnel(s *Service, ts config.TunnelSpec, cred config.Credentials, rt ike
 	t.cfg = &ike.Config{
 		LocalID: ts.LocalID, RemoteID: ts.RemoteID,
 		PSK: cred.PSK, Certificates: cred.Certificates, PrivateKey: cred.PrivateKey, RootCAs: cred.RootCAs,
+		Chains: cred.Chains, SignatureAuth: cred.SignatureAuth, AllowSHA1Auth: cred.AllowSHA1Auth,
 		IKE: ts.IKE, ESP: ts.ESP,
 		LocalTS: selectors(ts.LocalTS), RemoteTS: selectors(ts.RemoteTS),
 		Mode: ts.Mode, ForceEncap: ts.Encap, AllowWeak: ts.AllowWeak,
