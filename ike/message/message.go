@@ -30,6 +30,9 @@ func Decode(b []byte) (*Message, error) {
 
 // Encode appends the encoding of m to b, filling in Next Payload and Length.
 func (m *Message) Encode(b []byte) ([]byte, error) {
+	if b == nil {
+		b = make([]byte, 0, encodeHint)
+	}
 	start := len(b)
 	b = AppendHeader(b, &m.Header)
 	b, first, err := AppendPayloads(b, m.Payloads)
