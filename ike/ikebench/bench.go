@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,7 +289,11 @@ func localID(pattern string, n int64) ike.Identity {
 	}
 	for i := 0; i+1 < len(pattern); i++ {
 		if pattern[i] == '%' && pattern[i+1] == 'd' {
-			return ike.FQDN(pattern[:i] + fmt.Sprint(n) + pattern[i+2:])
+			// Built in one buffer, the identity's own: this runs for
+			// every SA.
+			b := make([]byte, 0, len(pattern)+18)
+			b = strconv.AppendInt(append(b, pattern[:i]...), n, 10)
+			return ike.Identity{Type: message.IDFQDN, Data: append(b, pattern[i+2:]...)}
 		}
 	}
 	return ike.FQDN(pattern)
