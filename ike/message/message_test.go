@@ -353,3 +353,34 @@ func TestChainLen(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodeExact checks that encoding without a buffer (through the
+// scratch pool) gives the same bytes as appending to one, in a slice of
+// its own that the next encode does not overwrite.
+func TestEncodeExact(t *testing.T) {
+	for name, enc := range map[string]func([]byte) ([]byte, error){
+		"Encode": initRequest().Encode,
+		"AppendPayloads": func(b []byte) ([]byte, error) {
+			b, _, err := AppendPayloads(b, authPlain())
+			return b, err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, err := enc([]byte{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := enc(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep := append([]byte(nil), got...)
+			if _, err := enc(nil); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) || !bytes.Equal(got, keep) || len(got) != cap(got) {
+				t.Errorf("got %d bytes (cap %d), want %d; unchanged by the next encode: %v", len(got), cap(got), len(want), bytes.Equal(got, keep))
+			}
+		})
+	}
+}

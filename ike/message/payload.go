@@ -3,6 +3,7 @@ package message
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 )
 
 // genericHeaderLen is the length of the generic payload header.
@@ -99,21 +100,54 @@ func nextOf(p Payload, next PayloadType) PayloadType {
 	return next
 }
 
-// encodeHint is the capacity an encoder starts with when given no buffer:
-// enough for the IKE_SA_INIT and IKE_AUTH messages of a PSK or EAP
-// handshake, so that they take one allocation instead of growing through
-// six or seven (messages with certificates still grow as needed).
-const encodeHint = 512
+// scratch holds encode buffers. An encoder given no buffer encodes into
+// one and returns an exact copy: one allocation of the message's size
+// instead of growing through six or seven (a 300-byte IKE_AUTH), or
+// starting every message, a 40-byte INFORMATIONAL too, at a guessed size.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxScratch is the largest buffer scratch keeps (one message with a
+// certificate chain); bigger ones, rare, go to the garbage collector.
+const maxScratch = 16 << 10
+
+// encodeExact runs enc on a scratch buffer and returns a copy of what it
+// appended.
+func encodeExact(enc func([]byte) ([]byte, error)) ([]byte, error) {
+	sp := scratch.Get().(*[]byte)
+	b, err := enc((*sp)[:0])
+	var out []byte
+	if err == nil {
+		out = append(make([]byte, 0, len(b)), b...)
+	}
+	if cap(b) <= maxScratch {
+		*sp = b[:0]
+		scratch.Put(sp)
+	}
+	return out, err
+}
 
 // AppendPayloads appends the encoding of ps (each with its generic header)
 // to b. It returns the type of the first payload, which goes into the
 // preceding Next Payload field. An SK or SKF payload must be last.
 func AppendPayloads(b []byte, ps []Payload) ([]byte, PayloadType, error) {
+	if b != nil || len(ps) == 0 {
+		return appendPayloads(b, ps)
+	}
+	var first PayloadType
+	out, err := encodeExact(func(s []byte) ([]byte, error) {
+		var err error
+		s, first, err = appendPayloads(s, ps)
+		return s, err
+	})
+	if err != nil {
+		return nil, PayloadNone, err
+	}
+	return out, first, nil
+}
+
+func appendPayloads(b []byte, ps []Payload) ([]byte, PayloadType, error) {
 	if len(ps) == 0 {
 		return b, PayloadNone, nil
-	}
-	if b == nil {
-		b = make([]byte, 0, encodeHint)
 	}
 	for i, p := range ps {
 		t := p.Type()
