@@ -239,6 +239,10 @@ func (cfg *Config) initiator() *ike.Config {
 		// -delete each, for keepalives that SAs living milliseconds never
 		// send and that no NAT between load generator and responder needs.
 		NATKeepalive: -1,
+		// Likewise the lifetime timers, three per IKE SA with its Child
+		// SA: rekeying is hours away (strongSwan's defaults) and not part
+		// of what is measured.
+		IKERekeyTime: -1, ChildRekeyTime: -1, ChildLifeTime: -1,
 	}
 	if base.RemoteNATPort == 0 {
 		base.RemoteNATPort = ike.DefaultNATPort

@@ -332,8 +332,9 @@ func TestInitiatorConfig(t *testing.T) {
 			c.Encap, c.Retransmit = true, ike.Retransmit{}
 			tt.mod(&c)
 			base := c.initiator()
-			if base.NATKeepalive >= 0 {
-				t.Errorf("NATKeepalive %v: want keepalives off (negative)", base.NATKeepalive)
+			if base.NATKeepalive >= 0 || base.IKERekeyTime >= 0 || base.ChildRekeyTime >= 0 || base.ChildLifeTime >= 0 {
+				t.Errorf("NATKeepalive %v, IKERekeyTime %v, ChildRekeyTime %v, ChildLifeTime %v: want all off (negative)",
+					base.NATKeepalive, base.IKERekeyTime, base.ChildRekeyTime, base.ChildLifeTime)
 			}
 			if !base.ForceEncap || base.RemoteNATPort != tt.natPort || (base.ReuseKE != nil) != tt.reuse || base.Retransmit != tt.retransmit {
 				t.Errorf("ForceEncap %v, RemoteNATPort %d, ReuseKE %v, Retransmit %+v; want true, %d, reuse %v, %+v",
