@@ -309,3 +309,37 @@ func benchmarkRun(b *testing.B, reuse int) {
 	b.ReportMetric(r.Rate(), "SAs/s")
 	b.ReportMetric(float64(r.CPUPerSA().Microseconds()), "cpu-us/SA")
 }
+
+// TestInitiatorConfig checks what every handshake of a run starts from.
+func TestInitiatorConfig(t *testing.T) {
+	target := netip.MustParseAddrPort("192.0.2.2:500")
+	tests := []struct {
+		name       string
+		mod        func(*Config)
+		natPort    uint16
+		reuse      bool
+		retransmit ike.Retransmit
+	}{
+		{"defaults", func(*Config) {}, ike.DefaultNATPort, false, ike.DefaultRetransmit},
+		{"NAT-T port", func(c *Config) { c.TargetNATPort = 4501 }, 4501, false, ike.DefaultRetransmit},
+		{"key reuse", func(c *Config) { c.ReuseKE = 100 }, ike.DefaultNATPort, true, ike.DefaultRetransmit},
+		{"no key reuse at 1", func(c *Config) { c.ReuseKE = 1 }, ike.DefaultNATPort, false, ike.DefaultRetransmit},
+		{"schedule", func(c *Config) { c.Retransmit = ike.Retransmit{Tries: 1, Timeout: time.Second} }, ike.DefaultNATPort, false, ike.Retransmit{Tries: 1, Timeout: time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := benchConfig(target, 0)
+			c.Encap, c.Retransmit = true, ike.Retransmit{}
+			tt.mod(&c)
+			base := c.initiator()
+			if base.NATKeepalive >= 0 || base.IKERekeyTime >= 0 || base.ChildRekeyTime >= 0 || base.ChildLifeTime >= 0 {
+				t.Errorf("NATKeepalive %v, IKERekeyTime %v, ChildRekeyTime %v, ChildLifeTime %v: want all off (negative)",
+					base.NATKeepalive, base.IKERekeyTime, base.ChildRekeyTime, base.ChildLifeTime)
+			}
+			if !base.ForceEncap || base.RemoteNATPort != tt.natPort || (base.ReuseKE != nil) != tt.reuse || base.Retransmit != tt.retransmit {
+				t.Errorf("ForceEncap %v, RemoteNATPort %d, ReuseKE %v, Retransmit %+v; want true, %d, reuse %v, %+v",
+					base.ForceEncap, base.RemoteNATPort, base.ReuseKE, base.Retransmit, tt.natPort, tt.reuse, tt.retransmit)
+			}
+		})
+	}
+}

@@ -30,9 +30,16 @@ func Decode(b []byte) (*Message, error) {
 
 // Encode appends the encoding of m to b, filling in Next Payload and Length.
 func (m *Message) Encode(b []byte) ([]byte, error) {
+	if b == nil {
+		return encodeExact(m.encode)
+	}
+	return m.encode(b)
+}
+
+func (m *Message) encode(b []byte) ([]byte, error) {
 	start := len(b)
 	b = AppendHeader(b, &m.Header)
-	b, first, err := AppendPayloads(b, m.Payloads)
+	b, first, err := appendPayloads(b, m.Payloads)
 	if err != nil {
 		return nil, err
 	}

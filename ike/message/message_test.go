@@ -304,3 +304,83 @@ func BenchmarkDecodeInit(b *testing.B) {
 		}
 	}
 }
+
+// TestKnownPayload keeps knownPayload, which sizes the decoder's result,
+// in step with newPayload, which decides what the decoder keeps.
+func TestKnownPayload(t *testing.T) {
+	for i := range 256 {
+		pt := PayloadType(i)
+		if got, want := knownPayload(pt), newPayload(pt) != nil; got != want {
+			t.Errorf("knownPayload(%v) = %v, newPayload gives a payload: %v", pt, got, want)
+		}
+	}
+}
+
+// TestChainLen checks the decoder's size estimate against what it decodes,
+// including unknown payloads (skipped) and chains cut short (estimated up
+// to the cut).
+func TestChainLen(t *testing.T) {
+	init, err := initRequest().Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, first, err := AppendPayloads(nil, authPlain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withUnknown, ufirst, err := AppendPayloads(nil, []Payload{&Unknown{PayloadType: 200, Body: []byte{1}}, &Nonce{Data: seq(16, 0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		first PayloadType
+		b     []byte
+		want  int
+	}{
+		{"IKE_SA_INIT", PayloadType(init[16]), init[HeaderLen:], len(initRequest().Payloads)},
+		{"IKE_AUTH plaintext", first, inner, len(authPlain())},
+		{"unknown skipped", ufirst, withUnknown, 1},
+		{"cut in the second payload", PayloadType(init[16]), init[HeaderLen : HeaderLen+40], 1},
+		{"empty", PayloadNone, nil, 0},
+		{"bad length", PayloadNonce, []byte{0, 0, 0, 2}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := chainLen(tt.first, tt.b); got != tt.want {
+				t.Errorf("chainLen = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEncodeExact checks that encoding without a buffer (through the
+// scratch pool) gives the same bytes as appending to one, in a slice of
+// its own that the next encode does not overwrite.
+func TestEncodeExact(t *testing.T) {
+	for name, enc := range map[string]func([]byte) ([]byte, error){
+		"Encode": initRequest().Encode,
+		"AppendPayloads": func(b []byte) ([]byte, error) {
+			b, _, err := AppendPayloads(b, authPlain())
+			return b, err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, err := enc([]byte{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := enc(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep := append([]byte(nil), got...)
+			if _, err := enc(nil); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) || !bytes.Equal(got, keep) || len(got) != cap(got) {
+				t.Errorf("got %d bytes (cap %d), want %d; unchanged by the next encode: %v", len(got), cap(got), len(want), bytes.Equal(got, keep))
+			}
+		})
+	}
+}
