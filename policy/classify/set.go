@@ -74,6 +74,9 @@ func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 	if err := s.tune(rules, order); err != nil {
 		return nil, err
 	}
+	// Once, for the classifier tune kept: the flags cost a pass over the
+	// pairs of items that may overlap.
+	s.c.setFinal()
 	if decorrelate {
 		d, err := policy.Decorrelate(rules, limit)
 		switch {
