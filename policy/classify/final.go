@@ -82,7 +82,7 @@ func addrGroup(r *[2]policy.U128) (g policy.U128, ok bool) {
 // settles the flag. On the ClassBench 10k sets it takes 10-40 ms, once
 // per Build.
 func (c *Classifier) setFinal() {
-	var all []span
+	all := make([]span, 0, c.Len())
 	for ti, tb := range c.tables {
 		tb.eachLivePos(func(pos int) { all = append(all, spanOf(&tb.items[pos], ti, pos)) })
 	}
