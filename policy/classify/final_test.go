@@ -168,3 +168,21 @@ func TestV4Loop(t *testing.T) {
 		check("labelled rule", false)
 	}
 }
+
+// TestV4LoopAllocs checks that the IPv4 loop does not allocate.
+func TestV4LoopAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	rules := policytest.V4Rules(rng, 200)
+	s, err := Build(rules, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.c.v4 {
+		t.Fatal("IPv4 loop off for an IPv4-only unlabelled policy")
+	}
+	pk := policytest.Packets(rng, rules, 256)
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() { s.Lookup(&pk[i%len(pk)]); i++ }); n != 0 {
+		t.Errorf("Set.Lookup: %v allocations per lookup", n)
+	}
+}
