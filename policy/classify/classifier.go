@@ -31,6 +31,38 @@ type Classifier struct {
 	bulk  bool
 	limit int
 	where map[uint64]whereItem
+	// lanes mirrors the tables when every one is compact (v4 is true),
+	// for the IPv4 loop of Lookup; refresh keeps it current.
+	lanes []lane
+	v4    bool
+}
+
+// lane is a compact table's lookup state, copied out of the table into one
+// array: the IPv4 loop reads it in place of a table pointer and the four
+// mask words an IPv4 key leaves at zero.
+type lane struct {
+	lo, meta uint64 // the table's mask of key.lo and key.meta
+	index    []uint64
+	small    []citem
+	vals     []int32
+	shift    uint
+	minPrio  uint32
+}
+
+// refresh rebuilds the lanes after the tables changed. The IPv4 loop
+// serves a lookup only when every table is compact and labels are not
+// hashed (so maskedHash of an IPv4 key is the loop's one multiply), and
+// the prefilter covers every table.
+func (c *Classifier) refresh() {
+	c.lanes = c.lanes[:0]
+	c.v4 = len(c.tables) <= filterTables
+	for _, tb := range c.tables {
+		if !tb.packed || tb.mask.label != 0 {
+			c.v4 = false
+		}
+		c.lanes = append(c.lanes, lane{lo: tb.mask.lo, meta: tb.mask.meta, index: tb.index, small: tb.small,
+			vals: tb.vals, shift: tb.shift, minPrio: tb.minPrio})
+	}
 }
 
 type whereItem struct {
@@ -93,6 +125,9 @@ func (c *Classifier) Insert(it Item) error {
 		c.tables = append(c.tables, best)
 	}
 	x := newItem(&it)
+	if !c.disjoint && !c.bulk {
+		x.final = c.insertFinal(&x, best)
+	}
 	var err error
 	if c.bulk {
 		err = best.add(x, it.ID, h)
@@ -109,6 +144,7 @@ func (c *Classifier) Insert(it Item) error {
 	if c.bulk {
 		return nil
 	}
+	defer c.refresh()
 	before := slices.Clone(c.tables)
 	c.reorder()
 	if !slices.Equal(before, c.tables) {
@@ -122,7 +158,8 @@ func (c *Classifier) Insert(it Item) error {
 	return nil
 }
 
-// finish ends a bulk build: it builds the prefilter.
+// finish ends a bulk build: it builds the prefilter. The final flags are
+// left clear (so lookups are right but probe on); setFinal sets them.
 func (c *Classifier) finish() {
 	c.bulk = false
 	for _, tb := range c.tables {
@@ -130,6 +167,7 @@ func (c *Classifier) finish() {
 	}
 	c.reorder()
 	c.f.rebuild(c.tables)
+	c.refresh()
 }
 
 // Delete removes the item with the given ID and reports whether it existed.
@@ -153,6 +191,7 @@ func (c *Classifier) Delete(id uint64) bool {
 	// only ones in their slots, and the table order may have changed.
 	if !c.bulk {
 		c.f.rebuild(c.tables)
+		c.refresh()
 	}
 	return true
 }
@@ -167,46 +206,33 @@ func (c *Classifier) reorder() {
 	sort.SliceStable(c.tables, func(i, j int) bool { return c.tables[i].minPrio < c.tables[j].minPrio })
 }
 
-// Lookup returns the value of the best item containing p. It is one loop
-// with the hash and the compact bucket scan written out in place: calls
-// and their spills cost as much as a probe that hits the cache.
+// Lookup returns the value of the best item containing p. The IPv4 loop,
+// for the common case of an IPv4 packet and compact tables, has the hash
+// and the bucket scan written out in place over the lanes: calls and their
+// spills cost as much as a probe that hits the cache.
 func (c *Classifier) Lookup(p *policy.Packet) (value int32, ok bool) {
-	k := packetKey(p)
+	if !c.v4 || !isV4(p) {
+		return c.lookupAny(p)
+	}
 	f := c.f
 	cand := f.src[addrSlot(p.Src)] & f.dst[addrSlot(p.Dst)] & f.proto[p.Proto] &
 		f.sport[portSlot(p.SPort)] & f.dport[portSlot(p.DPort)]
-	v4 := isV4(p)
-	if !v4 {
-		cand &^= f.packed
-	}
-	tables := c.tables
-	var best *table
-	bj := 0
-	bound := ^uint32(0)
+	lo, _ := split(p.Src, p.Dst)
+	meta := metaWord(p.Family, p.Proto, p.SPort, p.DPort)
 	sp, dp, pr := p.SPort, p.DPort, p.Proto
 	src, dst := uint32(p.Src.Lo), uint32(p.Dst.Lo)
+	lanes := c.lanes
+	bound := ^uint32(0)
 	for ; cand != 0; cand &= cand - 1 {
-		tb := tables[bits.TrailingZeros32(cand)]
-		if tb.minPrio >= bound {
+		ln := &lanes[bits.TrailingZeros32(cand)]
+		if ln.minPrio >= bound {
 			break
 		}
-		m := &tb.mask
-		const c1, c2, c3, c4 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db, 0x8ebc6af09c88c6e3, 0x589965cc75374cc3
-		h := mum(mum(k.srcLo&m.srcLo^c1, k.dstLo&m.dstLo^c2)^c1,
-			mum(k.srcHi&m.srcHi^k.meta&m.meta^c3, k.dstHi&m.dstHi^(k.label&m.label)<<8^c4)^c3)
-		if !tb.packed {
-			if j := tb.lookup(p, h, bound); j >= 0 {
-				best, bj, bound = tb, j, tb.items[j].prio
-				if c.disjoint {
-					break
-				}
-			}
-			continue
-		}
-		index, small := tb.index, tb.small
+		h := mum(lo&ln.lo^c1, meta&ln.meta^c2) ^ v4Rest
+		index, small := ln.index, ln.small
 		mi := len(index) - 1
 	probe:
-		for i := int(h >> tb.shift); ; i = (i + 1) & mi {
+		for i := int(h >> ln.shift); ; i = (i + 1) & mi {
 			e := index[i]
 			if e == 0 {
 				break
@@ -227,16 +253,46 @@ func (c *Classifier) Lookup(p *policy.Packet) (value int32, ok bool) {
 					(uint64(x.srcW) - uint64(src-x.src)) |
 					(uint64(x.dstW) - uint64(dst-x.dst))
 				if out>>63 == 0 {
-					best, bj, bound = tb, start+j, x.prio
+					if c.disjoint || x.final {
+						return ln.vals[start+j], true
+					}
+					value, ok, bound = ln.vals[start+j], true, x.prio
 					break probe
 				}
 			}
 		}
-		if c.disjoint && best != nil {
+	}
+	return value, ok
+}
+
+// lookupAny is Lookup for any packet and any tables: the prefilter, then
+// each candidate table's own lookup over its wide or compact items.
+func (c *Classifier) lookupAny(p *policy.Packet) (value int32, ok bool) {
+	k := packetKey(p)
+	cand := c.f.candidates(p)
+	v4 := isV4(p)
+	var best *table
+	bj := 0
+	bound := ^uint32(0)
+	for ; cand != 0; cand &= cand - 1 {
+		tb := c.tables[bits.TrailingZeros32(cand)]
+		if tb.minPrio >= bound {
 			break
 		}
+		var j int
+		if tb.packed {
+			j = tb.lookupSmall(p, k.maskedHash(&tb.mask), bound)
+		} else {
+			j = tb.lookup(p, k.maskedHash(&tb.mask), bound)
+		}
+		if j >= 0 {
+			best, bj, bound = tb, j, tb.items[j].prio
+			if c.disjoint || tb.items[j].final {
+				return best.vals[bj], true
+			}
+		}
 	}
-	if len(tables) > filterTables && !(c.disjoint && best != nil) {
+	if len(c.tables) > filterTables {
 		// Only policies of very many shapes get here.
 		best, bj = c.lookupRest(p, v4, best, bj, bound)
 	}
@@ -259,7 +315,7 @@ func (c *Classifier) lookupRest(p *policy.Packet, v4 bool, best *table, bj int, 
 		}
 		if j := tb.lookup(p, k.maskedHash(&tb.mask), bound); j >= 0 {
 			best, bj, bound = tb, j, tb.items[j].prio
-			if c.disjoint {
+			if c.disjoint || tb.items[j].final {
 				break
 			}
 		}
@@ -317,6 +373,9 @@ func (c *Classifier) work(p *policy.Packet) (probes, items int) {
 			}
 			items++
 			if x.contains(p) {
+				if x.final {
+					return probes, items
+				}
 				bound = x.prio
 				break
 			}

@@ -49,6 +49,7 @@ var ErrPrecedence = errors.New("classify: duplicate precedence")
 func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 	s := &Set{c: New(false), rules: make(map[string]ruleRef, len(rules)), gen: 1}
 	s.c.bulk = true
+	s.c.where = make(map[uint64]whereItem, len(rules))
 	for i := range rules {
 		if i > 0 && rules[i].Precedence <= rules[i-1].Precedence {
 			return nil, fmt.Errorf("classify: rule %q: precedence %d not above %q's %d: %w",
@@ -74,6 +75,9 @@ func Build(rules []policy.Rule, decorrelate bool, limit int) (*Set, error) {
 	if err := s.tune(rules, order); err != nil {
 		return nil, err
 	}
+	// Once, for the classifier tune kept: the flags cost a pass over the
+	// pairs of items that may overlap.
+	s.c.setFinal()
 	if decorrelate {
 		d, err := policy.Decorrelate(rules, limit)
 		switch {
@@ -270,6 +274,7 @@ func (s *Set) rebuild(rules []policy.Rule, order []int, limit int) (*Classifier,
 	c := New(false)
 	c.limit = limit
 	c.bulk = true
+	c.where = make(map[uint64]whereItem, len(order))
 	for _, i := range order {
 		ref := s.rules[rules[i].Name]
 		if err := c.Insert(Item{ID: ref.id, Box: rules[i].Box, Priority: ref.prio, Value: ref.value}); err != nil {

@@ -19,7 +19,7 @@ type item struct {
 	dport, dportW            uint16
 	label, labelW            uint32
 	fam, famW, proto, protoW uint8
-	_                        uint32
+	final                    bool // see final.go
 	src, srcW, dst, dstW     policy.U128
 }
 
@@ -77,6 +77,7 @@ type citem struct {
 	sport, sportW uint16
 	dport, dportW uint16
 	proto, protoW uint8
+	final         bool
 }
 
 // compactItem returns x's compact form and whether x has one.
@@ -92,7 +93,7 @@ func compactItem(x *item) (citem, bool) {
 		src:  uint32(x.src.Lo), srcW: uint32(x.srcW.Lo),
 		dst: uint32(x.dst.Lo), dstW: uint32(x.dstW.Lo),
 		sport: x.sport, sportW: x.sportW, dport: x.dport, dportW: x.dportW,
-		proto: x.proto, protoW: x.protoW,
+		proto: x.proto, protoW: x.protoW, final: x.final,
 	}, true
 }
 
@@ -456,6 +457,32 @@ func (tb *table) lookup(p *policy.Packet, h uint64, bound uint32) int {
 		}
 		start, n := cellBucket(e)
 		bucket := tb.items[start : start+n : start+n]
+		for j := range bucket {
+			x := &bucket[j]
+			if x.prio >= bound {
+				break
+			}
+			if x.contains(p) {
+				return start + j
+			}
+		}
+	}
+}
+
+// lookupSmall is lookup over the compact items, for a packet that isV4.
+func (tb *table) lookupSmall(p *policy.Packet, h uint64, bound uint32) int {
+	index := tb.index
+	m := len(index) - 1
+	for i := int(h >> tb.shift); ; i = (i + 1) & m {
+		e := index[i]
+		if e == 0 {
+			return -1
+		}
+		if uint32(e>>32) != uint32(h) {
+			continue
+		}
+		start, n := cellBucket(e)
+		bucket := tb.small[start : start+n : start+n]
 		for j := range bucket {
 			x := &bucket[j]
 			if x.prio >= bound {

@@ -66,6 +66,23 @@ func Rules(rng *rand.Rand, n int, v6 bool) []policy.Rule {
 	return rules
 }
 
+// V4Rules returns n random rules like Rules without IPv6, labels or
+// family-agnostic rules: every rule is IPv4-only and unlabelled, the form
+// the classifier's compact items and IPv4 lookup loop serve.
+func V4Rules(rng *rand.Rand, n int) []policy.Rule {
+	rules := Rules(rng, n, false)
+	for i := range rules {
+		b := &rules[i].Box
+		if b[policy.DimFamily] != policy.Span(4, 4) {
+			b[policy.DimFamily] = policy.Span(4, 4)
+			b[policy.DimSrc] = addrSel(rng, 4)
+			b[policy.DimDst] = addrSel(rng, 4)
+		}
+		b[policy.DimLabel] = policy.FullBox()[policy.DimLabel]
+	}
+	return rules
+}
+
 // addrSel returns a random prefix or range inside a small universe.
 func addrSel(rng *rand.Rand, fam uint8) policy.Interval {
 	var base netip.Addr
