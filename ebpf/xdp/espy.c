@@ -470,14 +470,17 @@ static __always_inline void count_flow(const struct espy_verdict *v, __u32 frame
 
 /*
  * unparsed ends a packet of an ESP-NULL flow that fails the null parse:
- * pad length beyond the payload, pad bytes other than 1, 2, 3, …, WESP next
- * header mismatch, transport-mode next header outside userspace's set or
- * payload too short for it, inner header unreadable. A flow decided null
- * also counts it in its slot, which is what userspace's inline revocation
- * watches (RFC 5879 section 4.3 rates).
+ * pad length beyond the payload, pad bytes other than 1, 2, 3, …,
+ * transport-mode next header outside userspace's set or payload too short
+ * for it, inner header unreadable; why is ESPY_EXIT_NULL_UNPARSED, or
+ * ESPY_EXIT_WESP_MISMATCH when the WESP header disagrees with the flow's
+ * verdict or the ESP trailer. A flow decided null also counts it in its
+ * slot, which is what userspace's inline revocation watches (RFC 5879
+ * section 4.3 rates): for it a WESP mismatch is a packet that does not
+ * parse under the verdict, as heuristics' goodNull has it.
  */
-static __always_inline int unparsed(struct xdp_md *ctx, const struct espy_config *cfg,
-				    __u32 slot)
+static __always_inline int unparsed_why(struct xdp_md *ctx, const struct espy_config *cfg,
+					__u32 slot, enum espy_exit_reason why)
 {
 	struct espy_flow_stats *st;
 
@@ -486,7 +489,12 @@ static __always_inline int unparsed(struct xdp_md *ctx, const struct espy_config
 		if (st)
 			st->unparsed += 1;
 	}
-	return finish(ctx, cfg, ESPY_EXIT_NULL_UNPARSED, cfg->fail_closed);
+	return finish(ctx, cfg, why, cfg->fail_closed);
+}
+
+static __always_inline int unparsed(struct xdp_md *ctx, const struct espy_config *cfg, __u32 slot)
+{
+	return unparsed_why(ctx, cfg, slot, ESPY_EXIT_NULL_UNPARSED);
 }
 
 static __always_inline int encrypted(struct xdp_md *ctx, const struct espy_config *cfg,
@@ -901,7 +909,8 @@ static __always_inline int pad_ok(struct xdp_md *ctx, __u32 toff, __u8 pad_len)
  * fits after the payload start and before the ICV, its pad length fits the
  * payload, the pad bytes are the default padding, and for WESP the next
  * header is the one the WESP header announced. It returns pad_len << 8 |
- * next header, or -1. It is a global function so that its registers are
+ * next header, -2 when the WESP header announced another next header, or
+ * -1. It is a global function so that its registers are
  * not live in null_flow, whose stack frame is in the deepest call chain
  * (null_flow, the policy walk and its bpf_loop callback), which the
  * 512-byte limit leaves no room to grow: the pad check inlined there cost
@@ -922,7 +931,9 @@ __attribute__((noinline)) int null_trailer(struct xdp_md *ctx, const struct pkt 
 	toff = end - icv_len - 2;
 	if (toff < payload_off || !(tr = pkt_ptr(ctx, toff, 2)))
 		return -1;
-	if (toff - payload_off < tr[0] || (pk->want_nh >= 0 && pk->want_nh != tr[1]))
+	if (pk->want_nh >= 0 && pk->want_nh != tr[1])
+		return -2;
+	if (toff - payload_off < tr[0])
 		return -1;
 	if (!pad_ok(ctx, toff, tr[0]))
 		return -1;
@@ -1039,6 +1050,8 @@ __attribute__((noinline)) int null_flow(struct xdp_md *ctx, const struct pkt *pk
 	if (!ctx || !pk || !cfg)
 		return XDP_ABORTED;
 	tr = null_trailer(ctx, pk);
+	if (tr == -2)
+		return unparsed_why(ctx, cfg, pk->slot, ESPY_EXIT_WESP_MISMATCH);
 	if (tr < 0)
 		return unparsed(ctx, cfg, pk->slot);
 	nh = tr & 0xff;
@@ -1097,9 +1110,38 @@ static __always_inline int esp(struct xdp_md *ctx, const struct espy_config *cfg
 }
 
 /*
+ * wesp_agrees reports whether a WESP header (next header nh, HeaderLen
+ * hdr_len, TrailerLen trl_len, flags; skip bytes of WESP header and
+ * padding) describes the flow as its null verdict v does (RFC 5840 section
+ * 2): not encrypted, TrailerLen the verdict's ICV length, HeaderLen the
+ * WESP header, its padding, the ESP header and the verdict's IV. These are
+ * userspace's checks (heuristics' goodNull). A verdict in tunnel mode also
+ * wants next header 4 or 41 (or 59, a dummy packet). There is no single
+ * next header to compare with in transport mode: one SA carries any
+ * protocol its selectors allow (RFC 4301 section 4.4.2), so TCP and UDP
+ * may alternate, and userspace accepts that.
+ */
+static __always_inline int wesp_agrees(const struct espy_verdict *v, __u8 nh, __u8 hdr_len,
+				       __u8 trl_len, __u8 flags, __u32 skip)
+{
+	if (flags & WESP_FLAG_ENCRYPTED)
+		return 0;
+	if (trl_len != v->icv_len || hdr_len != skip + 8 + v->iv_len)
+		return 0;
+	if (v->mode == ESPY_MODE_TUNNEL && nh != IPPROTO_IPIP && nh != IPPROTO_IPV6 &&
+	    nh != IPPROTO_NONE)
+		return 0;
+	return 1;
+}
+
+/*
  * wesp handles a WESP header at woff. WESP describes itself, so the program
- * decides without userspace; a verdict entry, where present, overrides the
- * E flag and adds per-flow counters.
+ * decides without userspace; a verdict entry, where present, adds per-flow
+ * counters, and an encrypted one overrides the E flag. The header of a flow
+ * with a null verdict must agree with the verdict (wesp_agrees), else the
+ * packet is ESPY_EXIT_WESP_MISMATCH and counts as unparsed: a flow whose
+ * WESP header changes under a cached verdict is not the flow userspace
+ * decided, and its revocation takes the verdict away.
  */
 static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cfg, struct pkt *pk,
 				__u32 woff)
@@ -1140,6 +1182,8 @@ static __always_inline int wesp(struct xdp_md *ctx, const struct espy_config *cf
 	}
 	if (kind == ESPY_VERDICT_ENCRYPTED)
 		return encrypted(ctx, cfg, v);
+	if (v && v->kind == ESPY_VERDICT_NULL && !wesp_agrees(v, nh, hdr_len, trl_len, flags, skip))
+		return unparsed_why(ctx, cfg, pk->slot, ESPY_EXIT_WESP_MISMATCH);
 	if (hdr_len < skip + 8)
 		return unparsed(ctx, cfg, pk->slot);
 	pk->payload_off = woff + hdr_len;
