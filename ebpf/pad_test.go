@@ -192,7 +192,8 @@ func TestNullPadding(t *testing.T) {
 }
 
 // TestNullPaddingEveryByte corrupts every pad byte of pads that span
-// several ESPY_PAD_CHECK windows, one at a time: each is ExitNullUnparsed
+// several ESPY_PAD_CHECK windows (and of short pads far into the frame),
+// one at a time: each is ExitNullUnparsed
 // and counted in the flow's Unparsed, the intact pad is not. At the window
 // boundaries it also writes the value the neighbouring window expects
 // there, which a check that read a window one off would take for right.
@@ -202,8 +203,14 @@ func TestNullPaddingEveryByte(t *testing.T) {
 	p := loadTest(t, smallMaps(Config{}))
 	k := key4(t, spi, EncapNone, 0, 0)
 	mustVerdict(t, p, k, nullV)
+	// The program checks the windows of a trailer less than 256 bytes
+	// into the frame one by one and those of a later trailer with one
+	// bounds check: short pads are tried both ways.
+	short := innerUDP4(1000, 53)
+	long := ipv4(17, innerSrc4, innerDst4, udp(1000, 53, make([]byte, 300)), ip4opts{})
+	var in []byte
 	frame := func(pad []byte) []byte {
-		return cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espNullPadWith(spi, 0, innerUDP4(1000, 53), 4, 12, pad), ip4opts{}))
+		return cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espNullPadWith(spi, 0, in, 4, 12, pad), ip4opts{}))
 	}
 	var want FlowStats
 	check := func(name string, f []byte, reason ExitReason) {
@@ -218,7 +225,12 @@ func TestNullPaddingEveryByte(t *testing.T) {
 			want.Unparsed++
 		}
 	}
-	for _, n := range []int{17, 31, 32, 200, 255} {
+	for _, c := range []struct {
+		n     int
+		inner []byte
+	}{{17, short}, {31, short}, {32, short}, {200, short}, {255, short}, {1, long}, {17, long}, {32, long}} {
+		n := c.n
+		in = c.inner
 		check(fmt.Sprintf("pad %d intact", n), frame(defaultPad(n)), ExitNullAllow)
 		for i := range n {
 			pad := defaultPad(n)
