@@ -48,7 +48,8 @@ const (
 	bpfEspyExitReasonESPY_EXIT_MALFORMED          bpfEspyExitReason = 14
 	bpfEspyExitReasonESPY_EXIT_FRAGMENT           bpfEspyExitReason = 15
 	bpfEspyExitReasonESPY_EXIT_EXTHDR_LIMIT       bpfEspyExitReason = 16
-	bpfEspyExitReasonESPY_EXIT_MAX                bpfEspyExitReason = 17
+	bpfEspyExitReasonESPY_EXIT_WESP_MISMATCH      bpfEspyExitReason = 17
+	bpfEspyExitReasonESPY_EXIT_MAX                bpfEspyExitReason = 18
 )
 
 type bpfEspyFlowKey struct {

@@ -12,8 +12,8 @@ type FlowStats struct {
 	Packets uint64
 	Bytes   uint64 // whole frames, Ethernet header included
 	// Unparsed counts the packets of a flow decided null that failed the
-	// null parse in XDP (exit reason ExitNullUnparsed): the evidence of
-	// inline revocation.
+	// null parse in XDP (exit reasons ExitNullUnparsed and
+	// ExitWESPMismatch): the evidence of inline revocation.
 	Unparsed uint64
 }
 
@@ -65,27 +65,26 @@ type Snapshot map[FlowKey]FlowStats
 // and returns the flows whose packet count did not move, together with the
 // snapshot to pass next time. A flow not in prev is never idle, so the first
 // sweep (prev nil) only records. Expiry thus needs no clock in XDP: call it
-// every idle timeout and delete what it returns.
+// every idle timeout and delete what it returns. It reads the verdict map
+// and the counters with batch lookups (eachVerdict, allSlotStats).
 func (p *Program) IdleFlows(prev Snapshot) (idle []FlowKey, next Snapshot, err error) {
 	stats, err := p.allSlotStats()
 	if err != nil {
 		return nil, nil, err
 	}
 	next = make(Snapshot, len(prev))
-	it := p.Verdicts()
-	for it.Next() {
-		k, v := it.Key(), it.Verdict()
+	err = p.eachVerdict(func(k *FlowKey, v *Verdict) {
 		var s FlowStats
 		if int(v.Slot) < len(stats) {
 			s = stats[v.Slot]
 		}
-		next[k] = s
-		if old, ok := prev[k]; ok && old.Packets == s.Packets {
-			idle = append(idle, k)
+		next[*k] = s
+		if old, ok := prev[*k]; ok && old.Packets == s.Packets {
+			idle = append(idle, *k)
 		}
-	}
-	if err := it.Err(); err != nil {
-		return nil, nil, err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("ebpf: read verdicts: %w", err)
 	}
 	return idle, next, nil
 }
@@ -122,7 +121,7 @@ func (p *Program) allSlotStats() ([]FlowStats, error) {
 }
 
 // NullFlows returns the counters of every flow whose verdict is null: what
-// inline revocation watches once a second. Unlike IdleFlows it reads the
+// inline revocation watches once a second. Like IdleFlows it reads the
 // verdict map in batches (a few syscalls per thousand flows instead of two
 // per flow), and a batch walk is not restarted by LRU evictions.
 func (p *Program) NullFlows() (Snapshot, error) {

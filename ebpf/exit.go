@@ -25,6 +25,11 @@ const (
 	ExitMalformed         = ExitReason(bpfEspyExitReasonESPY_EXIT_MALFORMED)    // truncated or inconsistent headers: fail mode
 	ExitFragment          = ExitReason(bpfEspyExitReasonESPY_EXIT_FRAGMENT)     // IP fragment of (possible) IPsec: pass
 	ExitExtHdrLimit       = ExitReason(bpfEspyExitReasonESPY_EXIT_EXTHDR_LIMIT) // too many IPv6 extension headers: fail mode
+	// ExitWESPMismatch: the WESP header of a flow with a null verdict
+	// disagrees with the verdict (E flag, TrailerLen, HeaderLen, next header
+	// in tunnel mode), or a WESP header's next header with the ESP trailer's.
+	// Fail mode; counted in the flow's FlowStats.Unparsed like ExitNullUnparsed.
+	ExitWESPMismatch = ExitReason(bpfEspyExitReasonESPY_EXIT_WESP_MISMATCH)
 
 	// NumExitReasons is the number of exit reasons.
 	NumExitReasons = int(bpfEspyExitReasonESPY_EXIT_MAX)
@@ -34,7 +39,7 @@ var exitNames = [NumExitReasons]string{
 	"non-esp", "ike", "keepalive", "pending-sampled", "pending-over-limit",
 	"sample-ratelimited", "sample-lost", "null-allow", "null-drop", "null-count",
 	"null-unparsed", "encrypted-pass", "encrypted-drop", "encrypted-count",
-	"malformed", "fragment", "exthdr-limit",
+	"malformed", "fragment", "exthdr-limit", "wesp-mismatch",
 }
 
 // String returns the reason's stable name, as used in metrics.

@@ -2,27 +2,61 @@ package ebpf
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
 // espNullPad returns an ESP-NULL packet like espNull, with exactly padLen
 // bytes of RFC 4303 default padding (1, 2, 3, …) before the trailer. A
-// corrupt index in [0, padLen) turns that pad byte (0-based from the first
-// pad byte) into 0xee; -1 leaves the padding intact.
+// corrupt index in [0, padLen) flips the top bit of that pad byte (0-based
+// from the first pad byte); -1 leaves the padding intact.
 func espNullPad(spi uint32, ivLen int, payload []byte, nh uint8, icvLen, padLen, corrupt int) []byte {
+	pad := defaultPad(padLen)
+	if corrupt >= 0 && corrupt < padLen {
+		pad[corrupt] ^= 0x80
+	}
+	return espNullPadWith(spi, ivLen, payload, nh, icvLen, pad)
+}
+
+// defaultPad returns RFC 4303's default padding of n bytes: 1, 2, 3, …, n.
+func defaultPad(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i + 1)
+	}
+	return b
+}
+
+// espNullPadWith returns an ESP-NULL packet with the given pad bytes and a
+// pad length byte of len(pad).
+func espNullPadWith(spi uint32, ivLen int, payload []byte, nh uint8, icvLen int, pad []byte) []byte {
 	b := binary.BigEndian.AppendUint32(nil, spi)
 	b = binary.BigEndian.AppendUint32(b, 1)
 	b = append(b, make([]byte, ivLen)...)
 	b = append(b, payload...)
-	for i := range padLen {
-		v := byte(i + 1)
-		if i == corrupt {
-			v = 0xee
-		}
-		b = append(b, v)
-	}
-	b = append(b, byte(padLen), nh)
+	b = append(b, pad...)
+	b = append(b, byte(len(pad)), nh)
 	for i := range icvLen {
+		b = append(b, byte(0xc0+i))
+	}
+	return b
+}
+
+// espPadOverrun returns an ESP-NULL dummy packet (next header 59, ICV 12)
+// without payload whose pad length byte claims n+1 pad bytes where only n
+// fit after the IV: the n+1 bytes before the trailer are 1, 2, …, n+1, the
+// first of them the last byte of the IV, or with ivLen 0 the sequence
+// number's (1).
+func espPadOverrun(ivLen, n int) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 0)
+	b = binary.BigEndian.AppendUint32(b, 1)
+	b = append(b, make([]byte, ivLen)...)
+	b[len(b)-1] = 1
+	for i := 2; i <= n+1; i++ {
+		b = append(b, byte(i))
+	}
+	b = append(b, byte(n+1), 59)
+	for i := range 12 {
 		b = append(b, byte(0xc0+i))
 	}
 	return b
@@ -30,8 +64,9 @@ func espNullPad(spi uint32, ivLen int, payload []byte, nh uint8, icvLen, padLen,
 
 // TestNullPadding checks the fast path's parse of decided null flows
 // against userspace's (heuristics' readNull): RFC 4303 default padding in
-// the last ESPY_PAD_CHECK (16) pad bytes, and in transport mode a next
-// header from RFC 5879's set with a payload long enough for it. A failure
+// every pad byte (read in windows of ESPY_PAD_CHECK, 16, bytes back from
+// the trailer), and in transport mode a next header from RFC 5879's set
+// with a payload long enough for it. A failure
 // is ExitNullUnparsed and counts in the flow's Unparsed; a good packet
 // moves neither.
 func TestNullPadding(t *testing.T) {
@@ -65,7 +100,11 @@ func TestNullPadding(t *testing.T) {
 		{name: "tunnel-pad-9", v: tunnelV, frame: tun(9, -1), want: xdpPass, reason: ExitNullAllow},
 		{name: "tunnel-pad-15", v: tunnelV, frame: tun(15, -1), want: xdpPass, reason: ExitNullAllow},
 		{name: "tunnel-pad-16", v: tunnelV, frame: tun(16, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-17", v: tunnelV, frame: tun(17, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-31", v: tunnelV, frame: tun(31, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-32", v: tunnelV, frame: tun(32, -1), want: xdpPass, reason: ExitNullAllow},
 		{name: "tunnel-pad-40", v: tunnelV, frame: tun(40, -1), want: xdpPass, reason: ExitNullAllow},
+		{name: "tunnel-pad-200", v: tunnelV, frame: tun(200, -1), want: xdpPass, reason: ExitNullAllow},
 		{name: "tunnel-pad-255", v: tunnelV, frame: tun(255, -1), want: xdpPass, reason: ExitNullAllow},
 		{name: "pad-1-wrong", v: tunnelV, frame: tun(1, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
 		{name: "pad-7-first-wrong", v: tunnelV, frame: tun(7, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
@@ -74,10 +113,26 @@ func TestNullPadding(t *testing.T) {
 		{name: "pad-9-in-first-word", v: tunnelV, frame: tun(9, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
 		{name: "pad-15-first-wrong", v: tunnelV, frame: tun(15, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
 		{name: "pad-16-first-wrong", v: tunnelV, frame: tun(16, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-17-first-wrong", v: tunnelV, frame: tun(17, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
 		{name: "pad-40-window-start-wrong", v: tunnelV, frame: tun(40, 40-padWindow), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
-		// The documented limit: bytes before the window are not read.
-		{name: "pad-17-before-window-not-checked", v: tunnelV, frame: tun(17, 0), want: xdpPass, reason: ExitNullAllow},
-		{name: "pad-40-before-window-not-checked", v: tunnelV, frame: tun(40, 40-padWindow-1), want: xdpPass, reason: ExitNullAllow},
+		{name: "pad-40-before-window-wrong", v: tunnelV, frame: tun(40, 40-padWindow-1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		{name: "pad-255-first-wrong", v: tunnelV, frame: tun(255, 0), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// Every byte one too high: right relative to each other, wrong in value.
+		{name: "pad-200-shifted", v: tunnelV, frame: esp4(espNullPadWith(0, 0, in4, 4, 12, defaultPad(201)[1:])), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// Each window right on its own but restarting at 1: only the last
+		// 16 bytes are where RFC 4303 puts them.
+		{name: "pad-32-restarts", v: tunnelV, frame: esp4(espNullPadWith(0, 0, in4, 4, 12, append(defaultPad(16), defaultPad(16)...))), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// The pad fills the payload exactly: good for a dummy packet, no
+		// inner header for a tunnel-mode one.
+		{name: "pad-fills-payload-dummy", v: tunnelV, frame: esp4(espNullPadWith(0, 0, nil, 59, 12, defaultPad(255))), want: xdpPass, reason: ExitNullAllow},
+		{name: "pad-fills-payload-tunnel", v: tunnelV, frame: esp4(espNullPadWith(0, 0, nil, 4, 12, defaultPad(40))), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// The pad length reaches one byte into the IV: outside the payload
+		// even though the byte there is the right one.
+		{name: "pad-into-iv", v: Verdict{Kind: VerdictNull, IcvLen: 12, IvLen: 8, Mode: ModeTransport}, frame: esp4(espPadOverrun(8, 200)), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// The pad length reaches into the ESP header.
+		{name: "pad-into-esp-header", v: tunnelV, frame: esp4(espPadOverrun(0, 3)), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
+		// The verdict's ICV is longer than the packet: no trailer at all.
+		{name: "icv-beyond-packet", v: Verdict{Kind: VerdictNull, IcvLen: 255}, frame: tun(200, -1), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
 		{name: "pad-wrong-fail-closed", v: tunnelV, frame: tun(3, 1), failCl: true, want: xdpDrop, reason: ExitNullUnparsed, unparse: true},
 		{name: "dummy-packet-pad-wrong", v: tunnelV, frame: esp4(espNullPad(0, 0, []byte("tfc"), 59, 12, 3, 2)), want: xdpPass, reason: ExitNullUnparsed, unparse: true},
 		{name: "dummy-packet-pad-good", v: tunnelV, frame: esp4(espNullPad(0, 0, []byte("tfc"), 59, 12, 3, -1)), want: xdpPass, reason: ExitNullAllow},
@@ -132,6 +187,120 @@ func TestNullPadding(t *testing.T) {
 					t.Errorf("flow counters %+v, want %+v", st, want)
 				}
 			})
+		}
+	}
+}
+
+// TestNullPaddingEveryByte corrupts every pad byte of pads that span
+// several ESPY_PAD_CHECK windows (and of short pads far into the frame),
+// one at a time: each is ExitNullUnparsed
+// and counted in the flow's Unparsed, the intact pad is not. At the window
+// boundaries it also writes the value the neighbouring window expects
+// there, which a check that read a window one off would take for right.
+func TestNullPaddingEveryByte(t *testing.T) {
+	requireBPF(t)
+	const spi = 0x5200
+	p := loadTest(t, smallMaps(Config{}))
+	k := key4(t, spi, EncapNone, 0, 0)
+	mustVerdict(t, p, k, nullV)
+	// The program checks the windows of a trailer less than 256 bytes
+	// into the frame one by one and those of a later trailer with one
+	// bounds check: short pads are tried both ways.
+	short := innerUDP4(1000, 53)
+	long := ipv4(17, innerSrc4, innerDst4, udp(1000, 53, make([]byte, 300)), ip4opts{})
+	var in []byte
+	frame := func(pad []byte) []byte {
+		return cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espNullPadWith(spi, 0, in, 4, 12, pad), ip4opts{}))
+	}
+	var want FlowStats
+	check := func(name string, f []byte, reason ExitReason) {
+		t.Helper()
+		ret, _, d := run(t, p, f)
+		if r := onlyReason(t, d); r != reason || ret != xdpPass {
+			t.Errorf("%s: exit reason %v, action %d, want %v, pass", name, r, ret, reason)
+		}
+		want.Packets++
+		want.Bytes += uint64(len(f))
+		if reason == ExitNullUnparsed {
+			want.Unparsed++
+		}
+	}
+	for _, c := range []struct {
+		n     int
+		inner []byte
+	}{{17, short}, {31, short}, {32, short}, {200, short}, {255, short}, {1, long}, {17, long}, {32, long}} {
+		n := c.n
+		in = c.inner
+		check(fmt.Sprintf("pad %d intact", n), frame(defaultPad(n)), ExitNullAllow)
+		for i := range n {
+			pad := defaultPad(n)
+			pad[i] ^= 0x80
+			check(fmt.Sprintf("pad %d, byte %d flipped", n, i), frame(pad), ExitNullUnparsed)
+			// Windows end at the trailer: byte i is the first or last
+			// of its window when n-i is a multiple of 16, or one more.
+			if (n-i)%16 == 0 || (n-i)%16 == 1 {
+				pad[i] = byte(i + 1 + 16)
+				check(fmt.Sprintf("pad %d, byte %d from the next window", n, i), frame(pad), ExitNullUnparsed)
+				pad[i] = byte(i + 1 - 16)
+				check(fmt.Sprintf("pad %d, byte %d from the previous window", n, i), frame(pad), ExitNullUnparsed)
+			}
+		}
+	}
+	st, err := p.FlowCounters(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != want {
+		t.Errorf("flow counters %+v, want %+v", st, want)
+	}
+}
+
+// TestNullPaddingMultiBuffer checks frames larger than one buffer: the
+// program is not frags-aware and reads the trailer with direct packet
+// access, so it sees only the first buffer, and a packet whose trailer
+// (and pad) lies in a later fragment must end as ExitMalformed (its IP
+// length runs past the linear data), never be decided on a partly read
+// pad. BPF_PROG_TEST_RUN puts what does not fit one page into fragments.
+// The largest single-buffer frame has its 255-byte pad checked whole.
+func TestNullPaddingMultiBuffer(t *testing.T) {
+	requireBPF(t)
+	const spi = 0x5300
+	p := loadTest(t, smallMaps(Config{}))
+	mustVerdict(t, p, key4(t, spi, EncapNone, 0, 0), nullV)
+	frame := func(size, corrupt int) []byte {
+		in := innerUDP4(1000, 53)
+		body := make([]byte, size-14-20-8-len(in)-255-2-12)
+		pad := defaultPad(255)
+		if corrupt >= 0 {
+			pad[corrupt] ^= 0x80
+		}
+		return cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espNullPadWith(spi, 0, cat(in, body), 4, 12, pad), ip4opts{}))
+	}
+	largest := 0
+	for size := 3000; size <= 4200; size += 4 {
+		_, _, d := run(t, p, frame(size, 254))
+		switch r := onlyReason(t, d); {
+		case r == ExitNullUnparsed && largest == size-4:
+			largest = size
+		case r == ExitNullUnparsed && size == 3000:
+			largest = size
+		case r != ExitMalformed:
+			t.Fatalf("%d-byte frame: %v, want null-unparsed up to one buffer and malformed beyond", size, r)
+		}
+	}
+	if largest == 0 || largest == 4200 {
+		t.Fatalf("largest single-buffer frame %d: no multi-buffer frame tested", largest)
+	}
+	t.Logf("largest single-buffer frame: %d bytes", largest)
+	for _, c := range []struct {
+		size, corrupt int
+		reason        ExitReason
+	}{
+		{largest, -1, ExitNullAllow}, {largest, 0, ExitNullUnparsed}, {largest, 253, ExitNullUnparsed},
+		{largest + 4, -1, ExitMalformed}, {9000, -1, ExitMalformed}, {9000, 0, ExitMalformed},
+	} {
+		if _, _, d := run(t, p, frame(c.size, c.corrupt)); onlyReason(t, d) != c.reason {
+			t.Errorf("%d-byte frame, pad byte %d corrupt: %v, want %v", c.size, c.corrupt, d, c.reason)
 		}
 	}
 }

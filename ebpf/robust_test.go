@@ -34,6 +34,10 @@ func robustFrames(t testing.TB, p *Program) map[string][]byte {
 		"esp-encrypted": cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espEncrypted(spi+1, 1, 64), ip4opts{})),
 		"wesp-null": cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4,
 			wesp(4, 12, 12, 0, espNull(spi, 1, 0, innerUDP4(1000, 53), 4, 12)), ip4opts{})),
+		// Cuts through a 255-byte pad: every window of the pad check
+		// starts and ends at some cut.
+		"esp-null-pad-255": cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4,
+			espNullPadWith(spi, 0, innerUDP4(1000, 53), 4, 12, defaultPad(255)), ip4opts{})),
 	}
 }
 

@@ -303,7 +303,10 @@ func TestRun(t *testing.T) {
 			mustRule(t, p, inner(t, 6, innerSrc6, innerDst6, 40000, 443), ActionDrop)
 		}, frame: cat(eth(etherIPv6), ipv6(141, outerSrc6, outerDst6, wesp(41, 16, 16, 0x10, espNull(spi, 1, 0, innerTCP6(40000, 443), 41, 16)))), want: xdpDrop, reason: ExitNullDrop},
 		{name: "wesp-next-header-mismatch", frame: cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4,
-			wesp(41, 12, 12, 0, espNull(spi, 1, 0, innerUDP4(1000, 53), 4, 12)), ip4opts{})), want: xdpPass, reason: ExitNullUnparsed},
+			wesp(41, 12, 12, 0, espNull(spi, 1, 0, innerUDP4(1000, 53), 4, 12)), ip4opts{})), want: xdpPass, reason: ExitWESPMismatch},
+		{name: "wesp-trailer-len-not-verdict-fail-closed", cfg: Config{FailClosed: true}, setup: func(t testing.TB, p *Program) {
+			mustVerdict(t, p, key4(t, spi, EncapWESP, 0, 0), Verdict{Kind: VerdictNull, IcvLen: 16})
+		}, frame: wespNull(0), want: xdpDrop, reason: ExitWESPMismatch},
 		{name: "ipv6-non-first-fragment", setup: v6Flow, frame: v6Null(fragExt(100, false)), want: xdpPass, reason: ExitFragment},
 		{name: "ipv6-first-fragment", setup: v6Flow, frame: v6Null(fragExt(0, true)), want: xdpPass, reason: ExitFragment},
 		{name: "ipv6-eight-ext-headers", setup: v6Flow, frame: v6Null(nineExts[:8]...), want: xdpDrop, reason: ExitNullDrop},

@@ -8,8 +8,9 @@ import (
 // shapes BenchmarkXDPNullPolicy (outer IPv4, ESP, inner IPv4/UDP, no pad)
 // does not cover, each with an exact inner rule (count), so that every
 // shape ends where that benchmark ends. The pad-* shapes measure the pad
-// check: pad 0 skips it, 1 to 16 bytes are compared, longer pads compare
-// the last 16.
+// check: pad 0 skips it, every pad byte is compared, 16 at a time (one
+// window for pads of 1 to 16 bytes, 16 windows for 255). wesp is a decided
+// null flow over WESP, whose header is checked against the verdict.
 func BenchmarkXDPNullShape(b *testing.B) {
 	const spi = 0x950
 	in4 := inner(b, 17, innerSrc4, innerDst4, 1000, 53)
@@ -27,6 +28,7 @@ func BenchmarkXDPNullShape(b *testing.B) {
 		}
 		return k
 	}
+	wespKey := func(b *testing.B) FlowKey { return key4(b, spi, EncapWESP, 0, 0) }
 	key6 := func(b *testing.B) FlowKey {
 		k, err := NewFlowKey(outerSrc6, outerDst6, spi, EncapNone, 0, 0)
 		if err != nil {
@@ -68,7 +70,12 @@ func BenchmarkXDPNullShape(b *testing.B) {
 		{name: "pad-0", v: nullV, rule: in4, frame: padded(0), want: xdpPass},
 		{name: "pad-3", v: nullV, rule: in4, frame: padded(3), want: xdpPass},
 		{name: "pad-15", v: nullV, rule: in4, frame: padded(15), want: xdpPass},
+		{name: "pad-16", v: nullV, rule: in4, frame: padded(16), want: xdpPass},
+		{name: "pad-32", v: nullV, rule: in4, frame: padded(32), want: xdpPass},
+		{name: "pad-128", v: nullV, rule: in4, frame: padded(128), want: xdpPass},
 		{name: "pad-255", v: nullV, rule: in4, frame: padded(255), want: xdpPass},
+		{name: "wesp", key: wespKey, v: nullV, rule: in4,
+			frame: cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4, wesp(4, 12, 12, 0, tunnel4), ip4opts{})), want: xdpPass},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			p := benchProgram(b, c.cfg)

@@ -3,8 +3,8 @@ package ebpf
 import "testing"
 
 // TestFlowUnparsedCounter checks the evidence of inline revocation: the
-// packets of a flow decided null that fail the null parse (exit reason
-// ExitNullUnparsed) are counted in its slot, its good packets are not, and
+// packets of a flow decided null that fail the null parse (exit reasons
+// ExitNullUnparsed and ExitWESPMismatch) are counted in its slot, its good packets are not, and
 // neither are the packets of an encrypted flow.
 func TestFlowUnparsedCounter(t *testing.T) {
 	pinCPU(t)
@@ -22,7 +22,8 @@ func TestFlowUnparsedCounter(t *testing.T) {
 	badInner := cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espNull(0x400, 2, 0, make([]byte, 40), 4, 12), ip4opts{}))
 	// Ciphertext under an encrypted verdict: not the null parse's business.
 	encGarbage := cat(eth(etherIPv4), ipv4(50, outerSrc4, outerDst4, espEncrypted(0x401, 1, 100), ip4opts{}))
-	// WESP announcing a header shorter than its own.
+	// WESP announcing a header shorter than its own, and than the
+	// verdict's: a WESP mismatch, which counts as unparsed.
 	wespBad := cat(eth(etherIPv4), ipv4(141, outerSrc4, outerDst4, wesp(4, 4, 12, 0, espNull(0x402, 1, 0, innerUDP4(1000, 53), 4, 12)), ip4opts{}))
 
 	for _, c := range []struct {
@@ -32,7 +33,7 @@ func TestFlowUnparsedCounter(t *testing.T) {
 		{good, ExitNullAllow}, {badPad, ExitNullUnparsed}, {good, ExitNullAllow},
 		{badInner, ExitNullUnparsed}, {badInner, ExitNullUnparsed}, {good, ExitNullAllow},
 		{encGarbage, ExitEncryptedPass}, {encGarbage, ExitEncryptedPass},
-		{wespBad, ExitNullUnparsed},
+		{wespBad, ExitWESPMismatch},
 	} {
 		_, _, d := run(t, p, c.frame)
 		if d[c.reason] != 1 {

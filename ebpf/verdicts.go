@@ -101,33 +101,82 @@ func (p *Program) ResetPending(k FlowKey) error {
 // VerdictIter walks the verdict map. The kernel map may change during the
 // walk; a flow may then be missed or seen twice.
 type VerdictIter struct {
-	it *ebpf.MapIterator
-	k  FlowKey
-	v  Verdict
+	m      *ebpf.Map
+	cursor ebpf.MapBatchCursor
+	keys   []FlowKey
+	vals   []Verdict
+	n, i   int  // entries in the buffers, the next one to return
+	done   bool // the last batch has been read
+	err    error
 }
+
+// verdictIterBatch is the number of verdicts a VerdictIter reads per
+// system call.
+const verdictIterBatch = 1024
 
 // Verdicts returns an iterator over the stored verdicts:
 //
 //	it := p.Verdicts()
 //	for it.Next() { use(it.Key(), it.Verdict()) }
 //	if err := it.Err(); err != nil { … }
+//
+// It reads the map with batch lookups, verdictIterBatch entries per system
+// call: a key-by-key walk costs two system calls per verdict, and LRU
+// evictions during it restart it from the first key (a busy map could keep
+// it from ending), where a batch walk goes on from its bucket.
 func (p *Program) Verdicts() *VerdictIter {
-	return &VerdictIter{it: p.objs.Verdicts.Iterate()}
+	return &VerdictIter{m: p.objs.Verdicts}
 }
 
 // Next advances to the next verdict and reports whether there is one.
-func (it *VerdictIter) Next() bool { return it.it.Next(&it.k, &it.v) }
+func (it *VerdictIter) Next() bool {
+	if it.i+1 < it.n {
+		it.i++
+		return true
+	}
+	for !it.done && it.err == nil {
+		if it.keys == nil {
+			it.keys = make([]FlowKey, verdictIterBatch)
+			it.vals = make([]Verdict, verdictIterBatch)
+		}
+		got, err := it.m.BatchLookup(&it.cursor, it.keys, it.vals, nil)
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			it.done = true
+		case err != nil:
+			it.err = err
+			got = 0
+		}
+		if got > 0 {
+			it.n, it.i = got, 0
+			return true
+		}
+	}
+	it.n, it.i = 0, 0
+	return false
+}
 
-// Key returns the current flow.
-func (it *VerdictIter) Key() FlowKey { return it.k }
+// Key returns the current flow; the zero key when Next has not returned true.
+func (it *VerdictIter) Key() FlowKey {
+	if it.i >= it.n {
+		return FlowKey{}
+	}
+	return it.keys[it.i]
+}
 
-// Verdict returns the current verdict.
-func (it *VerdictIter) Verdict() Verdict { return it.v }
+// Verdict returns the current verdict; the zero verdict when Next has not
+// returned true.
+func (it *VerdictIter) Verdict() Verdict {
+	if it.i >= it.n {
+		return Verdict{}
+	}
+	return it.vals[it.i]
+}
 
 // Err returns the error that ended the walk, if any.
 func (it *VerdictIter) Err() error {
-	if err := it.it.Err(); err != nil {
-		return fmt.Errorf("ebpf: iterate verdicts: %w", err)
+	if it.err != nil {
+		return fmt.Errorf("ebpf: iterate verdicts: %w", it.err)
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # bench-xdppad.sh [BASE] [ROUNDS]: the cost of the XDP pad and next-header
-# check on decided null flows, before (git revision BASE, default fe289a2,
-# the last commit without it) and after (the working tree), in one run,
+# check on decided null flows, before (git revision BASE, default e4fc095,
+# the last commit that checked only the last 16 pad bytes and took WESP's
+# lengths unchecked; fe289a2 is the last without any pad check) and after
+# (the working tree), in one run,
 # interleaved round by round so that both see the same load on a shared
 # machine. The before build gets the tree's shapes_bench_test.go and
 # pad_test.go (for the frame helper; its tests are not run), so the shapes
@@ -12,7 +14,7 @@
 # Needs root and BPF (the benchmarks skip otherwise). ROUNDS defaults to 8,
 # about 20 s each.
 set -eu
-base=${1:-fe289a2}
+base=${1:-e4fc095}
 rounds=${2:-8}
 root=$(git rev-parse --show-toplevel)
 tmp=$(mktemp -d)

@@ -177,6 +177,8 @@ enum espy_exit_reason {
 	ESPY_EXIT_MALFORMED,            /* truncated or inconsistent outer headers */
 	ESPY_EXIT_FRAGMENT,             /* IP fragment carrying or possibly carrying ESP */
 	ESPY_EXIT_EXTHDR_LIMIT,         /* more IPv6 extension headers than parsed */
+	ESPY_EXIT_WESP_MISMATCH,        /* WESP header contradicts the null verdict or the
+					 * ESP trailer; counted as unparsed for the flow */
 	ESPY_EXIT_MAX,
 };
 
