@@ -163,11 +163,12 @@ func (d *Daemon) handle(s *ebpf.Sample) {
 // handled as seen in the flow cache.
 const seenInterval = 100 * time.Millisecond
 
-// seenLoop keeps decided flows that the fast path handles alone fresh in
-// the flow cache, so that eviction, which takes the least recently seen of
-// a few flows, does not take a live flow during a flood of new decided ones
-// (the sweep refreshes them too, but only every sweep interval, 10 s by
-// default, while a flood turns a table over in well under a second).
+// seenLoop tells the flow cache which decided flows the fast path counted
+// packets of (flowcache.Touch): they count as seen again, and eviction
+// takes flows never seen after their decision first, so a flood of new
+// one-packet flows does not evict a live flow even when it turns the table
+// over between two looks (the sweep sets counters too, but only every sweep
+// interval, 10 s by default).
 func (d *Daemon) seenLoop(ctx context.Context) {
 	tick := time.NewTicker(seenInterval)
 	defer tick.Stop()
