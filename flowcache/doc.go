@@ -18,7 +18,8 @@
 // least recently seen. So a flood of one-packet flows, however fast it
 // turns the table over, evicts its own flows, not a flow with traffic; a
 // flooder who sends k packets per SPI competes only with flows seen fewer
-// than about k times, and to match a flow the fast path has seen for a
-// second it must keep each SPI alive and sending for as long. Both tables are sharded by key hash with one
+// than about k times, and to match a flow the fast path has seen for s
+// seconds it must keep each SPI alive and sending, in the table, for at
+// least s/2 seconds (docs/inline-perf.md, section 6). Both tables are sharded by key hash with one
 // mutex per shard; per-packet calls do not allocate once a flow exists.
 package flowcache

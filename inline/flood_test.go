@@ -400,10 +400,10 @@ func TestSPIFloodRaisedRate(t *testing.T) {
 // that mark: always, once the table turns over in less than 100 ms. The
 // flow cache now evicts flows seen once before flows seen again, so the
 // flood evicts its own. The table is small (640 flows, 11 a shard) and the
-// sampling raised to 100,000/s per CPU so that half the flood (4 s at most
-// here) turns it over dozens of times, once per 100 ms or faster (the test
-// checks that it does; with least-recently-seen eviction the real flow is
-// evicted in every run); ESPY_LONG=1 sends the full flood.
+// sampling raised to 100,000/s per CPU so that half the flood (3–11 s here
+// under load) turns it over dozens of times, once per 100 ms or faster
+// (the test checks that it does; with least-recently-seen eviction the real
+// flow is evicted in every run); ESPY_LONG=1 sends the full flood.
 func TestSPIFloodDefaultSweep(t *testing.T) {
 	z := raisedFlood
 	z.rate, z.burst = 100000, 4096
