@@ -399,7 +399,7 @@ func TestSPIFloodRaisedRate(t *testing.T) {
 // took the real flow whenever the 8 flows it compared were all newer than
 // that mark: always, once the table turns over in less than 100 ms. The
 // flow cache now evicts flows seen once before flows seen again, so the
-// flood evicts its own. The table is small (640 flows, 11 a shard) and the
+// flood evicts its own. The table is small (320 flows, 6 a shard) and the
 // sampling raised to 100,000/s per CPU so that half the flood (3–11 s here
 // under load) turns it over dozens of times, once per 100 ms or faster
 // (the test checks that it does; with least-recently-seen eviction the real
@@ -407,7 +407,7 @@ func TestSPIFloodRaisedRate(t *testing.T) {
 func TestSPIFloodDefaultSweep(t *testing.T) {
 	z := raisedFlood
 	z.rate, z.burst = 100000, 4096
-	z.capacity = 640
+	z.capacity = 320
 	z.sweep = 10 * time.Second
 	z.overflow = true
 	if os.Getenv("ESPY_LONG") == "" {
