@@ -167,6 +167,7 @@ func (c *Cache) Process(p *packet.Packet, length int, now int64) Result {
 
 	if fp := s.decided.get(&k, h); fp != nil {
 		fp.account(p, length, now)
+		fp.ref()
 		w := c.engine.Watch(&fp.Monitor, &fp.Verdict, p, now)
 		if w == heuristics.KeepVerdict {
 			return Result{Verdict: fp.Verdict}
@@ -258,9 +259,10 @@ func (c *Cache) decide(s *shard, k *Key, h uint32, flow *Flow, v heuristics.Verd
 	c.emit(Event{Type: EventDecided, Key: *k, Flow: *f, Time: now})
 }
 
-// makeRoom makes room for one more decided flow in s, evicting the least
-// recently seen of a few of its flows when the shard is full or the cache
-// holds Capacity flows. (A cache at capacity whose shard s is empty takes
+// makeRoom makes room for one more decided flow in s, evicting the lowest
+// ranked of a few of its flows (table.victim: one-packet flows before
+// flows seen again, then the least recently seen) when the shard is full
+// or the cache holds Capacity flows. (A cache at capacity whose shard s is empty takes
 // the flow anyway: the total stays below Capacity + Shards.)
 func (c *Cache) makeRoom(s *shard, now int64) {
 	if !s.decided.full() && c.decided.Load() < int64(c.cfg.Capacity) {
@@ -269,7 +271,7 @@ func (c *Cache) makeRoom(s *shard, now int64) {
 	if s.decided.len() == 0 {
 		return
 	}
-	i := s.decided.victim()
+	i := s.decided.victim(now)
 	e := s.decided.entries[i]
 	s.decided.removeEntry(i)
 	c.decided.Add(-1)
@@ -428,17 +430,19 @@ func (c *Cache) SetCounters(k Key, packets, bytes uint64, now int64) bool {
 	}
 	if packets != f.Packets {
 		f.Last = now
+		f.ref()
 	}
 	f.Packets, f.Bytes = packets, bytes
 	return true
 }
 
-// Touch marks the decided flow of k seen at now, if it is later than the
-// flow's last packet, and reports whether k is decided. The inline daemon
-// calls it for the flows the fast path handled since its last look, which
-// the cache never sees: without it such a flow looks idle for eviction
-// until the next sweep sets its counters, and a flood of new decided flows
-// evicts it first (docs/inline-perf.md).
+// Touch records that the fast path counted packets of the decided flow of
+// k since its last look: the flow is marked seen at now (if that is later
+// than its last packet) and counts as seen again for eviction, as a packet
+// through Process would. It reports whether k is decided. The inline daemon
+// calls it for the flows the fast path handled, which the cache never sees:
+// without it such a flow looks like a one-packet flow, idle since its
+// decision, and a flood of new decided flows evicts it (docs/inline-perf.md).
 func (c *Cache) Touch(k Key, now int64) bool {
 	s, h := c.shard(&k)
 	s.mu.Lock()
@@ -448,5 +452,6 @@ func (c *Cache) Touch(k Key, now int64) bool {
 		return false
 	}
 	f.Last = max(f.Last, now)
+	f.ref()
 	return true
 }

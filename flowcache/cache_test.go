@@ -245,33 +245,6 @@ func TestDecidedCapacityBounded(t *testing.T) {
 	}
 }
 
-// TestEvictionLeastRecentlySeen: with no more flows in a shard than the
-// eviction samples, the victim is exactly the least recently seen flow.
-func TestEvictionLeastRecentlySeen(t *testing.T) {
-	rec := &recorder{}
-	c := newCache(t, flowcache.Config{Shards: 1, Capacity: 4, PendingCapacity: 8}, rec)
-	esp := synthESP(t, 1, nullFlow)
-	fss := make([]flowSpec, 5)
-	for i := range fss {
-		fss[i] = flowSpec{src: peerA, dst: peerB, spi: 0x4000 + uint32(i)}
-	}
-	next := make([]uint32, 5)
-	for i := 0; i < 4; i++ {
-		_, next[i] = decide(t, c, fss[i], esp, 1, t0+int64(i)*time.Second.Nanoseconds(), heuristics.Null)
-	}
-	// Flow 0, the oldest, is seen again: flow 1 becomes the least recent.
-	p := fss[0].pkt(t, esp[0], next[0])
-	c.Process(&p, 100, t0+10*time.Second.Nanoseconds())
-	decide(t, c, fss[4], esp, 1, t0+20*time.Second.Nanoseconds(), heuristics.Null)
-	victim := flowcache.NewKey(fss[1].src, fss[1].dst, fss[1].spi)
-	if n := rec.count(flowcache.EventExpired, func(e flowcache.Event) bool { return e.Evicted && e.Key == victim }); n != 1 {
-		t.Errorf("flow 1 not evicted: %+v", rec.events)
-	}
-	if _, ok := c.Lookup(flowcache.NewKey(fss[0].src, fss[0].dst, fss[0].spi)); !ok {
-		t.Error("the recently seen flow was evicted")
-	}
-}
-
 // TestTouchProtectsFromEviction: a decided flow that only the inline fast
 // path sees (no Process calls) and that the daemon Touches stays while newer
 // decided flows overflow the table; Touch does not move Last backwards and

@@ -18,6 +18,18 @@ type Flow struct {
 	Flags   uint8
 	SrcPort uint16 // carrier ports of the latest packet
 	DstPort uint16
+	// refs counts, saturating, the times the flow was seen after its
+	// decision: a packet through Process, or a look of the fast path's
+	// that found packets (Touch, SetCounters). Eviction ranks by it
+	// (table.victim). It fills Flow's padding.
+	refs uint8
+}
+
+// ref records one more sighting of a decided flow.
+func (f *Flow) ref() {
+	if f.refs < 255 {
+		f.refs++
+	}
 }
 
 // Flow flags.

@@ -1,6 +1,10 @@
 package flowcache
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+	"time"
+)
 
 // entry is a decided flow with its key: 112 bytes.
 type entry struct {
@@ -170,18 +174,48 @@ func (t *table) removeEntry(pos int) {
 	}
 }
 
-// victim picks the least recently seen of a few entries sampled at random:
-// an exact LRU would cost a list update per packet.
-func (t *table) victim() int {
-	const samples = 8
-	best := -1
-	for n := 0; n < samples; n++ {
-		t.rng ^= t.rng << 13
-		t.rng ^= t.rng >> 7
-		t.rng ^= t.rng << 17
-		i := int(uint64(uint32(t.rng)) * uint64(len(t.entries)) >> 32)
-		if best < 0 || t.entries[i].flow.Last < t.entries[best].flow.Last {
-			best = i
+// refWindow is how long a flow's sightings count for eviction after its
+// latest one: a flow idle longer ranks as a one-packet flow again, so
+// flows that were busy once do not hold the table until they expire.
+const refWindow = int64(10 * time.Second)
+
+// evictSamples is how many entries victim compares.
+const evictSamples = 8
+
+// rank orders flows for eviction at now, lowest first: by the binary
+// magnitude of their sightings within refWindow, then by their latest
+// packet. A one-packet flow thus goes before any flow the fast path or
+// Process saw again, however fresh; flows of the same magnitude go least
+// recently seen first. The magnitude, not the count, so that an attacker
+// who sends a few packets per SPI only ties with flows that ran as long as
+// its own (package doc, docs/inline-perf.md).
+func rank(f *Flow, now int64) (level int, last int64) {
+	if now-f.Last > refWindow {
+		return 0, f.Last
+	}
+	return bits.Len8(f.refs), f.Last
+}
+
+// victim picks the lowest ranked (see rank) of a few entries sampled at
+// random, or of all of them in a table no larger than the sample: an exact
+// order would cost a list update per packet. It always picks one, so a
+// table full of busy flows still makes room.
+func (t *table) victim(now int64) int {
+	best, bestLevel, bestLast := -1, 0, int64(0)
+	n := len(t.entries)
+	for s := 0; s < evictSamples; s++ {
+		i := s
+		if n > evictSamples {
+			t.rng ^= t.rng << 13
+			t.rng ^= t.rng >> 7
+			t.rng ^= t.rng << 17
+			i = int(uint64(uint32(t.rng)) * uint64(n) >> 32)
+		} else if i >= n {
+			break
+		}
+		level, last := rank(&t.entries[i].flow, now)
+		if best < 0 || level < bestLevel || level == bestLevel && last < bestLast {
+			best, bestLevel, bestLast = i, level, last
 		}
 	}
 	return best

@@ -27,6 +27,9 @@ const (
 	floodBatch  = 256              // frames per sendmmsg
 	realPerMs   = 3                // packets of the real flow per millisecond
 	floodShards = 64               // flowcache's default: Capacity may be exceeded by this many for a moment
+	// seenInterval is the daemon's (sample.go): how often it marks the
+	// flows the fast path counted as seen in the flow cache.
+	seenInterval = 100 * time.Millisecond
 )
 
 // floodSizes are the daemon's sizes and sampling for a flood.
@@ -148,6 +151,24 @@ func spiFlood(t *testing.T, z floodSizes) {
 			t.Fatal("real flow got no verdict before the flood")
 		}
 		time.Sleep(time.Millisecond)
+	}
+	// A live flow has traffic: packets, which the fast path counts and the
+	// daemon's next look at its seen bytes reports to the flow cache
+	// (every 100 ms), before the flood. It keeps sending until the daemon
+	// has seen it: the revocation check's look (ebpf.ActiveFlows, once a
+	// second) clears the same seen bytes, so a burst can go unreported.
+	trafficAt := time.Now().UnixNano()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if f, ok := d.Cache().Lookup(realCacheKey); ok && f.Last > trafficAt {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not mark the real flow seen within 5 s of its packets (%d sent)", realSent)
+		}
+		if err := s.send(realFrames[realSent]); err != nil {
+			t.Fatal(err)
+		}
+		realSent++
 	}
 
 	check := func(when string) bool {
@@ -284,8 +305,17 @@ func spiFlood(t *testing.T, z floodSizes) {
 	t.Logf("flow cache: decided %d (capacity %d), pending %d (capacity %d), decisions %d, evicted %d, pending drops %d; BPF verdicts max %d (size %d)",
 		st.Decided, z.capacity, st.Pending, z.pending, st.Decisions, st.Evicted, st.PendingDrops, maxVerdicts, z.verdicts)
 
-	if z.overflow && st.Evicted < uint64(z.capacity) {
-		t.Errorf("the flood evicted %d decided flows from a table of %d: it did not turn the table over", st.Evicted, z.capacity)
+	if z.overflow {
+		// The table must turn over faster than the daemon looks at the
+		// fast path's seen bytes, so that every flood flow is newer than
+		// the real flow's latest sighting: least-recently-seen eviction
+		// alone then takes the real flow.
+		turnover := time.Duration(float64(floodTime) * float64(z.capacity) / float64(st.Evicted))
+		t.Logf("the flood turned the decided table over %.1f times, once per %v", float64(st.Evicted)/float64(z.capacity), turnover.Round(time.Millisecond))
+		if st.Evicted < 10*uint64(z.capacity) || turnover > seenInterval {
+			t.Errorf("the flood evicted %d decided flows from a table of %d in %v: it did not turn the table over ten times, once per %v or faster",
+				st.Evicted, z.capacity, floodTime.Round(time.Millisecond), seenInterval)
+		}
 	}
 	switch {
 	case lateStart.IsZero():
@@ -362,26 +392,26 @@ func TestSPIFloodRaisedRate(t *testing.T) {
 }
 
 // TestSPIFloodDefaultSweep is the raised-rate flood with a decided table
-// the flood overflows and the default sweep interval (10 s). A decided flow
-// that the fast path handles alone was marked seen in the flow cache only
-// by the sweep, so once the ESP-NULL part of the flood turned the decided
-// table over faster than the sweep ran, the real flow was often the least
-// recently seen of the entries the cache samples for eviction and was
-// evicted (a flow-end record for a live flow) while its BPF verdict stayed.
-// The daemon now marks the flows the fast path handled as seen every 100 ms
-// (Program.SeenFlows, flowcache.Touch). The flood is shortened to keep the
-// test at a few seconds and sampled at 100,000/s per CPU so that its decided
-// flows still turn the table over several times (the test checks that they
-// do; without the fix the real flow is evicted in every run); ESPY_LONG=1
-// sends the full flood.
+// the flood turns over faster than the daemon refreshes the real flow, and
+// the default sweep interval (10 s). The fast path handles a decided flow
+// alone; the daemon marks the flows it counted as seen every 100 ms
+// (Program.SeenFlows, flowcache.Touch), and least-recently-seen eviction
+// took the real flow whenever the 8 flows it compared were all newer than
+// that mark: always, once the table turns over in less than 100 ms. The
+// flow cache now evicts flows seen once before flows seen again, so the
+// flood evicts its own. The table is small (320 flows, 6 a shard) and the
+// sampling raised to 100,000/s per CPU so that half the flood (3–11 s here
+// under load) turns it over dozens of times, once per 100 ms or faster
+// (the test checks that it does; with least-recently-seen eviction the real
+// flow is evicted in every run); ESPY_LONG=1 sends the full flood.
 func TestSPIFloodDefaultSweep(t *testing.T) {
 	z := raisedFlood
 	z.rate, z.burst = 100000, 4096
-	z.capacity = 10000
+	z.capacity = 320
 	z.sweep = 10 * time.Second
 	z.overflow = true
 	if os.Getenv("ESPY_LONG") == "" {
-		z.frames = floodFrames / 6
+		z.frames = floodFrames / 2
 	}
 	spiFlood(t, z)
 }

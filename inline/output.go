@@ -1,7 +1,6 @@
 package inline
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -10,18 +9,29 @@ import (
 	"github.com/espy-dpi/espy/verdictlog"
 )
 
+// outputBuffer is the room for records held between Hold and Release: a
+// batch of maxBatch records (~700 bytes each) goes out in one write.
+const outputBuffer = 512 << 10
+
+// maxRecord bounds a record's length (about 900 bytes with every field),
+// so that a held buffer with this much room left takes one more without
+// growing.
+const maxRecord = 2048
+
 // Output is the verdict log: stdout, or a file that Reopen reopens (on
 // SIGHUP, after logrotate moved it). It is safe for concurrent use.
 //
 // Records are written out at once, except between Hold and Release: the
 // sample loop holds the output while it handles a batch of samples, so a
 // batch of decisions costs one write system call, not one per record.
+// Records are encoded straight into the buffer that is written (not into a
+// record buffer and then copied into a bufio.Writer).
 type Output struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
-	buf  *bufio.Writer
-	w    *verdictlog.Writer
+	dst  io.Writer
+	buf  []byte // records not yet written
 	held bool
 }
 
@@ -49,9 +59,24 @@ func (o *Output) open() error {
 }
 
 func (o *Output) setDst(w io.Writer) {
-	// Room for a batch of maxBatch records (~700 bytes each) in one write.
-	o.buf = bufio.NewWriterSize(w, 512<<10)
-	o.w = verdictlog.NewWriter(o.buf)
+	o.dst = w
+	if o.buf == nil {
+		o.buf = make([]byte, 0, outputBuffer)
+	}
+}
+
+// flushLocked writes out the buffered records. A failed write drops them:
+// the next records go to the file, not after a stale error.
+func (o *Output) flushLocked() error {
+	if len(o.buf) == 0 {
+		return nil
+	}
+	_, err := o.dst.Write(o.buf)
+	o.buf = o.buf[:0]
+	if err != nil {
+		return fmt.Errorf("inline: write verdict log: %w", err)
+	}
+	return nil
 }
 
 // Hold keeps records in memory until Release.
@@ -66,10 +91,7 @@ func (o *Output) Release() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.held = false
-	if err := o.buf.Flush(); err != nil {
-		return fmt.Errorf("inline: write verdict log: %w", err)
-	}
-	return nil
+	return o.flushLocked()
 }
 
 // Reopen closes and reopens the file; for stdout it does nothing.
@@ -79,7 +101,7 @@ func (o *Output) Reopen() error {
 	if o.f == nil {
 		return nil
 	}
-	o.buf.Flush() // to the old file: the records belong before the rotation
+	o.flushLocked() // to the old file: the records belong before the rotation
 	o.f.Close()
 	return o.open()
 }
@@ -88,23 +110,18 @@ func (o *Output) Reopen() error {
 func (o *Output) Write(r *verdictlog.Record) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if err := o.w.Write(r); err != nil {
-		return err
-	}
-	if o.held {
+	o.buf = verdictlog.Append(o.buf, r, "")
+	if o.held && len(o.buf) <= outputBuffer-maxRecord {
 		return nil
 	}
-	if err := o.buf.Flush(); err != nil {
-		return fmt.Errorf("inline: write verdict log: %w", err)
-	}
-	return nil
+	return o.flushLocked()
 }
 
 // Close closes the file.
 func (o *Output) Close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	ferr := o.buf.Flush()
+	ferr := o.flushLocked()
 	if o.f == nil {
 		return ferr
 	}

@@ -581,7 +581,7 @@ func TestNewFlowRate(t *testing.T) {
 // ring buffer lost and the sample loop's CPU time per sample: the highest
 // rate without loss is what the sample path sustains on this machine, and
 // the CPU time per sample what it would sustain on a core of its own.
-// ESPY_LONG=1 adds 100,000/s and 200,000/s (the sender's limit here).
+// ESPY_LONG=1 adds 100,000/s, 150,000/s and 200,000/s (the sender's limit here).
 func TestSampleRateSustained(t *testing.T) {
 	l := newLab(t)
 	tmpl := template(t, espsynth.CipherNULL, 0x01000000)
@@ -590,7 +590,7 @@ func TestSampleRateSustained(t *testing.T) {
 	var prev blastResult
 	rates := []int{5000, 20000, 50000}
 	if os.Getenv("ESPY_LONG") != "" {
-		rates = append(rates, 100000, 200000)
+		rates = append(rates, 100000, 150000, 200000)
 	}
 	for _, rate := range rates {
 		n := max(rate, 10000) // a second each, at least 10,000 flows

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/espy-dpi/espy/ebpf"
 	"github.com/espy-dpi/espy/espsynth"
@@ -89,15 +90,17 @@ func newFlowSamples(tb testing.TB) (d *Daemon, one func(), frame []byte) {
 		t.Fatal(err)
 	}
 	spi := uint32(0x1000)
+	now := time.Now().UnixNano() // per batch, as in the sample loop
 	one = func() {
 		spi++
 		binary.BigEndian.PutUint32(frame[spiOff:], spi)
 		key.Spi = spi
 		s := ebpf.Sample{Frame: frame, OrigLen: uint32(len(frame)), Key: key, L3Off: 14, ESPOff: spiOff}
-		d.handle(&s)
+		d.handle(&s, now)
 		if d.prog != nil && d.batch.verdicts.Len() == maxBatch {
 			d.flush()
 			out.Hold()
+			now = time.Now().UnixNano()
 		}
 		if d.batch.verdicts.Len() == maxBatch {
 			// What flush does, without a fast path to write to.
@@ -107,6 +110,7 @@ func newFlowSamples(tb testing.TB) (d *Daemon, one func(), frame []byte) {
 				t.Fatal(err)
 			}
 			out.Hold()
+			now = time.Now().UnixNano()
 		}
 	}
 	out.Hold()

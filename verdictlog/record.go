@@ -68,7 +68,7 @@ func Append(dst []byte, r *Record, observer string) []byte {
 	f := r.Flow
 	v := &f.Verdict
 	b := append(dst, `{"@timestamp":"`...)
-	b = r.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z")
+	b = appendTimestamp(b, r.Time)
 	b = append(b, `","event":{"kind":"event","category":["network"],"type":`...)
 	b = append(b, eventTypes[r.Action]...)
 	b = append(b, `,"action":"`...)
