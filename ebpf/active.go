@@ -44,7 +44,7 @@ func (p *Program) ActiveFlows(dst []FlowActivity, all bool) ([]FlowActivity, err
 		p.mu.Unlock()
 		return dst, ErrClosed
 	}
-	p.drainSeenLocked(nil, false)
+	p.drainSeenLocked()
 	for w := range p.active {
 		cur := p.active[w]
 		bitsSet := cur | p.activePrev[w]

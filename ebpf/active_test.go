@@ -8,7 +8,8 @@ import (
 
 // TestActiveFlows: the flows with packets since the call before the last,
 // with their counters, kind and slot generation; every flow with a slot
-// when asked for all; activity read by SeenFlows meanwhile is not lost.
+// when asked for all; activity read by SeenFlows meanwhile is not lost,
+// nor are the flows ActiveFlows read for the next SeenFlows.
 func TestActiveFlows(t *testing.T) {
 	pinCPU(t)
 	p := loadTest(t, smallMaps(Config{}))
@@ -58,13 +59,25 @@ func TestActiveFlows(t *testing.T) {
 	if g, _ := look(false); len(g) != 0 {
 		t.Fatalf("third look: %v", g)
 	}
-	// SeenFlows clears the seen bytes, but not the activity.
+	// SeenFlows clears the seen bytes, but not the activity. It reports a
+	// too: a's packets were read by ActiveFlows since SeenFlows last ran.
 	run(t, p, enc)
-	if s, err := p.SeenFlows(nil); err != nil || !slices.Equal(s, []FlowKey{b}) {
+	if s, err := p.SeenFlows(nil); err != nil || !slices.Equal(s, []FlowKey{a, b}) {
 		t.Fatalf("SeenFlows: %v, %v", s, err)
 	}
 	if g, _ := look(false); !slices.Equal(g, []got{{0x9c1, VerdictEncrypted, FlowStats{Packets: 1, Bytes: uint64(len(enc))}}}) {
 		t.Fatalf("after SeenFlows: %v", g)
+	}
+	look(false)
+	// ActiveFlows clears the seen bytes too, but the next SeenFlows still
+	// reports the flow (once): the daemon's refresh must not miss it.
+	run(t, p, enc)
+	look(false)
+	if s, err := p.SeenFlows(nil); err != nil || !slices.Equal(s, []FlowKey{b}) {
+		t.Fatalf("SeenFlows after ActiveFlows: %v, %v", s, err)
+	}
+	if s, err := p.SeenFlows(nil); err != nil || len(s) != 0 {
+		t.Fatalf("SeenFlows again: %v, %v", s, err)
 	}
 	look(false)
 	// A verdict written anew gets another slot or a new generation of it.

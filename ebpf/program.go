@@ -54,11 +54,15 @@ type Program struct {
 	// the seen map (SeenFlows or ActiveFlows) since the last ActiveFlows;
 	// activePrev those of the ActiveFlows before.
 	active, activePrev []uint64
-	actMu              sync.Mutex // ActiveFlows' buffers
-	actBuf             []bpfEspyFlowStats
-	actKey             uint32
-	seen               []byte // flow_seen, memory-mapped
-	links              map[int]link.Link
+	// unseen has a bit per slot whose flow_seen byte was read but not yet
+	// reported by SeenFlows: ActiveFlows clears the same bytes, and the
+	// flows it drained must still reach the next SeenFlows.
+	unseen []uint64
+	actMu  sync.Mutex // ActiveFlows' buffers
+	actBuf []bpfEspyFlowStats
+	actKey uint32
+	seen   []byte // flow_seen, memory-mapped
+	links  map[int]link.Link
 	// linkNetns records the network namespace (inode) of each link.
 	linkNetns map[link.Link]uint64
 }
@@ -124,6 +128,7 @@ func Load(cfg Config) (*Program, error) {
 	p.slotGen = make([]uint32, cfg.FlowSlots+1)
 	p.active = make([]uint64, (cfg.FlowSlots+1+63)/64)
 	p.activePrev = make([]uint64, len(p.active))
+	p.unseen = make([]uint64, len(p.active))
 	p.actBuf = make([]bpfEspyFlowStats, p.ncpu)
 	if err := p.reconcileSlots(); err != nil {
 		p.objs.Close()

@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"sync/atomic"
 	"unsafe"
@@ -32,19 +33,34 @@ func (p *Program) mapSeen() error {
 // It reads a byte per counter slot (FlowSlots/8 words of 8 bytes), not the
 // per-CPU counters, so it is cheap enough to call every few hundred
 // milliseconds: the daemon uses it to keep flows the fast path handles alone
-// fresh in its flow table.
+// fresh in its flow table. Flows whose bytes ActiveFlows read meanwhile are
+// reported too.
 func (p *Program) SeenFlows(dst []FlowKey) ([]FlowKey, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return dst, ErrClosed
 	}
-	return p.drainSeenLocked(dst, true), nil
+	p.drainSeenLocked()
+	for w, v := range p.unseen {
+		if v == 0 {
+			continue
+		}
+		p.unseen[w] = 0
+		for v != 0 {
+			s := uint32(w*64 + bits.TrailingZeros64(v))
+			v &= v - 1
+			if p.slots.isUsed(s) {
+				dst = append(dst, p.slotKeys[s])
+			}
+		}
+	}
+	return dst, nil
 }
 
-// drainSeenLocked reads and clears the seen bytes, marks their slots in
-// p.active and, with keys, appends the flows of the slots in use to dst.
-func (p *Program) drainSeenLocked(dst []FlowKey, keys bool) []FlowKey {
+// drainSeenLocked reads and clears the seen bytes and marks their slots in
+// p.active (for ActiveFlows) and p.unseen (for SeenFlows).
+func (p *Program) drainSeenLocked() {
 	n := len(p.slotKeys)
 	for w := 0; w*8 < n && w*8+8 <= len(p.seen); w++ {
 		word := (*uint64)(unsafe.Pointer(&p.seen[w*8]))
@@ -60,10 +76,7 @@ func (p *Program) drainSeenLocked(dst []FlowKey, keys bool) []FlowKey {
 				continue
 			}
 			p.active[s/64] |= 1 << (s % 64)
-			if keys && p.slots.isUsed(uint32(s)) {
-				dst = append(dst, p.slotKeys[s])
-			}
+			p.unseen[s/64] |= 1 << (s % 64)
 		}
 	}
-	return dst
 }
