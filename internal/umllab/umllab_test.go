@@ -1,0 +1,60 @@
+package umllab
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestGuest boots a guest running this test, which checks from inside
+// that it got the UML kernel with ESP, XFRM netlink and network
+// namespaces.
+func TestGuest(t *testing.T) {
+	if InGuest() == "guest" {
+		out, err := exec.Command("uname", "-r").Output()
+		if rel, _ := Release(); err != nil || strings.TrimSpace(string(out)) != rel {
+			t.Fatalf("uname -r = %q (%v), want the UML release %q", out, err, rel)
+		}
+		for _, m := range []string{"esp4", "esp6", "xfrm_user", "veth"} {
+			if _, err := os.Stat("/sys/module/" + m); err != nil {
+				t.Errorf("module %s not loaded: %v", m, err)
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "add", "umltest").CombinedOutput(); err != nil {
+			t.Errorf("ip netns add: %v %s", err, out)
+		}
+		if out, err := exec.Command("ip", "xfrm", "state").CombinedOutput(); err != nil {
+			t.Errorf("ip xfrm state: %v %s", err, out)
+		}
+		if d := os.Getenv("TMPDIR"); d != "/run/tmp" {
+			t.Errorf("TMPDIR %q", d)
+		}
+		return
+	}
+	r := RunTest(t, "guest", Options{Modules: []string{"esp4", "esp6", "xfrm_user", "veth"}, Timeout: 90 * time.Second})
+	if !strings.Contains(string(r.Output), "--- PASS: TestGuest") {
+		t.Errorf("guest output lacks the test's pass:\n%s", r.Output)
+	}
+}
+
+// TestStatusAndTimeout checks that a failing command's status comes back
+// and that a guest past its timeout is killed.
+func TestStatusAndTimeout(t *testing.T) {
+	Skip(t)
+	r, err := Run(Options{Command: []string{"sh", "-c", "echo out; exit 3"}, Timeout: 60 * time.Second})
+	if err != nil || r.Status != 3 || string(r.Output) != "out\n" {
+		t.Fatalf("status %d output %q: %v", r.Status, r.Output, err)
+	}
+	t.Logf("boot %v, setup %v, command %v, total %v", r.Boot, r.Setup, r.Command, r.Total)
+	start := time.Now()
+	r, err = Run(Options{Command: []string{"sleep", "600"}, Timeout: r.Total + 2*time.Second})
+	if !errors.Is(err, ErrNoStatus) {
+		t.Fatalf("sleeping guest: %v", err)
+	}
+	if d := time.Since(start); d > r.Total+10*time.Second {
+		t.Errorf("killing the guest took %v", d)
+	}
+}
