@@ -62,7 +62,7 @@ type Result struct {
 	// Setup the time to mount and load modules, Command the command's
 	// run time and Total the time until the kernel process exited.
 	Boot, Setup, Command, Total time.Duration
-	Console     []byte // the kernel's console
+	Console                     []byte // the kernel's console
 }
 
 // Release returns the release of the UML kernel whose modules are
