@@ -18,8 +18,8 @@ func TestGuest(t *testing.T) {
 		if rel, _ := Release(); err != nil || strings.TrimSpace(string(out)) != rel {
 			t.Fatalf("uname -r = %q (%v), want the UML release %q", out, err, rel)
 		}
-		for _, m := range []string{"esp4", "esp6", "xfrm_user", "veth"} {
-			if _, err := os.Stat("/sys/module/" + m); err != nil {
+		for _, m := range XFRMModules {
+			if _, err := os.Stat("/sys/module/" + strings.ReplaceAll(m, "-", "_")); err != nil {
 				t.Errorf("module %s not loaded: %v", m, err)
 			}
 		}
@@ -29,12 +29,12 @@ func TestGuest(t *testing.T) {
 		if out, err := exec.Command("ip", "xfrm", "state").CombinedOutput(); err != nil {
 			t.Errorf("ip xfrm state: %v %s", err, out)
 		}
-		if d := os.Getenv("TMPDIR"); d != "/run/tmp" {
+		if d := os.Getenv("TMPDIR"); d != "/var/tmp" {
 			t.Errorf("TMPDIR %q", d)
 		}
 		return
 	}
-	r := RunTest(t, "guest", Options{Modules: []string{"esp4", "esp6", "xfrm_user", "veth"}, Timeout: 90 * time.Second})
+	r := RunTest(t, "guest", Options{Modules: XFRMModules, NoAutoload: true, Timeout: 90 * time.Second})
 	if !strings.Contains(string(r.Output), "--- PASS: TestGuest") {
 		t.Errorf("guest output lacks the test's pass:\n%s", r.Output)
 	}

@@ -1,0 +1,316 @@
+package xfrm_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/ike/message"
+	"github.com/espy-dpi/espy/internal/charonlab"
+	"github.com/espy-dpi/espy/internal/umllab"
+	"github.com/espy-dpi/espy/xfrm"
+)
+
+// The interop tests run charon 5.9.8 with kernel-netlink against espy's
+// IKE stack with the XFRM data plane inside a User-Mode Linux guest (the
+// host kernel has no ESP; see shared/interop/strongswan.md): two network
+// namespaces of the guest joined by a veth pair (internal/charonlab),
+// espy in A on 192.0.2.1, charon in B on 192.0.2.2. Transport mode
+// protects 192.0.2.1 <-> 192.0.2.2 itself, tunnel mode 198.51.100.1 (A)
+// <-> 203.0.113.1 (B).
+
+var (
+	addrA, addrB   = netip.MustParseAddr(charonlab.AddrA), netip.MustParseAddr(charonlab.AddrB)
+	innerA, innerB = netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.1")
+)
+
+// interopCase is one Child SA: espy's ESP proposal, what swanctl
+// --list-sas shows for it, the mode, forced UDP encapsulation, and who
+// initiates.
+type interopCase struct {
+	esp, charonESP string
+	mode           ike.Mode
+	encap          bool
+	charonInit     bool
+}
+
+func (c interopCase) name() string {
+	who := "espy-initiates"
+	if c.charonInit {
+		who = "charon-initiates"
+	}
+	enc := ""
+	if c.encap {
+		enc = "-udp"
+	}
+	return fmt.Sprintf("%s/%s-%s%s", who, c.esp, c.mode, enc)
+}
+
+// interopCases are run by default, most valuable first; ESPY_LONG=1
+// adds longInteropCases.
+var interopCases = []interopCase{
+	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTransport, false, false},
+	{"null-sha1", "NULL/HMAC_SHA1_96", ike.ModeTransport, false, true},
+	{"null-sha512", "NULL/HMAC_SHA2_512_256", ike.ModeTunnel, false, false},
+	{"aes128gmac", "NULL_AES_GMAC-128", ike.ModeTransport, false, false},
+	{"aes128gcm16", "AES_GCM_16-128", ike.ModeTunnel, false, true},
+	{"aes256-sha256", "AES_CBC-256/HMAC_SHA2_256_128", ike.ModeTransport, true, false},
+}
+
+var longInteropCases = []interopCase{
+	{"aes256gmac", "NULL_AES_GMAC-256", ike.ModeTunnel, true, false},
+	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTunnel, false, true},
+	{"chacha20poly1305", "CHACHA20_POLY1305", ike.ModeTransport, false, true},
+	{"aes128ctr-sha384-esn", "AES_CTR-128/HMAC_SHA2_384_192", ike.ModeTunnel, false, false},
+	{"aes256gcm16", "AES_GCM_16-256", ike.ModeTransport, true, false},
+	{"null-aesxcbc", "NULL/AES_XCBC_96", ike.ModeTransport, false, false},
+}
+
+// TestInteropCharonUML boots one UML guest and runs every case in it.
+func TestInteropCharonUML(t *testing.T) {
+	if umllab.InGuest() != "xfrm-interop" {
+		timeout := 150 * time.Second
+		if os.Getenv("ESPY_LONG") != "" {
+			timeout = 300 * time.Second
+		}
+		umllab.RunTest(t, "xfrm-interop", umllab.Options{Modules: umllab.XFRMModules, NoAutoload: true, Timeout: timeout, Env: []string{"ESPY_LONG=" + os.Getenv("ESPY_LONG")}})
+		return
+	}
+	cases := interopCases
+	if os.Getenv("ESPY_LONG") != "" {
+		cases = append(cases, longInteropCases...)
+	}
+	if !xfrmKernelESP() {
+		t.Fatal("the UML guest has no ESP (esp4 not loaded)")
+	}
+	l := charonlab.New(t, charonlab.Options{Name: "xfrm", Dev: "exf", Charon: true, Needs: []string{"ping"}})
+	l.CharonInner(t, innerB.String()+"/32")
+	charonlab.Run(t, "ip", "-n", l.A, "addr", "add", innerA.String()+"/32", "dev", "lo")
+	charonlab.Run(t, "ip", "-n", l.A, "route", "add", innerB.String()+"/32", "via", addrB.String(), "src", innerA.String())
+	l.StartCharon(t, charonlab.Charon{Swanctl: swanctlConf(cases), KernelESP: true, LogLevels: "ike = 1\nchd = 1\nknl = 2"})
+
+	var ep *ike.Endpoint
+	var dp *xfrm.DataPlane
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := l.Do(func() error {
+		ikeC, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrA, ike.DefaultPort)))
+		if err != nil {
+			return err
+		}
+		nattC, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrA, ike.DefaultNATPort)))
+		if err != nil {
+			ikeC.Close()
+			return err
+		}
+		ep = ike.NewEndpoint(ikeC, nattC, ike.ListenConfig{Logger: log})
+		dp, err = xfrm.Open(xfrm.Config{Endpoint: ep, Logger: log})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ep.Close() })
+	t.Cleanup(func() { dp.Close() })
+	reg := ike.WithDataPlane(nil, dp)
+
+	var all []ike.Proposal
+	for _, c := range cases {
+		all = append(all, ike.MustParseProposal(c.esp, false))
+	}
+	// Responder: tunnel mode between the inner addresses, transport
+	// mode between the outer ones.
+	rcfg := peerConfig(all, ike.ModeTunnel, false, reg)
+	rcfg.Children = []ike.ChildConfig{{ESP: all, Mode: ike.ModeTransport,
+		LocalTS: []message.Selector{ike.PrefixSelector(netip.PrefixFrom(addrA, 32))}, RemoteTS: []message.Selector{ike.PrefixSelector(netip.PrefixFrom(addrB, 32))}}}
+	if err := ep.Respond(rcfg); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, c := range cases {
+		t.Run(c.name(), func(t *testing.T) {
+			start := time.Now()
+			step := func(what string) { t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), what) }
+			var sa *ike.IKESA
+			if c.charonInit {
+				l.Swanctl(t, "--initiate", "--child", fmt.Sprintf("c%d", i), "--timeout", "30")
+				sas := ep.IKESAs()
+				if len(sas) != 1 || len(sas[0].Children()) != 1 {
+					t.Fatalf("espy has %d IKE SAs after charon's initiation", len(sas))
+				}
+				sa = sas[0]
+			} else {
+				cfg := peerConfig([]ike.Proposal{ike.MustParseProposal(c.esp, false)}, c.mode, c.encap, reg)
+				var err error
+				if sa, err = ep.Initiate(ctx(t), cfg, netip.AddrPortFrom(addrB, ike.DefaultPort)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Cleanup(func() { sa.Delete(ctx(t)) })
+			step("established")
+			child := sa.Children()[0]
+			out, in := child.Infos()
+			if out.Mode != c.mode || (out.Encap == ike.EncapUDP) != c.encap {
+				t.Fatalf("negotiated mode %v encap %v, want %v %v", out.Mode, out.Encap, c.mode, c.encap)
+			}
+			local, remote := addrA, addrB
+			if c.mode == ike.ModeTunnel {
+				local, remote = innerA, innerB
+			}
+			ping(t, l.A, remote)
+			ping(t, l.B, local)
+			step("pinged")
+			// Data flows both ways on either connection; who connects
+			// alternates to keep the guest's run short.
+			if i%2 == 0 {
+				charonlab.TCPBothWays(t, l.A, l.B, remote, 32<<10)
+			} else {
+				charonlab.TCPBothWays(t, l.B, l.A, local, 32<<10)
+			}
+
+			step("tcp")
+			list := l.ListSAs(t)
+			mode := map[ike.Mode]string{ike.ModeTransport: "TRANSPORT", ike.ModeTunnel: "TUNNEL"}[c.mode]
+			if c.encap {
+				mode += "-in-UDP"
+			}
+			for _, want := range []string{"ESTABLISHED", "INSTALLED, " + mode + ",", "ESP:" + c.charonESP + "\n",
+				fmt.Sprintf("in  %08x", out.SPI), fmt.Sprintf("out %08x", in.SPI)} {
+				if !strings.Contains(list, want) {
+					t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, list)
+				}
+			}
+			// espy's kernel SAs counted the traffic, with no failures.
+			st := dp.Status()
+			if len(st) != 2 {
+				t.Fatalf("%d SAs installed, want 2: %+v", len(st), st)
+			}
+			for _, s := range st {
+				if s.Err != nil || s.State.Packets == 0 || s.State.IntegrityFailures != 0 || s.State.ReplayDrops != 0 {
+					t.Errorf("SA %08x inbound=%v: %+v %v", s.SPI, s.Inbound, s.State, s.Err)
+				}
+			}
+			t.Logf("espy SAs: %08x out %d packets, %08x in %d packets", st[0].SPI, st[0].State.Packets, st[1].SPI, st[1].State.Packets)
+
+			if c.charonInit {
+				l.Swanctl(t, "--terminate", "--ike", "lab", "--timeout", "15")
+				deadline := time.Now().Add(10 * time.Second)
+				for len(ep.IKESAs()) != 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("espy kept the IKE SA after charon's delete")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			} else if err := sa.Delete(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			step("deleted")
+			checkEmpty(t, l.A, dp)
+			step("checked")
+		})
+	}
+
+	// Close removes what is still installed.
+	t.Run("close-removes", func(t *testing.T) {
+		sa, err := ep.Initiate(ctx(t), peerConfig(all[:1], ike.ModeTunnel, false, reg), netip.AddrPortFrom(addrB, ike.DefaultPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := xfrmShow(t, l.A, "state"); !strings.Contains(out, "proto esp") {
+			t.Fatalf("no SA installed:\n%s", out)
+		}
+		if err := dp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkEmpty(t, l.A, dp)
+		sa.Delete(ctx(t))
+	})
+}
+
+// checkEmpty fails unless the namespace has no XFRM state and policy
+// left and dp reports no SA.
+func checkEmpty(t *testing.T, ns string, dp *xfrm.DataPlane) {
+	t.Helper()
+	// The IKE sockets' own bypass policies show as "socket in/out".
+	if out := xfrmShow(t, ns, "state"); strings.TrimSpace(out) != "" {
+		t.Errorf("ip xfrm state not empty:\n%s", out)
+	}
+	if out := xfrmShow(t, ns, "policy"); strings.Contains(out, " dir ") || strings.Contains(out, "tmpl") {
+		t.Errorf("ip xfrm policy has policies left:\n%s", out)
+	}
+	if st := dp.Status(); len(st) != 0 {
+		t.Errorf("data plane still reports %d SAs", len(st))
+	}
+}
+
+func xfrmShow(t *testing.T, ns, what string) string {
+	t.Helper()
+	return charonlab.Run(t, "ip", "-n", ns, "xfrm", what)
+}
+
+func xfrmKernelESP() bool {
+	_, err := os.Stat("/sys/module/esp4")
+	return err == nil
+}
+
+// swanctlConf has one connection with two children accepting espy's
+// initiations (first, so that charon picks them by traffic selectors:
+// tr in transport mode between the outer addresses, tun in tunnel mode
+// between the inner ones) and one child cN per case for charon's own.
+func swanctlConf(cases []interopCase) string {
+	var all []string
+	for _, c := range cases {
+		all = append(all, c.esp)
+	}
+	tr := charonlab.Child{Name: "tr", LocalTS: addrB.String() + "/32", RemoteTS: addrA.String() + "/32", ESP: strings.Join(all, ","), Settings: "mode = transport"}
+	conn := charonlab.Conn{Name: "lab", Proposals: "aes128gcm16-prfsha256-x25519", Children: []charonlab.Child{tr, {Name: "tun", ESP: strings.Join(all, ",")}}}
+	for i, c := range cases {
+		ch := charonlab.Child{Name: fmt.Sprintf("c%d", i), ESP: c.esp}
+		if c.mode == ike.ModeTransport {
+			ch.LocalTS, ch.RemoteTS, ch.Settings = tr.LocalTS, tr.RemoteTS, "mode = transport"
+		}
+		conn.Children = append(conn.Children, ch)
+	}
+	return charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"}, conn.String())
+}
+
+// peerConfig is espy's configuration against the lab's charon; the
+// selectors follow the mode.
+func peerConfig(esp []ike.Proposal, mode ike.Mode, encap bool, reg ike.SARegistrar) *ike.Config {
+	local, remote := innerA, innerB
+	if mode == ike.ModeTransport {
+		local, remote = addrA, addrB
+	}
+	return &ike.Config{
+		LocalID: ike.FQDN("a.lab.example"), RemoteID: ike.FQDN("b.lab.example"), PSK: []byte(charonlab.PSK),
+		IKE:        []ike.Proposal{ike.MustParseProposal("aes128gcm16-prfsha256-x25519", true)},
+		ESP:        esp,
+		Mode:       mode,
+		ForceEncap: encap,
+		LocalTS:    []message.Selector{ike.PrefixSelector(netip.PrefixFrom(local, 32))},
+		RemoteTS:   []message.Selector{ike.PrefixSelector(netip.PrefixFrom(remote, 32))},
+		Retransmit: ike.Retransmit{Timeout: 2 * time.Second, Base: 1.5, Tries: 3},
+		Registrar:  reg,
+	}
+}
+
+func ping(t *testing.T, ns string, dst netip.Addr) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "3", dst.String()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "1 received") {
+		t.Fatalf("ping %v from %s: %v\n%s", dst, ns, err, out)
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
