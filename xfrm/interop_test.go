@@ -3,6 +3,7 @@ package xfrm_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -59,13 +60,13 @@ func (c interopCase) name() string {
 var interopCases = []interopCase{
 	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTransport, false, false},
 	{"null-sha1", "NULL/HMAC_SHA1_96", ike.ModeTransport, false, true},
-	{"null-sha512", "NULL/HMAC_SHA2_512_256", ike.ModeTunnel, false, false},
 	{"aes128gmac", "NULL_AES_GMAC-128", ike.ModeTransport, false, false},
 	{"aes128gcm16", "AES_GCM_16-128", ike.ModeTunnel, false, true},
 	{"aes256-sha256", "AES_CBC-256/HMAC_SHA2_256_128", ike.ModeTransport, true, false},
 }
 
 var longInteropCases = []interopCase{
+	{"null-sha512", "NULL/HMAC_SHA2_512_256", ike.ModeTunnel, false, false},
 	{"aes256gmac", "NULL_AES_GMAC-256", ike.ModeTunnel, true, false},
 	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTunnel, false, true},
 	{"chacha20poly1305", "CHACHA20_POLY1305", ike.ModeTransport, false, true},
@@ -176,6 +177,7 @@ func TestInteropCharonUML(t *testing.T) {
 
 			step("tcp")
 			list := l.ListSAs(t)
+			step("listed")
 			mode := map[ike.Mode]string{ike.ModeTransport: "TRANSPORT", ike.ModeTunnel: "TUNNEL"}[c.mode]
 			if c.encap {
 				mode += "-in-UDP"
@@ -237,21 +239,35 @@ func TestInteropCharonUML(t *testing.T) {
 // left and dp reports no SA.
 func checkEmpty(t *testing.T, ns string, dp *xfrm.DataPlane) {
 	t.Helper()
+	// One ip for both lists: every exec costs about a second in UML.
 	// The IKE sockets' own bypass policies show as "socket in/out".
-	if out := xfrmShow(t, ns, "state"); strings.TrimSpace(out) != "" {
-		t.Errorf("ip xfrm state not empty:\n%s", out)
-	}
-	if out := xfrmShow(t, ns, "policy"); strings.Contains(out, " dir ") || strings.Contains(out, "tmpl") {
-		t.Errorf("ip xfrm policy has policies left:\n%s", out)
+	if out := xfrmShow(t, ns, "state", "policy"); strings.Contains(out, "proto esp") || strings.Contains(out, " dir ") || strings.Contains(out, "tmpl") {
+		t.Errorf("ip xfrm state/policy not empty:\n%s", out)
 	}
 	if st := dp.Status(); len(st) != 0 {
 		t.Errorf("data plane still reports %d SAs", len(st))
 	}
 }
 
-func xfrmShow(t *testing.T, ns, what string) string {
+// xfrmShow returns ip xfrm's lists of what (state, policy) in ns.
+func xfrmShow(t *testing.T, ns string, what ...string) string {
 	t.Helper()
-	return charonlab.Run(t, "ip", "-n", ns, "xfrm", what)
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	for _, w := range what {
+		cmd.Stdin = io.MultiReader(orEmpty(cmd.Stdin), strings.NewReader("xfrm "+w+" list\n"))
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip xfrm: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func orEmpty(r io.Reader) io.Reader {
+	if r == nil {
+		return strings.NewReader("")
+	}
+	return r
 }
 
 func xfrmKernelESP() bool {
@@ -313,4 +329,3 @@ func ctx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return c
 }
-
