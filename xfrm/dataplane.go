@@ -48,8 +48,33 @@ type DataPlane struct {
 	reqID    uint32
 	closed   bool
 
+	// removed sums the counters of the removed outbound [0] and
+	// inbound [1] SAs, read from the kernel just before their deletion.
+	removed [2]Totals
+
 	handler atomic.Pointer[ike.LimitHandler]
 	done    chan struct{}
+}
+
+// Totals are summed SA counters.
+type Totals struct {
+	Packets, Bytes                 uint64
+	ReplayDrops, IntegrityFailures uint64
+}
+
+func (t *Totals) add(s SAState) {
+	t.Packets += s.Packets
+	t.Bytes += s.Bytes
+	t.ReplayDrops += uint64(s.ReplayDrops)
+	t.IntegrityFailures += uint64(s.IntegrityFailures)
+}
+
+// Removed returns the summed counters of the outbound and inbound SAs
+// removed so far (deleted, rekeyed or closed).
+func (d *DataPlane) Removed() (out, in Totals) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.removed[0], d.removed[1]
 }
 
 // saKey names an installed SA direction: outbound SPIs are chosen by the
@@ -263,6 +288,13 @@ func (d *DataPlane) RemoveSA(i ike.SAInfo) {
 
 func (d *DataPlane) removeLocked(key saKey, sa *installed) {
 	delete(d.sas, key)
+	if st, err := d.c.GetSA(sa.id); err == nil {
+		dir := 0
+		if sa.inbound {
+			dir = 1
+		}
+		d.removed[dir].add(st)
+	}
 	if err := d.c.DeleteSA(sa.id); err != nil && !(sa.expired && errors.Is(err, ErrNotFound)) {
 		d.log.Warn("xfrm: remove SA", "err", err)
 	}

@@ -45,7 +45,7 @@ const GuestEnv = "ESPY_UML_GUEST"
 var XFRMModules = []string{"esp4", "esp6", "xfrm_user", "veth",
 	"authenc", "authencesn", "echainiv", "seqiv", "cbc", "ctr", "ecb", "ccm", "gcm", "ghash-generic",
 	"hmac", "sha512_generic", "crypto_null", "chacha20poly1305", "chacha_generic", "poly1305_generic",
-	"xcbc", "cmac", "des_generic", "drbg", "jitterentropy_rng", "ansi_cprng"}
+	"xcbc", "cmac", "des_generic", "drbg", "ansi_cprng"}
 
 // Options configure Run.
 type Options struct {
