@@ -59,13 +59,13 @@ func (c interopCase) name() string {
 // adds longInteropCases.
 var interopCases = []interopCase{
 	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTransport, false, false},
-	{"null-sha1", "NULL/HMAC_SHA1_96", ike.ModeTransport, false, true},
 	{"aes128gmac", "NULL_AES_GMAC-128", ike.ModeTransport, false, false},
 	{"aes128gcm16", "AES_GCM_16-128", ike.ModeTunnel, false, true},
 	{"aes256-sha256", "AES_CBC-256/HMAC_SHA2_256_128", ike.ModeTransport, true, false},
 }
 
 var longInteropCases = []interopCase{
+	{"null-sha1", "NULL/HMAC_SHA1_96", ike.ModeTransport, false, true},
 	{"null-sha512", "NULL/HMAC_SHA2_512_256", ike.ModeTunnel, false, false},
 	{"aes256gmac", "NULL_AES_GMAC-256", ike.ModeTunnel, true, false},
 	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTunnel, false, true},
