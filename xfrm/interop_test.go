@@ -70,7 +70,7 @@ var longInteropCases = []interopCase{
 	{"aes256gmac", "NULL_AES_GMAC-256", ike.ModeTunnel, true, false},
 	{"null-sha256", "NULL/HMAC_SHA2_256_128", ike.ModeTunnel, false, true},
 	{"chacha20poly1305", "CHACHA20_POLY1305", ike.ModeTransport, false, true},
-	{"aes128ctr-sha384-esn", "AES_CTR-128/HMAC_SHA2_384_192", ike.ModeTunnel, false, false},
+	{"aes128ctr-sha384-esn", "AES_CTR-128/HMAC_SHA2_384_192/ESN", ike.ModeTunnel, false, false},
 	{"aes256gcm16", "AES_GCM_16-256", ike.ModeTransport, true, false},
 	{"null-aesxcbc", "NULL/AES_XCBC_96", ike.ModeTransport, false, false},
 }
