@@ -14,6 +14,7 @@ const (
 	Tunnel    Mode = modeTunnel
 )
 
+// String returns "transport" or "tunnel".
 func (m Mode) String() string {
 	switch m {
 	case Transport:
@@ -34,6 +35,7 @@ const (
 	Fwd Dir = dirFwd
 )
 
+// String returns "in", "out" or "fwd", as ip xfrm writes them.
 func (d Dir) String() string {
 	switch d {
 	case In:
