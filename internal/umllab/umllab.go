@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Kernel is the User-Mode Linux kernel binary (Debian: user-mode-linux).
@@ -201,13 +203,12 @@ func Run(o Options) (Result, error) {
 	if err := os.WriteFile(init, []byte(script), 0o755); err != nil {
 		return r, err
 	}
-	// UML keeps the guest's memory in a file under $TMPDIR, or
-	// /dev/shm without it; a disk-backed one makes the boot much slower.
 	cmd := exec.Command(Kernel, "mem="+o.Mem, "rootfstype=hostfs", "rootflags=/", "rw", "init="+init,
 		"con=null", "con0=fd:0,fd:1", "ssl=null", "quiet",
 		// Registering the 256 legacy BSD ptys is most of a UML boot
 		// (initcall_debug: pty_init).
 		"pty.legacy_count=0")
+	cmd.Env = append(os.Environ(), "TMPDIR="+memDir(o.Mem))
 	var console bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &console, &console
 	// A pipe nobody writes to: UML's console wants a pollable stdin.
@@ -264,6 +265,22 @@ func Run(o Options) (Result, error) {
 		return r, fmt.Errorf("umllab: status %q: %w", st, err)
 	}
 	return r, nil
+}
+
+// memDir returns where UML should keep the guest's memory file: /dev/shm
+// when it has room for mem (a disk-backed file makes the boot much
+// slower; a /dev/shm too small for it, as in containers, crashes the
+// guest with SIGBUS), else the host's temporary directory.
+func memDir(mem string) string {
+	need := uint64(512 << 20)
+	if n, err := strconv.ParseUint(strings.TrimSuffix(mem, "M"), 10, 64); err == nil && strings.HasSuffix(mem, "M") {
+		need = n<<20 + 64<<20
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Bavail*uint64(st.Bsize) >= need {
+		return "/dev/shm"
+	}
+	return os.TempDir()
 }
 
 // stamp reads a time the guest wrote with date +%s.%N; zero if absent.
