@@ -1,6 +1,8 @@
 package xfrm
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,7 +27,8 @@ const basePriority = 200000
 type Config struct {
 	// Endpoint is the IKE endpoint whose Child SAs the data plane
 	// carries: its sockets are exempted from IPsec policies and its
-	// NAT-T socket hands ESP-in-UDP to the kernel. It may be nil.
+	// NAT-T socket hands ESP-in-UDP to the kernel (PrepareEndpoint). It
+	// may be nil.
 	Endpoint *ike.Endpoint
 	// ReplayWindow is the inbound anti-replay window in packets, a
 	// multiple of 32 up to 4096; 0 is DefaultReplayWindow.
@@ -124,23 +127,14 @@ func Open(cfg Config) (*DataPlane, error) {
 		return nil, err
 	}
 	d := &DataPlane{c: c, exp: exp, cfg: cfg, log: log, sas: map[saKey]*installed{}, policies: map[string]*policySet{}, done: make(chan struct{})}
-	if ep := cfg.Endpoint; ep != nil {
-		_, natt := ep.Addrs()
-		err := ep.Control(func(fd uintptr) error {
-			if err := BypassSocket(fd); err != nil {
-				return err
-			}
-			// Control visits both sockets; only NAT-T's carries ESP.
-			sa, err := unix.Getsockname(int(fd))
-			if err != nil {
-				return fmt.Errorf("xfrm: getsockname: %w", err)
-			}
-			if port(sa) == natt.Port() {
-				return EncapSocket(fd)
-			}
-			return nil
-		})
-		if err != nil {
+	// Request IDs are global in the namespace: start at a random point
+	// of the upper range, away from charon's and iproute2's small ones
+	// and from another DataPlane's.
+	var r [4]byte
+	rand.Read(r[:])
+	d.reqID = 0x10000000 + binary.BigEndian.Uint32(r[:])%0xe0000000
+	if cfg.Endpoint != nil {
+		if err := PrepareEndpoint(cfg.Endpoint); err != nil {
 			c.Close()
 			exp.Close()
 			return nil, err
@@ -148,6 +142,28 @@ func Open(cfg Config) (*DataPlane, error) {
 	}
 	go d.expireLoop()
 	return d, nil
+}
+
+// PrepareEndpoint exempts both sockets of an IKE endpoint from the IPsec
+// policies (BypassSocket) and makes its NAT-T socket hand ESP in UDP to
+// the kernel (EncapSocket). Open does it for Config.Endpoint; further
+// endpoints whose Child SAs the data plane carries need it too.
+func PrepareEndpoint(ep *ike.Endpoint) error {
+	_, natt := ep.Addrs()
+	return ep.Control(func(fd uintptr) error {
+		if err := BypassSocket(fd); err != nil {
+			return err
+		}
+		// Control visits both sockets; only NAT-T's carries ESP.
+		sa, err := unix.Getsockname(int(fd))
+		if err != nil {
+			return fmt.Errorf("xfrm: getsockname: %w", err)
+		}
+		if port(sa) == natt.Port() {
+			return EncapSocket(fd)
+		}
+		return nil
+	})
 }
 
 func port(sa unix.Sockaddr) uint16 {

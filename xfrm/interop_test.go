@@ -31,6 +31,7 @@ import (
 var (
 	addrA, addrB   = netip.MustParseAddr(charonlab.AddrA), netip.MustParseAddr(charonlab.AddrB)
 	innerA, innerB = netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.1")
+	addr6A, addr6B = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 )
 
 // interopCase is one Child SA: espy's ESP proposal, what swanctl
@@ -98,6 +99,8 @@ func TestInteropCharonUML(t *testing.T) {
 	l.CharonInner(t, innerB.String()+"/32")
 	charonlab.Run(t, "ip", "-n", l.A, "addr", "add", innerA.String()+"/32", "dev", "lo")
 	charonlab.Run(t, "ip", "-n", l.A, "route", "add", innerB.String()+"/32", "via", addrB.String(), "src", innerA.String())
+	charonlab.Run(t, "ip", "-n", l.A, "addr", "add", addr6A.String()+"/64", "dev", l.DevA, "nodad")
+	charonlab.Run(t, "ip", "-n", l.B, "addr", "add", addr6B.String()+"/64", "dev", l.DevB, "nodad")
 	l.StartCharon(t, charonlab.Charon{Swanctl: swanctlConf(cases), KernelESP: true, LogLevels: "ike = 1\nchd = 1\nknl = 2"})
 
 	var ep *ike.Endpoint
@@ -220,6 +223,55 @@ func TestInteropCharonUML(t *testing.T) {
 		})
 	}
 
+	// IPv6 outer and inner addresses (esp6), from a second endpoint on
+	// the same data plane.
+	t.Run("espy-initiates/null-sha256-transport-ipv6", func(t *testing.T) {
+		var ep6 *ike.Endpoint
+		if err := l.Do(func() error {
+			ikeC, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr6A, ike.DefaultPort)))
+			if err != nil {
+				return err
+			}
+			nattC, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr6A, ike.DefaultNATPort)))
+			if err != nil {
+				ikeC.Close()
+				return err
+			}
+			ep6 = ike.NewEndpoint(ikeC, nattC, ike.ListenConfig{Logger: log})
+			return xfrm.PrepareEndpoint(ep6)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ep6.Close()
+		cfg := peerConfig(all[:1], ike.ModeTransport, false, reg)
+		cfg.LocalTS = []message.Selector{ike.PrefixSelector(netip.PrefixFrom(addr6A, 128))}
+		cfg.RemoteTS = []message.Selector{ike.PrefixSelector(netip.PrefixFrom(addr6B, 128))}
+		sa, err := ep6.Initiate(ctx(t), cfg, netip.AddrPortFrom(addr6B, ike.DefaultPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sa.Delete(ctx(t)) })
+		ping(t, l.A, addr6B)
+		ping(t, l.B, addr6A)
+		charonlab.TCPBothWays(t, l.A, l.B, addr6B, 32<<10)
+		out, in := sa.Children()[0].Infos()
+		list := l.ListSAs(t)
+		for _, want := range []string{"INSTALLED, TRANSPORT,", "ESP:" + cases[0].charonESP + "\n", fmt.Sprintf("in  %08x", out.SPI), fmt.Sprintf("out %08x", in.SPI), "2001:db8::2/128"} {
+			if !strings.Contains(list, want) {
+				t.Fatalf("swanctl --list-sas lacks %q:\n%s", want, list)
+			}
+		}
+		for _, s := range dp.Status() {
+			if s.Err != nil || s.State.Packets == 0 || s.State.Dst.Is4() {
+				t.Errorf("SA %08x inbound=%v: %+v %v", s.SPI, s.Inbound, s.State, s.Err)
+			}
+		}
+		if err := sa.Delete(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		checkEmpty(t, l.A, dp)
+	})
+
 	// The kernel's soft expiry (XFRM_MSG_EXPIRE) after 8 packets makes
 	// espy rekey the Child SA while a ping runs, without losses.
 	t.Run("volume-rekey", func(t *testing.T) {
@@ -323,7 +375,32 @@ func swanctlConf(cases []interopCase) string {
 		}
 		conn.Children = append(conn.Children, ch)
 	}
-	return charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"}, conn.String())
+	// IPv6: a connection of its own (charonlab's are IPv4), transport
+	// mode between the outer addresses, the first case's proposal.
+	lab6 := fmt.Sprintf(`  lab6 {
+    version = 2
+    local_addrs = %[1]s
+    remote_addrs = %[2]s
+    proposals = aes128gcm16-prfsha256-x25519
+    local {
+      auth = psk
+      id = b.lab.example
+    }
+    remote {
+      auth = psk
+      id = a.lab.example
+    }
+    children {
+      tr6 {
+        local_ts = %[1]s/128
+        remote_ts = %[2]s/128
+        esp_proposals = %[3]s
+        mode = transport
+      }
+    }
+  }
+`, addr6B, addr6A, cases[0].esp)
+	return charonlab.SwanctlConf([]string{"a.lab.example", "b.lab.example"}, conn.String(), lab6)
 }
 
 // peerConfig is espy's configuration against the lab's charon; the
