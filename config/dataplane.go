@@ -19,10 +19,12 @@ const (
 	// DataPlaneTUN carries it with espy's userspace ESP over a TUN device
 	// (package esptun).
 	DataPlaneTUN
-	// DataPlaneAuto picks kernel XFRM where the kernel has ESP, else TUN;
-	// as long as there is no XFRM data plane it always picks TUN and
-	// reports why.
+	// DataPlaneAuto picks kernel XFRM where the kernel has ESP, else TUN,
+	// and reports why.
 	DataPlaneAuto
+	// DataPlaneXFRM carries it in the kernel's IPsec (package xfrm),
+	// which needs a kernel with ESP.
+	DataPlaneXFRM
 )
 
 // String returns the kind as written in the file.
@@ -32,6 +34,8 @@ func (k DataPlaneKind) String() string {
 		return "tun"
 	case DataPlaneAuto:
 		return "auto"
+	case DataPlaneXFRM:
+		return "xfrm"
 	}
 	return "none"
 }
@@ -65,11 +69,14 @@ func (c *Config) dataPlane(listeners int) (DataPlaneSpec, error) {
 		s.Kind = DataPlaneTUN
 	case "auto":
 		s.Kind = DataPlaneAuto
+	case "xfrm":
+		s.Kind = DataPlaneXFRM
 	default:
-		return s, c.fail("ike.dataplane", "dataplane must be none, tun or auto, got %q", k.DataPlane)
+		return s, c.fail("ike.dataplane", "dataplane must be none, tun, xfrm or auto, got %q", k.DataPlane)
 	}
-	if s.Kind == DataPlaneNone {
+	if s.Kind == DataPlaneNone || s.Kind == DataPlaneXFRM {
 		// Keys that would do nothing are a mistake worth reporting.
+		// (xfrm has no device: the kernel's policies route the traffic.)
 		for _, f := range []struct {
 			key string
 			set bool
@@ -78,10 +85,14 @@ func (c *Config) dataPlane(listeners int) (DataPlaneSpec, error) {
 				return s, c.fail("ike."+f.key, "%s needs dataplane: tun or auto", f.key)
 			}
 		}
-		return s, nil
+		if s.Kind == DataPlaneNone {
+			return s, nil
+		}
 	}
 	if listeners > 1 {
-		// esptun carries ESP-in-UDP on one endpoint's NAT-T socket.
+		// esptun carries ESP-in-UDP on one endpoint's NAT-T socket; the
+		// XFRM data plane prepares one endpoint's sockets (UDP_ENCAP,
+		// policy bypass) too.
 		return s, c.fail("ike.dataplane", "dataplane %s needs exactly one listen address (the data plane sends and receives ESP-in-UDP on one NAT-T socket), got %d", k.DataPlane, listeners)
 	}
 	if k.TunName != "" {

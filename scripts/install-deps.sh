@@ -4,7 +4,7 @@
 # (the tests that need those tools then skip with a message).
 set -euo pipefail
 
-pkgs=(clang llvm libbpf-dev tshark tcpdump wireshark-common iproute2 python3 python3-jsonschema hyperfine tcpreplay ethtool strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki iputils-ping)
+pkgs=(clang llvm libbpf-dev tshark tcpdump wireshark-common iproute2 python3 python3-jsonschema hyperfine tcpreplay ethtool strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki iputils-ping user-mode-linux kmod)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

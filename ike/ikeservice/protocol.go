@@ -75,7 +75,7 @@ type Status struct {
 // DataPlaneStatus is the data plane espy run opened (ike.dataplane) and
 // its drops that belong to no SA.
 type DataPlaneStatus struct {
-	Kind      string `json:"kind"`             // none or tun
+	Kind      string `json:"kind"`             // none, tun or xfrm
 	Device    string `json:"device,omitempty"` // TUN device
 	MTU       int    `json:"mtu,omitempty"`
 	KernelESP bool   `json:"kernel_esp"` // the kernel has ESP (what auto would use XFRM for)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/espy-dpi/espy/config"
-	"github.com/espy-dpi/espy/esptun"
 	"github.com/espy-dpi/espy/ike"
 	"github.com/espy-dpi/espy/policy"
 	"github.com/rs/zerolog"
@@ -69,8 +68,8 @@ type Service struct {
 	log       zerolog.Logger
 	reg       ike.SARegistrar
 	counters  func(ike.SAInfo) (uint64, uint64, bool)
-	dp        *esptun.DataPlane // nil: ike.dataplane none
-	dpStatus  DataPlaneStatus   // what was opened and why
+	dp        dataPlane       // nil: ike.dataplane none
+	dpStatus  DataPlaneStatus // what was opened and why
 	endpoints []*ike.Endpoint
 	tunnels   []*tunnel
 	byName    map[string]*tunnel

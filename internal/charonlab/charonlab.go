@@ -166,14 +166,16 @@ type Charon struct {
 	// LogLevels are the filelog subsystem levels, one "subsys = level" a
 	// line; "ike = 2" when empty.
 	LogLevels string
+	// KernelESP makes charon use the kernel's ESP (kernel-netlink alone,
+	// as in a UML guest) instead of kernel-libipsec.
+	KernelESP bool
 }
 
-// strongswanConf runs charon with the userspace ESP backend
-// (kernel-libipsec, no kernel ESP needed), its vici socket and log in the
-// lab's directory.
+// strongswanConf runs charon with the IPsec backends %[4]s (the first
+// registered wins), its vici socket and log in the lab's directory.
 const strongswanConf = `charon {
   load_modular = no
-  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf kernel-libipsec kernel-netlink socket-default vici updown
+  load = random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 aes sha1 sha2 hmac xcbc cmac gcm ctr chapoly kdf %[4]s socket-default vici updown
   retransmit_timeout = 1.0
   retransmit_tries = 2
 %[2]s  plugins {
@@ -221,9 +223,14 @@ func (l *Lab) StartCharon(tb testing.TB, c Charon) {
 	if levels == "" {
 		levels = "ike = 2"
 	}
+	// Without KernelESP: the userspace ESP backend, no kernel ESP needed.
+	backends := "kernel-libipsec kernel-netlink"
+	if c.KernelESP {
+		backends = "kernel-netlink"
+	}
 	sconf := l.StrongswanConf()
 	l.Conf = filepath.Join(l.Dir, "swanctl.conf")
-	if err := os.WriteFile(sconf, fmt.Appendf(nil, strongswanConf, l.Dir, indent(c.Settings, 2), indent(levels, 6)), 0o644); err != nil {
+	if err := os.WriteFile(sconf, fmt.Appendf(nil, strongswanConf, l.Dir, indent(c.Settings, 2), indent(levels, 6), backends), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	if err := os.WriteFile(l.Conf, []byte(c.Swanctl), 0o600); err != nil {

@@ -1,0 +1,340 @@
+// Package umllab is test support for tests that need a kernel with ESP
+// when the host's has none: it boots Debian's User-Mode Linux kernel
+// (package user-mode-linux, Linux 6.1) as an ordinary process with the
+// host's root file system as its root (hostfs), loads modules from
+// /usr/lib/uml/modules, runs one command as the guest's init and returns
+// its output and exit status.
+//
+// The guest sees the host's files (read and write) but has its own
+// kernel: network namespaces, XFRM state, sockets and mounts made inside
+// stay inside. /run and /var/tmp ($TMPDIR) are tmpfs in the guest, so
+// sockets and pid files never land on hostfs; /var/tmp rather than /tmp
+// keeps the host's /tmp (go test's binaries) visible, and a test may
+// bind-mount over /run (as charonlab does) without hiding its files.
+package umllab
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kernel is the User-Mode Linux kernel binary (Debian: user-mode-linux).
+const Kernel = "/usr/bin/linux"
+
+// ModulesDir holds the UML kernel's modules, in a directory named after
+// its release.
+const ModulesDir = "/usr/lib/uml/modules"
+
+// GuestEnv is set in the environment of the command the guest runs, to
+// the name RunTest gave it.
+const GuestEnv = "ESPY_UML_GUEST"
+
+// XFRMModules are the modules of the kernel's IPsec with the IKEv2 ESP
+// algorithms (esp4, esp6, xfrm_user, the crypto templates and ciphers
+// the UML kernel has as modules), veth and an RNG for the IV
+// generators: enough for NoAutoload. (ecb(cipher_null), AES, SHA-1,
+// SHA-256 and MD5 are built into the UML kernel.)
+var XFRMModules = []string{"esp4", "esp6", "xfrm_user", "veth",
+	"authenc", "authencesn", "echainiv", "seqiv", "cbc", "ctr", "ecb", "ccm", "gcm", "ghash-generic",
+	"hmac", "sha512_generic", "chacha20poly1305", "chacha_generic", "poly1305_generic",
+	"xcbc", "cmac", "des_generic", "drbg", "ansi_cprng"}
+
+// Options configure Run.
+type Options struct {
+	// Command is the guest's command line; it runs as root with the
+	// host's working directory.
+	Command []string
+	// Env is added to the command's environment.
+	Env []string
+	// Modules are loaded with modprobe before the command runs. Crypto
+	// templates and other modules the kernel asks for load on demand.
+	Modules []string
+	// NoAutoload makes the kernel's own module requests fail at once
+	// after Modules are loaded, instead of running modprobe for each.
+	// In UML every exec takes about a second, and instantiating one
+	// crypto template (e.g. rfc4543(gcm(aes)) for an XFRM SA) makes
+	// a dozen requests, most for names no module has: 20-30 s, which
+	// times IKE exchanges out. Everything needed must be in Modules then.
+	NoAutoload bool
+	// Mem is the guest's memory, 384M when empty.
+	Mem string
+	// Timeout bounds the whole run, boot included; 2 minutes when 0.
+	// The guest is killed when it passes.
+	Timeout time.Duration
+}
+
+// Result is what a guest run produced.
+type Result struct {
+	Output  []byte // the command's standard output and error
+	Status  int    // the command's exit status
+	Modules []byte // output of loading the modules
+	// Boot is the time from starting the kernel to its init running,
+	// Setup the time to mount and load modules, Command the command's
+	// run time and Total the time until the kernel process exited.
+	Boot, Setup, Command, Total time.Duration
+	Console                     []byte // the kernel's console
+}
+
+// Release returns the release of the UML kernel whose modules are
+// installed (e.g. "6.1.176"), or an error saying what is missing.
+func Release() (string, error) {
+	if _, err := os.Stat(Kernel); err != nil {
+		return "", fmt.Errorf("umllab: no UML kernel (Debian: user-mode-linux): %w", err)
+	}
+	ents, err := os.ReadDir(ModulesDir)
+	if err != nil || len(ents) == 0 {
+		return "", fmt.Errorf("umllab: no UML modules in %s (Debian: user-mode-linux): %v", ModulesDir, err)
+	}
+	if _, err := exec.LookPath("modprobe"); err != nil {
+		return "", fmt.Errorf("umllab: no modprobe (Debian: kmod): %w", err)
+	}
+	return ents[0].Name(), nil
+}
+
+// Skip skips the test unless a UML guest can be booted: root (hostfs
+// exposes the whole root file system to the guest's root), the kernel,
+// its modules and modprobe.
+func Skip(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root (the UML guest runs root commands on the host's files through hostfs)")
+	}
+	if _, err := Release(); err != nil {
+		tb.Skip(err)
+	}
+}
+
+// initScript is the guest's init: mounts, modules, the command, its
+// status, power off. %[1]s is the host directory for results, %[2]s the
+// module release, %[3]s the modules, %[4]s the working directory, %[5]s
+// the environment assignments, %[6]s the command, %[7]s what to do after
+// loading the modules.
+const initScript = `#!/bin/sh
+# Generated by umllab: init of a User-Mode Linux guest.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+date +%%s.%%N > %[1]s/booted
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t tmpfs -o mode=755 tmpfs /run
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+mkdir -p /run/netns /run/modroot/lib/modules
+mount --bind ` + ModulesDir + ` /run/modroot/lib/modules
+printf '#!/bin/sh\nexec /sbin/modprobe -d /run/modroot "$@"\n' > /run/modprobe
+chmod 755 /run/modprobe
+echo /run/modprobe > /proc/sys/kernel/modprobe
+ip link set lo up
+/run/modprobe -a %[3]s > %[1]s/modules 2>&1 || echo "modprobe -a %[3]s failed" >> %[1]s/modules
+%[7]s
+date +%%s.%%N > %[1]s/started
+cd %[4]s
+env TMPDIR=/var/tmp %[5]s %[6]s > %[1]s/output 2>&1
+echo $? > %[1]s/status
+date +%%s.%%N > %[1]s/ended
+sync
+echo o > /proc/sysrq-trigger
+poweroff -f
+`
+
+// quote quotes s for sh.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = quote(s)
+	}
+	return strings.Join(q, " ")
+}
+
+// ErrNoStatus is returned when the guest ended without the command's exit
+// status: it crashed, could not boot, or was killed on timeout.
+var ErrNoStatus = errors.New("umllab: guest ended without an exit status")
+
+// Run boots a guest, runs o.Command in it and returns what it produced.
+// It returns an error (and the partial result) when the guest cannot
+// boot or the timeout passes; the guest is killed then.
+func Run(o Options) (Result, error) {
+	var r Result
+	rel, err := Release()
+	if err != nil {
+		return r, err
+	}
+	if len(o.Command) == 0 {
+		return r, errors.New("umllab: no command")
+	}
+	if o.Mem == "" {
+		o.Mem = "384M"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	dir, err := os.MkdirTemp("", "umllab-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	wd, err := os.Getwd()
+	if err != nil {
+		return r, err
+	}
+	for _, m := range o.Modules {
+		if strings.ContainsAny(m, " '\"\\$;&|") {
+			return r, fmt.Errorf("umllab: module name %q", m)
+		}
+	}
+	after := ""
+	if o.NoAutoload {
+		// An empty modprobe path makes request_module fail with ENOENT.
+		after = "echo > /proc/sys/kernel/modprobe"
+	}
+	script := fmt.Sprintf(initScript, quote(dir), rel, strings.Join(o.Modules, " "), quote(wd), quoteAll(o.Env), quoteAll(o.Command), after)
+	init := filepath.Join(dir, "init")
+	if err := os.WriteFile(init, []byte(script), 0o755); err != nil {
+		return r, err
+	}
+	cmd := exec.Command(Kernel, "mem="+o.Mem, "rootfstype=hostfs", "rootflags=/", "rw", "init="+init,
+		"con=null", "con0=fd:0,fd:1", "ssl=null", "quiet",
+		// Registering the 256 legacy BSD ptys is most of a UML boot
+		// (initcall_debug: pty_init).
+		"pty.legacy_count=0")
+	cmd.Env = append(os.Environ(), "TMPDIR="+memDir(o.Mem))
+	var console bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &console, &console
+	// A pipe nobody writes to: UML's console wants a pollable stdin.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return r, err
+	}
+	defer pw.Close()
+	cmd.Stdin = pr
+	// Its own process group, so that the kernel's helper processes die
+	// with it; and dead with the test binary.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		return r, fmt.Errorf("umllab: start %s: %w", Kernel, err)
+	}
+	pr.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var waitErr error
+	select {
+	case waitErr = <-done:
+	case <-time.After(o.Timeout):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		waitErr = fmt.Errorf("umllab: guest killed after %v", o.Timeout)
+	}
+	// Helpers left behind by a guest that powered off by itself.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	r.Total = time.Since(start)
+	r.Console = console.Bytes()
+	// The guest's clock is the host's.
+	booted, started, ended := stamp(dir, "booted"), stamp(dir, "started"), stamp(dir, "ended")
+	if !booted.IsZero() {
+		r.Boot = booted.Sub(start)
+	}
+	if !started.IsZero() {
+		r.Setup = started.Sub(booted)
+	}
+	if !ended.IsZero() {
+		r.Command = ended.Sub(started)
+	}
+	r.Output, _ = os.ReadFile(filepath.Join(dir, "output"))
+	r.Modules, _ = os.ReadFile(filepath.Join(dir, "modules"))
+	st, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		if waitErr == nil {
+			waitErr = ErrNoStatus
+		}
+		return r, fmt.Errorf("%w (%v)", ErrNoStatus, waitErr)
+	}
+	if r.Status, err = strconv.Atoi(strings.TrimSpace(string(st))); err != nil {
+		return r, fmt.Errorf("umllab: status %q: %w", st, err)
+	}
+	return r, nil
+}
+
+// memDir returns where UML should keep the guest's memory file: /dev/shm
+// when it has room for mem (a disk-backed file makes the boot much
+// slower; a /dev/shm too small for it, as in containers, crashes the
+// guest with SIGBUS), else the host's temporary directory.
+func memDir(mem string) string {
+	need := uint64(512 << 20)
+	if n, err := strconv.ParseUint(strings.TrimSuffix(mem, "M"), 10, 64); err == nil && strings.HasSuffix(mem, "M") {
+		need = n<<20 + 64<<20
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Bavail*uint64(st.Bsize) >= need {
+		return "/dev/shm"
+	}
+	return os.TempDir()
+}
+
+// stamp reads a time the guest wrote with date +%s.%N; zero if absent.
+func stamp(dir, name string) time.Time {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return time.Time{}
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(f*1e9))
+}
+
+// InGuest returns the name RunTest gave the guest side of a test, or ""
+// outside a guest.
+func InGuest() string { return os.Getenv(GuestEnv) }
+
+// RunTest runs the calling test again inside a guest: the test binary
+// with -test.run for tb's name and GuestEnv set to name, so that the test
+// can branch on InGuest. It fails tb with the guest's output when the
+// guest side fails, and logs it with -v. It skips as Skip does.
+func RunTest(tb testing.TB, name string, o Options) Result {
+	tb.Helper()
+	Skip(tb)
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	args := []string{exe, "-test.run", "^" + strings.ReplaceAll(tb.Name(), "/", "$/^") + "$", "-test.v", "-test.count=1"}
+	if testing.Short() {
+		args = append(args, "-test.short")
+	}
+	o.Command = append(args, o.Command...)
+	o.Env = append(o.Env, GuestEnv+"="+name)
+	r, err := Run(o)
+	tb.Logf("UML guest %q: boot %v, setup %v, command %v, total %v, status %d", name,
+		r.Boot.Round(time.Millisecond), r.Setup.Round(time.Millisecond), r.Command.Round(time.Millisecond), r.Total.Round(time.Millisecond), r.Status)
+	if err != nil {
+		tb.Fatalf("%v\nmodules:\n%s\noutput:\n%s\nconsole (tail):\n%s", err, r.Modules, r.Output, tail(r.Console, 3000))
+	}
+	if r.Status != 0 {
+		tb.Fatalf("guest side failed (status %d)\nmodules:\n%s\noutput:\n%s", r.Status, r.Modules, r.Output)
+	}
+	if testing.Verbose() {
+		tb.Logf("guest output:\n%s", r.Output)
+	}
+	return r
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
