@@ -93,11 +93,21 @@ func start(t testing.TB, ns string, addr netip.Addr, tunAddrs ...netip.Prefix) *
 }
 
 // ping sends count echo requests from namespace ns to dst and fails the
-// test unless all are answered; the data planes' counters are logged then.
+// test unless each of them (icmp_seq 1 to count) is answered; the data
+// planes' counters are logged then. It waits for the answers up to a
+// deadline (-w): with -W alone, once one answer has come, ping waits only
+// twice the round trip for the rest, and on a loaded machine a second
+// answer 40 ms after a 20 ms one was counted lost although espy had sent
+// it. With -w ping may send more than count requests while waiting;
+// answers to those do not stand in for a lost one.
 func ping(t testing.TB, ns string, dst netip.Addr, count int, dps ...*DataPlane) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst.String()).CombinedOutput()
-	if err == nil && strings.Contains(string(out), fmt.Sprintf("%d received", count)) {
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", fmt.Sprint(count), "-i", "0.2", "-w", "10", dst.String()).CombinedOutput()
+	answered := true
+	for seq := 1; seq <= count; seq++ {
+		answered = answered && strings.Contains(string(out), fmt.Sprintf(" icmp_seq=%d ttl=", seq))
+	}
+	if answered {
 		return
 	}
 	for _, dp := range dps {

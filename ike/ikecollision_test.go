@@ -16,13 +16,16 @@ import (
 // crossing is a natProxy drop rule that makes two requests cross: once
 // armed, requests of the given exchanges are dropped (and retransmitted by
 // their sender) until each end has sent one, and their responses until
-// both requests have been delivered, so each end answers the other's
-// request before it gets its own answer.
+// each end has answered the other's request, so each end has handled the
+// other's request before it gets its own answer. Delivering the responses
+// once both requests are merely forwarded is not enough: an endpoint's
+// workers may then handle its own answer before the crossing request, and
+// it sees a plain rekey followed by a request on the SA it replaced.
 type crossing struct {
-	exch            []message.ExchangeType
-	mu              sync.Mutex
-	armed           bool
-	seen, forwarded map[bool]bool
+	exch                      []message.ExchangeType
+	mu                        sync.Mutex
+	armed                     bool
+	seen, forwarded, answered map[bool]bool
 }
 
 func newCrossing(exch ...message.ExchangeType) *crossing {
@@ -33,7 +36,7 @@ func newCrossing(exch ...message.ExchangeType) *crossing {
 func (c *crossing) arm() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.armed, c.seen, c.forwarded = true, map[bool]bool{}, map[bool]bool{}
+	c.armed, c.seen, c.forwarded, c.answered = true, map[bool]bool{}, map[bool]bool{}, map[bool]bool{}
 }
 
 // crossed reports whether both requests were delivered after crossing.
@@ -71,7 +74,8 @@ func (c *crossing) drop(fromTarget bool, pkt []byte) bool {
 		c.forwarded[fromTarget] = true
 		return false
 	}
-	return len(c.forwarded) < 2
+	c.answered[fromTarget] = true
+	return len(c.answered) < 2
 }
 
 // TestRekeyIKECollision has both ends rekey the IKE SA at once with the

@@ -256,12 +256,24 @@ func (sa *IKESA) rekeyChild(ctx context.Context, old *ChildSA, local, remote []m
 	st, resp, err := sa.childExchange(ctx, old, pol, local, remote, old.Mode)
 	if err != nil {
 		var ne *NotifyError
-		if errors.As(err, &ne) && ne.Type == message.CHILD_SA_NOT_FOUND {
+		if !errors.As(err, &ne) || ne.Type != message.CHILD_SA_NOT_FOUND && ne.Type != message.TEMPORARY_FAILURE {
+			return nil, err
+		}
+		sa.mu.Lock()
+		defer sa.mu.Unlock()
+		if ne.Type == message.CHILD_SA_NOT_FOUND {
 			// RFC 7296 2.25: the peer has no such SA (its Delete may be on
 			// the way); it is gone for us too.
-			sa.mu.Lock()
 			sa.dropChildLocked(old)
-			sa.mu.Unlock()
+		}
+		if p := old.rk.replacedBy; p != nil && sa.hasChildLocked(p) {
+			// The peer rekeyed old too and completed before it saw our
+			// request, so it refused ours (RFC 7296 2.25) and deletes old
+			// itself: the SA we answered is the survivor, not a failure.
+			old.rk.done = true
+			sa.log.Info("ike: simultaneous Child SA rekey, the peer's completed first", "notify", ne.Type,
+				"survivor_in", fmt.Sprintf("%08x", p.InSPI))
+			return p, nil
 		}
 		return nil, err
 	}

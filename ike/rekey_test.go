@@ -241,10 +241,13 @@ func TestRekeyCollision(t *testing.T) {
 			rike, rnatt := rp.resp.Addrs()
 			// Requests are dropped until both sides have sent one (so
 			// neither arrives before the other side started its rekey),
-			// responses until both requests have been delivered (so both
-			// exchanges complete).
+			// responses until both sides have answered the other's request
+			// (so both exchanges complete and each side has seen the
+			// collision before its own answer; once both requests are
+			// merely forwarded, a side's workers may still handle its
+			// answer first, see TestRekeyCollisionPeerFirst).
 			var mu sync.Mutex
-			seen, forwarded := map[bool]bool{}, map[bool]bool{}
+			seen, forwarded, answered := map[bool]bool{}, map[bool]bool{}, map[bool]bool{}
 			proxyIKE := newNATProxy(t, rike, nil)
 			proxyNATT := newNATProxy(t, rnatt, func(fromTarget bool, pkt []byte) bool {
 				h, ok := ikeHeader(pkt)
@@ -261,7 +264,8 @@ func TestRekeyCollision(t *testing.T) {
 					forwarded[fromTarget] = true
 					return false
 				}
-				return len(forwarded) < 2
+				answered[fromTarget] = true
+				return len(answered) < 2
 			})
 			rp.iniCfg.RemoteNATPort = proxyNATT.addr().Port()
 			isa, err := rp.ini.Initiate(t.Context(), rp.iniCfg, proxyIKE.addr())
@@ -306,6 +310,90 @@ func TestRekeyCollision(t *testing.T) {
 				t.Fatalf("after the collision: %d/%d children, %d/%d registrations", len(isa.Children()), len(rsa.Children()), rp.iniEv.len(), rp.respEv.len())
 			}
 		})
+	}
+}
+
+// TestRekeyCollisionPeerFirst has both ends rekey the same Child SA, but
+// the responder's rekey completes before it sees the initiator's request
+// (a worker handled its answer first, or the request was delayed): it
+// deletes the old SA and then refuses the request for it (TEMPORARY_FAILURE
+// while deleting, CHILD_SA_NOT_FOUND once gone, RFC 7296 2.25). The
+// initiator answered the responder's rekey meanwhile, so that SA replaced
+// the old one, and RekeyChild returns it instead of failing.
+func TestRekeyCollisionPeerFirst(t *testing.T) {
+	rp := newRekeyPair(t, "aes128gcm16-ecp256", "aes128gcm16-ecp256")
+	rp.nat = true
+	rike, rnatt := rp.resp.Addrs()
+	var mu sync.Mutex
+	iniSent, deleteSeen, lateForwarded := false, false, false
+	proxyIKE := newNATProxy(t, rike, nil)
+	proxyNATT := newNATProxy(t, rnatt, func(fromTarget bool, pkt []byte) bool {
+		h, ok := ikeHeader(pkt)
+		if !ok || h.IsResponse() {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case h.Exchange == message.INFORMATIONAL && fromTarget:
+			deleteSeen = true
+		case h.Exchange == message.CREATE_CHILD_SA && fromTarget:
+			// The responder's request goes once the initiator's rekey
+			// is outstanding, so the initiator sees a collision.
+			return !iniSent
+		case h.Exchange == message.CREATE_CHILD_SA:
+			// The initiator's request is held until the responder has
+			// completed its rekey and deletes the old SA.
+			iniSent = true
+			lateForwarded = deleteSeen
+			return !deleteSeen
+		}
+		return false
+	})
+	rp.iniCfg.RemoteNATPort = proxyNATT.addr().Port()
+	isa, err := rp.ini.Initiate(t.Context(), rp.iniCfg, proxyIKE.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldI, oldR := checkEstablished(t, rp.pair, isa)
+	spiI, _ := isa.SPIs()
+	rsa := rp.responderSA(t, spiI)
+	var wg sync.WaitGroup
+	var got [2]*ChildSA
+	var errs [2]error
+	for k, sa := range []*IKESA{isa, rsa} {
+		old := oldI
+		if k == 1 {
+			old = oldR
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got[k], errs[k] = sa.RekeyChild(ctx, old)
+		})
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("rekeys: %v / %v", errs[0], errs[1])
+	}
+	mu.Lock()
+	if !lateForwarded {
+		t.Fatal("the initiator's request did not arrive after the responder's Delete")
+	}
+	mu.Unlock()
+	ic, rc := checkRekeyed(t, rp, isa, oldI, oldR, rp.iniCfg.ESP[0].dhOrNone())
+	if got[0] != ic || got[1] != rc {
+		t.Fatalf("the survivors returned (%p, %p) are not the remaining SAs (%p, %p)", got[0], got[1], ic, rc)
+	}
+	if ic.Initiated || !rc.Initiated {
+		t.Fatal("the survivor is not the responder's rekey")
+	}
+	if len(isa.Children()) != 1 || len(rsa.Children()) != 1 || rp.iniEv.len() != 2 || rp.respEv.len() != 2 {
+		t.Fatalf("after the collision: %d/%d children, %d/%d registrations", len(isa.Children()), len(rsa.Children()), rp.iniEv.len(), rp.respEv.len())
+	}
+	// The survivor carries the IKE SA on.
+	if _, err := isa.RekeyChild(t.Context(), ic); err != nil {
+		t.Fatal(err)
 	}
 }
 
