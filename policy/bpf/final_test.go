@@ -140,12 +140,37 @@ func BenchmarkCompileClassBench(b *testing.B) {
 				b.Fatal(err)
 			}
 			rules := classbench.Rules(fs)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := CompileRules(rules, Options{}); err != nil {
+			b.Run("compile", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := CompileRules(rules, Options{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			// The final flags' share of the compile.
+			b.Run("final", func(b *testing.B) {
+				c, err := CompileRules(rules, Options{})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
+				boxes := make([]policy.Box, len(rules))
+				for i := range rules {
+					boxes[i] = rules[i].Box
+				}
+				tb := tableOfRanges(c)
+				n := 0
+				for i := range c.Ranges {
+					if c.Ranges[i].Final {
+						n++
+					}
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					setFinal(boxes, c.Ranges, tb)
+				}
+				b.ReportMetric(float64(n)/float64(len(c.Ranges)), "final-fraction")
+			})
 		})
 	}
 }
