@@ -137,7 +137,8 @@ type bpfEspyPolicyRange struct {
 	ProtoLo  uint8
 	ProtoHi  uint8
 	Action   uint8
-	Pad      [3]uint8
+	Final    uint8
+	Pad      [2]uint8
 	Prio     uint32
 	Rule     uint32
 	Sa       uint32

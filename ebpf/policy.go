@@ -244,7 +244,7 @@ func bpfRange(r *pbpf.Range) bpfEspyPolicyRange {
 		LabelLo: r.LabelLo, LabelHi: r.LabelHi,
 		SportLo: r.SPortLo, SportHi: r.SPortHi, DportLo: r.DPortLo, DportHi: r.DPortHi,
 		FamilyLo: r.FamilyLo, FamilyHi: r.FamilyHi, ProtoLo: r.ProtoLo, ProtoHi: r.ProtoHi,
-		Action: r.Action, Prio: r.Prio, Rule: r.Rule, Sa: r.SA,
+		Action: r.Action, Final: b2u8(r.Final), Prio: r.Prio, Rule: r.Rule, Sa: r.SA,
 	}
 }
 
@@ -514,4 +514,11 @@ func measurePolicy(c *pbpf.Compiled, packets []policy.Packet, maxPackets, repeat
 	t.Baseline /= n
 	t.Lookup = t.Total - t.Baseline
 	return t, nil
+}
+
+func b2u8(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

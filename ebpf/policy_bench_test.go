@@ -3,6 +3,7 @@ package ebpf
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/espy-dpi/espy/policy"
@@ -148,4 +149,57 @@ func benchPolicyCache(b *testing.B, c *pbpf.Compiled, pk []policy.Packet, noCach
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(st[PolicyCacheHit])/float64(st[PolicyCacheHit]+st[PolicyHit]+st[PolicyMiss]+1), "hit-ratio")
+}
+
+// BenchmarkPolicyFinal is the same-process A/B of the final flags: two
+// programs, SPD cache off so every packet walks the compiled SPD, one
+// loaded with the compiled 10K-rule set and one with the same set with
+// every final flag cleared (the full walk, as before the flags). Each
+// iteration runs the same frame on both, 1000 repeats each, so machine
+// noise hits both alike; final and full are kernel-measured ns per packet
+// of the whole program, ratio is final/full.
+func BenchmarkPolicyFinal(b *testing.B) {
+	for _, name := range []string{"acl1_10K", "fw1_10K", "ipc1_10K"} {
+		b.Run(name, func(b *testing.B) {
+			rules, pk := loadClassBench(b, name)
+			c, err := pbpf.CompileRules(rules, pbpf.Options{})
+			if err != nil {
+				b.Skipf("%s: %v", name, err)
+			}
+			full := *c
+			full.Ranges = slices.Clone(c.Ranges)
+			for i := range full.Ranges {
+				full.Ranges[i].Final = false
+			}
+			requireBPF(b)
+			progs := [2]*Program{policyProgram(b, Config{NoSPDCache: true}), policyProgram(b, Config{NoSPDCache: true})}
+			for i, cc := range []*pbpf.Compiled{c, &full} {
+				if err := progs[i].LoadPolicy(cc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			frames := make([][]byte, len(pk))
+			for i := range pk {
+				frames[i] = PolicyFrame(&pk[i], policySPI, 12)
+			}
+			const repeat = 1000
+			var total [2]float64
+			n := 0
+			for i := 0; b.Loop(); i++ {
+				// Alternate which goes first, against order effects.
+				for k := range 2 {
+					j := (i + k) % 2
+					_, d, err := progs[j].XDP().Benchmark(frames[i%len(frames)], repeat, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					total[j] += float64(d.Nanoseconds())
+				}
+				n++
+			}
+			b.ReportMetric(total[0]/float64(n), "final-ns/packet")
+			b.ReportMetric(total[1]/float64(n), "full-ns/packet")
+			b.ReportMetric(total[0]/total[1], "ratio")
+		})
+	}
 }

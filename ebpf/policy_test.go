@@ -304,6 +304,50 @@ func TestPolicyProperty(t *testing.T) {
 	}
 }
 
+// TestPolicyFinalHonoured checks that the XDP loop stops at a final hit:
+// with every range's final flag forced on, the program must answer as the
+// Go reference over the same wrong flags, which differs from the linear
+// scan on some packets. A loop that ignored the flag would give the linear
+// answer there and fail.
+func TestPolicyFinalHonoured(t *testing.T) {
+	requireBPF(t)
+	prog := policyProgram(t, Config{})
+	differ := 0
+	for seed := uint64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		rules := policytest.Rules(rng, 5+rng.IntN(30), true)
+		c, err := pbpf.CompileRules(rules, pbpf.Options{})
+		if errors.Is(err, pbpf.ErrTooLargeForBPF) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		for i := range c.Ranges {
+			c.Ranges[i].Final = true
+		}
+		if err := prog.LoadPolicy(c); err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		for _, p := range policytest.Packets(rng, rules, 250) {
+			if !wireable(&p) {
+				continue
+			}
+			ref := refAction(c, &p)
+			lin := policy.LinearLookup(rules, &p).Action
+			ret, reason := outcome(ref)
+			if lret, lreason := outcome(lin); ret != lret || reason != lreason {
+				differ++
+			}
+			checkPacket(t, prog, &p, ref, fmt.Sprintf("seed %d, all final", seed))
+		}
+	}
+	if differ == 0 {
+		t.Error("forcing every final flag on changed no outcome: the test cannot tell whether XDP reads the flag")
+	}
+	t.Logf("%d packets where a final stop changes the outcome", differ)
+}
+
 // varyActions gives ClassBench rules (all protect) rotating actions, so that
 // the XDP outcome (pass, drop, count) tells rules apart.
 func varyActions(rules []policy.Rule) []policy.Rule {

@@ -610,11 +610,14 @@ static __always_inline int range_matches(const struct espy_policy_range *r,
 				w->found = 1;                                     \
 				w->best_prio = r->prio;                           \
 				w->action = r->action;                            \
-				break;                                            \
+				/* Nothing of another table beats a               \
+				 * final hit; disjoint: the first one. */         \
+				return r->final ||                                \
+				       (w->flags & ESPY_POLICY_F_DISJOINT);       \
 			}                                                         \
 		}                                                                 \
-		/* Disjoint ranges: the first hit is the answer. */               \
-		return w->found && (w->flags & ESPY_POLICY_F_DISJOINT);           \
+		/* No new hit: an earlier one was neither final nor disjoint. */  \
+		return 0;                                                         \
 	}                                                                         \
                                                                                   \
 	__attribute__((noinline)) int policy_walk##n(const struct espy_policy_key *k) \

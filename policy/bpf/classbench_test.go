@@ -38,7 +38,8 @@ func TestSharedClassBench(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s: %d rules -> %d tables, %d keys", name, len(rules), len(c.Tables), len(c.Keys))
+			finals := checkFinal(t, name, rules, c)
+			t.Logf("%s: %d rules -> %d tables, %d keys, %d final", name, len(rules), len(c.Tables), len(c.Keys), finals)
 			bad := 0
 			for i := range hs {
 				v := c.Verdict(c.Lookup(&hs[i].Packet))

@@ -197,6 +197,22 @@ func (c *Compiled) compile(boxes []policy.Box, rs []Range, disjoint bool, opt Op
 		}
 		return tabs[a].min < tabs[b].min
 	})
+	tableOf := make([]int, len(rs))
+	for ti, tb := range tabs {
+		for _, idx := range tb.buckets {
+			for _, i := range idx {
+				tableOf[i] = ti
+			}
+		}
+	}
+	if disjoint {
+		// No two ranges overlap: every hit is final.
+		for i := range rs {
+			rs[i].Final = true
+		}
+	} else {
+		setFinal(boxes, rs, tableOf)
+	}
 	c.Ranges = rs
 	c.Keys = make(map[Key]BucketValue, keys)
 	for ti, tb := range tabs {
@@ -271,7 +287,7 @@ func (c *Compiled) Lookup(p *policy.Packet) (r *Range, ok bool) {
 				break
 			}
 		}
-		if r != nil && c.Meta.Flags&FlagDisjoint != 0 {
+		if r != nil && (r.Final || c.Meta.Flags&FlagDisjoint != 0) {
 			break
 		}
 	}

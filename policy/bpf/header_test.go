@@ -27,7 +27,7 @@ int main(void) {
 	S(espy_policy_key); S(espy_policy_bucket); S(espy_policy_range); S(espy_policy_table); S(espy_policy_meta);
 	P(espy_policy_key, label); P(espy_policy_key, meta); P(espy_policy_key, src); P(espy_policy_key, dst);
 	P(espy_policy_range, label_lo); P(espy_policy_range, sport_lo); P(espy_policy_range, dport_lo);
-	P(espy_policy_range, family_lo); P(espy_policy_range, proto_lo); P(espy_policy_range, action);
+	P(espy_policy_range, family_lo); P(espy_policy_range, proto_lo); P(espy_policy_range, action); P(espy_policy_range, final);
 	P(espy_policy_range, prio); P(espy_policy_range, rule); P(espy_policy_range, sa);
 	P(espy_policy_table, min_prio); P(espy_policy_table, keys);
 	P(espy_policy_meta, keys); P(espy_policy_meta, ranges); P(espy_policy_meta, miss_action);
@@ -56,7 +56,7 @@ int main(void) {
 		"espy_policy_table": TableSize, "espy_policy_meta": MetaSize,
 		"espy_policy_key.label": 4, "espy_policy_key.meta": 8, "espy_policy_key.src": 16, "espy_policy_key.dst": 32,
 		"espy_policy_range.label_lo": 64, "espy_policy_range.sport_lo": 72, "espy_policy_range.dport_lo": 76,
-		"espy_policy_range.family_lo": 80, "espy_policy_range.proto_lo": 82, "espy_policy_range.action": 84,
+		"espy_policy_range.family_lo": 80, "espy_policy_range.proto_lo": 82, "espy_policy_range.action": 84, "espy_policy_range.final": 85,
 		"espy_policy_range.prio": 88, "espy_policy_range.rule": 92, "espy_policy_range.sa": 96,
 		"espy_policy_table.min_prio": KeySize, "espy_policy_table.keys": KeySize + 4,
 		"espy_policy_meta.keys": 8, "espy_policy_meta.ranges": 12, "espy_policy_meta.miss_action": 16,
@@ -74,8 +74,8 @@ int main(void) {
 		}
 	}
 	// The marshalled forms have the C sizes and put fields where C does.
-	r, _ := Range{Prio: 0x01020304, Action: 9, SPortLo: 0xabcd}.MarshalBinary()
-	if len(r) != RangeSize || r[88] != 4 || r[84] != 9 || r[72] != 0xcd {
+	r, _ := Range{Prio: 0x01020304, Action: 9, Final: true, SPortLo: 0xabcd}.MarshalBinary()
+	if len(r) != RangeSize || r[88] != 4 || r[84] != 9 || r[85] != 1 || r[72] != 0xcd {
 		t.Errorf("Range.MarshalBinary layout: % x", r)
 	}
 	k, _ := Key{Table: 1, Meta: 0x0400000000000000}.MarshalBinary()

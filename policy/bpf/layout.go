@@ -88,9 +88,12 @@ type Range struct {
 	FamilyLo, FamilyHi         uint8
 	ProtoLo, ProtoHi           uint8
 	Action                     uint8
-	Prio                       uint32
-	Rule                       uint32
-	SA                         uint32
+	// Final ends the lookup at a hit on this range: no range of another
+	// table with a better priority overlaps it (policy.h).
+	Final bool
+	Prio  uint32
+	Rule  uint32
+	SA    uint32
 }
 
 // MarshalBinary returns r as struct espy_policy_range.
@@ -107,6 +110,9 @@ func (r Range) MarshalBinary() ([]byte, error) {
 	le.PutUint16(b[76:], r.DPortLo)
 	le.PutUint16(b[78:], r.DPortHi)
 	b[80], b[81], b[82], b[83], b[84] = r.FamilyLo, r.FamilyHi, r.ProtoLo, r.ProtoHi, r.Action
+	if r.Final {
+		b[85] = 1
+	}
 	le.PutUint32(b[88:], r.Prio)
 	le.PutUint32(b[92:], r.Rule)
 	le.PutUint32(b[96:], r.SA)

@@ -41,6 +41,7 @@
  *           if (best && r.prio >= best.prio) break;      // bucket is sorted
  *           if (r matches the packet in every field) { best = r; break; }
  *       }
+ *       if (best && best.final) break;                   // cannot be beaten
  *       if (best && (meta.flags & ESPY_POLICY_F_DISJOINT)) break; // first hit
  *   }
  *   no best: apply meta.miss_action.
@@ -93,12 +94,23 @@ struct espy_policy_range {
 	__u8  family_lo, family_hi;        /* 4..4, 6..6 or 4..6 */
 	__u8  proto_lo, proto_hi;
 	__u8  action;                      /* ESPY_POLICY_* */
-	__u8  pad[3];
+	__u8  final;                       /* 1: a hit here ends the lookup */
+	__u8  pad[2];
 	__u32 prio;                        /* lower wins */
 	__u32 rule;                        /* index of the deciding rule */
 	__u32 sa;                          /* SA/tunnel index for PROTECT, else 0 */
 	__u32 pad2;
 };
+/*
+ * final (in what were pad bytes: no other field moved, the size is 104) is
+ * 1 when no range of another table with a better priority overlaps this
+ * one, so a hit on it cannot be beaten: a better range holding the packet
+ * would overlap it, and it cannot sit in the hit's own table, whose ranges
+ * holding the packet all share the hit's bucket, sorted by priority. The
+ * compiler may leave it 0 where 1 would do, never the reverse; maps written
+ * before the flag existed read 0, the full walk. Disjoint sets have it on
+ * every range.
+ */
 
 struct espy_policy_table {
 	struct espy_policy_key mask;
