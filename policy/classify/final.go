@@ -1,10 +1,6 @@
 package classify
 
-import (
-	"slices"
-
-	"github.com/espy-dpi/espy/policy"
-)
+import "github.com/espy-dpi/espy/policy"
 
 // An item is final when no item of another table with a better (lower)
 // priority overlaps it. An ordered lookup whose hit is a final item stops
@@ -60,112 +56,24 @@ func (a *span) overlaps(b *span) bool {
 		!a.src[1].Less(b.src[0]) && !b.src[1].Less(a.src[0])
 }
 
-// addrGroup returns the group of an address range: the range's shared 44
-// leading bits (the leading 12 of an IPv4 address, as in the prefilter),
-// or ok false when the range spans more than one group. Ranges in
-// different groups are disjoint.
-func addrGroup(r *[2]policy.U128) (g policy.U128, ok bool) {
-	lo, hi := r[0], r[1]
-	if lo.Hi != hi.Hi || lo.Lo>>(32-addrBits) != hi.Lo>>(32-addrBits) {
-		return policy.U128{}, false
-	}
-	return policy.U128{Hi: lo.Hi, Lo: lo.Lo >> (32 - addrBits)}, true
-}
-
-// setFinal computes every live item's final flag from scratch. Items are
-// grouped by source and by destination range so that each is compared only
-// with the items it may overlap: an item whose source range lies in one
-// group meets only that group's items and those of wide source ranges
-// (likewise for the destination; both narrow, the four lists that can
-// hold an overlap). Each list is in priority order and is read up to the
-// item's own priority, and the first overlapping item of another table
-// settles the flag. On the ClassBench 10k sets it takes 10-40 ms, once
-// per Build.
+// setFinal computes every live item's final flag from scratch
+// (policy.Finals); on the ClassBench 10k sets it takes 10-40 ms, once per
+// Build.
 func (c *Classifier) setFinal() {
 	all := make([]span, 0, c.Len())
 	for ti, tb := range c.tables {
 		tb.eachLivePos(func(pos int) { all = append(all, spanOf(&tb.items[pos], ti, pos)) })
 	}
-	slices.SortFunc(all, func(a, b span) int { return cmpU32(a.prio, b.prio) })
-	type pair struct{ s, d policy.U128 }
-	var (
-		both             = map[pair][]int32{}
-		srcOnly, dstOnly = map[policy.U128][]int32{}, map[policy.U128][]int32{}
-		bySrc, byDst     = map[policy.U128][]int32{}, map[policy.U128][]int32{}
-		wideSrc, wideDst []int32 // the items whose range spans groups
-		neither          []int32 // both ranges span groups
-	)
-	for i := range all {
-		j := int32(i)
-		gs, sok := addrGroup(&all[i].src)
-		gd, dok := addrGroup(&all[i].dst)
-		switch {
-		case sok && dok:
-			both[pair{gs, gd}] = append(both[pair{gs, gd}], j)
-		case sok:
-			srcOnly[gs] = append(srcOnly[gs], j)
-		case dok:
-			dstOnly[gd] = append(dstOnly[gd], j)
-		default:
-			neither = append(neither, j)
-		}
-		if sok {
-			bySrc[gs] = append(bySrc[gs], j)
-		} else {
-			wideSrc = append(wideSrc, j)
-		}
-		if dok {
-			byDst[gd] = append(byDst[gd], j)
-		} else {
-			wideDst = append(wideDst, j)
-		}
-	}
-	// better reports whether an item of list, in priority order, overlaps
-	// all[i] from another table with a better priority.
-	better := func(i int, list []int32) bool {
-		x := &all[i]
-		for _, j := range list {
-			y := &all[j]
-			if y.prio >= x.prio {
-				return false
-			}
-			if y.tb != x.tb && y.overlaps(x) {
-				return true
-			}
-		}
-		return false
-	}
+	items := make([]policy.FinalItem, len(all))
 	for i := range all {
 		x := &all[i]
-		gs, sok := addrGroup(&x.src)
-		gd, dok := addrGroup(&x.dst)
-		var beaten bool
-		switch {
-		case sok && dok:
-			beaten = better(i, both[pair{gs, gd}]) || better(i, srcOnly[gs]) ||
-				better(i, dstOnly[gd]) || better(i, neither)
-		case sok:
-			beaten = better(i, bySrc[gs]) || better(i, wideSrc)
-		case dok:
-			beaten = better(i, byDst[gd]) || better(i, wideDst)
-		default:
-			for j := 0; j < i && !beaten; j++ {
-				y := &all[j]
-				beaten = y.prio < x.prio && y.tb != x.tb && y.overlaps(x)
-			}
-		}
-		c.tables[x.tb].setFinal(int(x.pos), !beaten)
+		items[i] = policy.FinalItem{Prio: x.prio, Table: int(x.tb),
+			Src: policy.Interval{Lo: x.src[0], Hi: x.src[1]}, Dst: policy.Interval{Lo: x.dst[0], Hi: x.dst[1]}}
 	}
-}
-
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+	final := policy.Finals(items, func(i, j int) bool { return all[i].overlaps(&all[j]) })
+	for i := range all {
+		c.tables[all[i].tb].setFinal(int(all[i].pos), final[i])
 	}
-	return 0
 }
 
 // insertFinal returns the final flag of x, about to join table into, and
