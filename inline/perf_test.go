@@ -581,20 +581,21 @@ func TestNewFlowRate(t *testing.T) {
 // ring buffer lost and the sample loop's CPU time per sample: the highest
 // rate without loss is what the sample path sustains on this machine, and
 // the CPU time per sample what it would sustain on a core of its own.
-// ESPY_LONG=1 adds 100,000/s, 150,000/s and 200,000/s.
-//
-// It runs twice, each time with a daemon of its own: "sched", where the
-// scheduler places the threads, and "pinned", with the sending thread (and
+// ESPY_LONG=1 adds 100,000/s to 300,000/s and runs the rates twice, each
+// time with a daemon of its own: "sched", where the scheduler places the
+// threads, as without ESPY_LONG, and "pinned", with the sending thread (and
 // the veth's NAPI poll, XDP and the ring-buffer writes in its softirq) on
 // one CPU and every other thread, the daemon's, on another.
 func TestSampleRateSustained(t *testing.T) {
 	l := newLab(t)
 	tmpl := template(t, espsynth.CipherNULL, 0x01000000)
 	rates := []int{5000, 20000, 50000}
+	pins := []bool{false}
 	if os.Getenv("ESPY_LONG") != "" {
-		rates = append(rates, 100000, 150000, 200000)
+		rates = append(rates, 100000, 150000, 200000, 250000, 300000)
+		pins = append(pins, true)
 	}
-	for _, pin := range []bool{false, true} {
+	for _, pin := range pins {
 		name := map[bool]string{false: "sched", true: "pinned"}[pin]
 		t.Run(name, func(t *testing.T) {
 			var split *cpuSplit
