@@ -581,37 +581,62 @@ func TestNewFlowRate(t *testing.T) {
 // ring buffer lost and the sample loop's CPU time per sample: the highest
 // rate without loss is what the sample path sustains on this machine, and
 // the CPU time per sample what it would sustain on a core of its own.
-// ESPY_LONG=1 adds 100,000/s, 150,000/s and 200,000/s (the sender's limit here).
+// ESPY_LONG=1 adds 100,000/s to 300,000/s and runs the rates twice, each
+// time with a daemon of its own: "sched", where the scheduler places the
+// threads, as without ESPY_LONG, and "pinned", with the sending thread (and
+// the veth's NAPI poll, XDP and the ring-buffer writes in its softirq) on
+// one CPU and every other thread, the daemon's, on another.
 func TestSampleRateSustained(t *testing.T) {
 	l := newLab(t)
 	tmpl := template(t, espsynth.CipherNULL, 0x01000000)
-	d := l.start(t, "sampling: {rate: 1000000, burst: 65536}\nmaps: {verdicts: 262144, pending: 65536}\nflows: {pending: 262144}\n")
-	spi := uint32(0x01000000)
-	var prev blastResult
 	rates := []int{5000, 20000, 50000}
+	pins := []bool{false}
 	if os.Getenv("ESPY_LONG") != "" {
-		rates = append(rates, 100000, 150000, 200000)
+		rates = append(rates, 100000, 150000, 200000, 250000, 300000)
+		pins = append(pins, true)
 	}
-	for _, rate := range rates {
-		n := max(rate, 10000) // a second each, at least 10,000 flows
-		r := blast(t, l, d, tmpl, spi, n, rate)
-		spi += uint32(n)
-		cur := r
-		r.seen -= prev.seen
-		r.sampled -= prev.sampled
-		r.limited -= prev.limited
-		r.lost -= prev.lost
-		prev = cur
-		t.Logf("offered %d/s: sent %d in %v (%.0f/s), sampled %d, lost %d (%.1f%%), decided %d in %v (%.0f/s); sample loop %.2f µs CPU per sample (%.0f/s per core)",
-			rate, r.sent, r.sendTime.Round(time.Millisecond), float64(r.sent)/r.sendTime.Seconds(),
-			r.sampled, r.lost, 100*float64(r.lost)/float64(r.sent), r.decisions, r.drainTime.Round(time.Millisecond), float64(r.decisions)/r.drainTime.Seconds(),
-			r.cpuPerSample()*1e6, 1/r.cpuPerSample())
-		if r.decisions != r.sampled {
-			t.Errorf("offered %d/s: %d samples delivered, %d decisions", rate, r.sampled, r.decisions)
-		}
-	}
-	if p := d.log.problems(); len(p) > 0 {
-		t.Errorf("daemon diagnostics: %v", p)
+	for _, pin := range pins {
+		name := map[bool]string{false: "sched", true: "pinned"}[pin]
+		t.Run(name, func(t *testing.T) {
+			var split *cpuSplit
+			if pin {
+				if split = splitCPUs(t); split == nil {
+					t.Skip("needs two CPUs")
+				}
+			}
+			d := l.start(t, "sampling: {rate: 1000000, burst: 65536}\nmaps: {verdicts: 262144, pending: 65536}\nflows: {pending: 262144}\n")
+			defer d.stop()
+			spi := uint32(0x01000000)
+			var prev blastResult
+			for _, rate := range rates {
+				n := max(rate, 10000) // a second each, at least 10,000 flows
+				r := blastOn(t, l, d, tmpl, spi, n, rate, split)
+				spi += uint32(n)
+				cur := r
+				r.seen -= prev.seen
+				r.sampled -= prev.sampled
+				r.limited -= prev.limited
+				r.lost -= prev.lost
+				prev = cur
+				busy := make([]string, len(r.cpuBusy))
+				for c, b := range r.cpuBusy {
+					busy[c] = fmt.Sprintf("cpu%d %.0f%%", c, 100*b)
+				}
+				t.Logf("%s: offered %d/s: sent %d in %v (%.0f/s), sampled %d, lost %d (%.1f%%), decided %d in %v (%.0f/s); sample loop %.2f µs CPU per sample (%.0f/s per core); busy while sending: %s",
+					name, rate, r.sent, r.sendTime.Round(time.Millisecond), float64(r.sent)/r.sendTime.Seconds(),
+					r.sampled, r.lost, 100*float64(r.lost)/float64(r.sent), r.decisions, r.drainTime.Round(time.Millisecond), float64(r.decisions)/r.drainTime.Seconds(),
+					r.cpuPerSample()*1e6, 1/r.cpuPerSample(), strings.Join(busy, ", "))
+				if r.decisions != r.sampled {
+					t.Errorf("offered %d/s: %d samples delivered, %d decisions", rate, r.sampled, r.decisions)
+				}
+			}
+			if split != nil {
+				t.Logf("pinned: sender on cpu%d, daemon and the rest of the test on cpu%d", split.send, split.rest)
+			}
+			if p := d.log.problems(); len(p) > 0 {
+				t.Errorf("daemon diagnostics: %v", p)
+			}
+		})
 	}
 }
 
@@ -627,6 +652,7 @@ type blastResult struct {
 	decided, pendingNow        int
 	decisions, pendingDrops    uint64
 	verdicts, verdictsCapacity int
+	cpuBusy                    []float64 // per CPU, busy share of the sending time
 }
 
 func (r blastResult) String() string {
@@ -656,38 +682,165 @@ func (r blastResult) cpuPerSample() float64 {
 // rate frames per second, then waits
 // until userspace stops deciding and returns the counts.
 func blast(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate int) blastResult {
+	return blastOn(t, l, d, tmpl, spi0, n, rate, nil)
+}
+
+// cpuSplit puts the sending thread (and so the veth's NAPI poll, XDP and the
+// ring-buffer writes, which run in its softirq) on CPU send and every other
+// thread of the test process, the daemon's included, on CPU rest.
+type cpuSplit struct{ send, rest int }
+
+// splitCPUs pins every thread of the process to the second CPU it may use
+// and returns the split, or nil with fewer than two CPUs; the cleanup lets
+// the threads use all CPUs again. Threads the runtime starts later inherit
+// the mask of the thread that starts them.
+func splitCPUs(t *testing.T) *cpuSplit {
+	t.Helper()
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatalf("sched_getaffinity: %v", err)
+	}
+	var cpus []int
+	for c := 0; c < 1024 && len(cpus) < 2; c++ {
+		if all.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		return nil
+	}
+	sp := &cpuSplit{send: cpus[0], rest: cpus[1]}
+	var rest unix.CPUSet
+	rest.Set(sp.rest)
+	setAll := func(set *unix.CPUSet) error {
+		tids, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, e := range tids {
+			var tid int
+			fmt.Sscan(e.Name(), &tid)
+			// A thread may have exited since the listing.
+			if err := unix.SchedSetaffinity(tid, set); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("sched_setaffinity %d: %w", tid, err)
+			}
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := setAll(&all); err != nil {
+			t.Errorf("unpin: %v", err)
+		}
+	})
+	if err := setAll(&rest); err != nil {
+		t.Fatalf("pin: %v", err)
+	}
+	return sp
+}
+
+// cpuTimes returns each CPU's busy and total jiffies from /proc/stat.
+func cpuTimes(t *testing.T) (busy, total []uint64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var sum, idle uint64
+		for i, v := range f[1:] {
+			var x uint64
+			fmt.Sscan(v, &x)
+			if i >= 8 { // guest time is already in user
+				break
+			}
+			sum += x
+			if i == 3 || i == 4 { // idle, iowait
+				idle += x
+			}
+		}
+		busy, total = append(busy, sum-idle), append(total, sum)
+	}
+	return busy, total
+}
+
+// blastOn is blast with the sender on split.send and the rest on split.rest
+// (nil: wherever the scheduler puts them). The batch's message and I/O
+// vectors are built once; each batch only stamps the SPIs.
+func blastOn(t *testing.T, l *lab, d *daemon, tmpl []byte, spi0 uint32, n, rate int, split *cpuSplit) blastResult {
 	t.Helper()
 	s := l.sender(t)
 	const batch = 256
-	bufs := make([][]byte, batch)
-	for i := range bufs {
-		bufs[i] = slices.Clone(tmpl)
+	buf := make([]byte, batch*len(tmpl))
+	msgs := make([]unix.Mmsghdr, batch)
+	iovs := make([]unix.Iovec, batch)
+	for i := range batch {
+		f := buf[i*len(tmpl) : (i+1)*len(tmpl)]
+		copy(f, tmpl)
+		iovs[i] = unix.Iovec{Base: &f[0]}
+		iovs[i].SetLen(len(f))
+		msgs[i].Hdr.Iov = &iovs[i]
+		msgs[i].Hdr.SetIovlen(1)
 	}
 	before := d.Cache().Stats().Decisions
 	dropsBefore := vethDrops(t, l)
 	cpuBefore, samplesBefore := d.metric(t, "espy_sample_loop_cpu_seconds_total"), d.metric(t, "espy_samples_total")
+	busy0, total0 := cpuTimes(t)
 	start := time.Now()
-	for i := 0; i < n; {
-		m := min(batch, n-i)
-		if rate > 0 {
-			due := int(time.Since(start).Seconds() * float64(rate))
-			if due <= i {
-				time.Sleep(time.Millisecond)
-				continue
+	errc := make(chan error, 1)
+	go func() {
+		if split != nil {
+			// Never unlocked: the thread, pinned, ends with the goroutine.
+			runtime.LockOSThread()
+			var set unix.CPUSet
+			set.Set(split.send)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errc <- fmt.Errorf("pin sender: %w", err)
+				return
 			}
-			m = min(m, due-i)
 		}
-		for j := range m {
-			binary.BigEndian.PutUint32(bufs[j][spiOff:], spi0+uint32(i+j))
+		for i := 0; i < n; {
+			m := min(batch, n-i)
+			if rate > 0 {
+				due := int(time.Since(start).Seconds() * float64(rate))
+				if due <= i {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				m = min(m, due-i)
+			}
+			for j := range m {
+				binary.BigEndian.PutUint32(buf[j*len(tmpl)+spiOff:], spi0+uint32(i+j))
+			}
+			for sent := 0; sent < m; {
+				k, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[sent])), uintptr(m-sent), 0, 0, 0)
+				switch {
+				case errno == unix.ENOBUFS || errno == unix.EAGAIN || errno == unix.EINTR:
+					runtime.Gosched()
+					continue
+				case errno != 0:
+					errc <- fmt.Errorf("sendmmsg: %w", errno)
+					return
+				}
+				sent += int(k)
+			}
+			i += m
 		}
-		if _, err := s.sendBatch(bufs[:m]); err != nil {
-			t.Fatalf("sendmmsg: %v", err)
-		}
-		i += m
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 	var r blastResult
 	r.sent = n
 	r.sendTime = time.Since(start)
+	busy1, total1 := cpuTimes(t)
+	for c := range min(len(busy1), len(busy0)) {
+		r.cpuBusy = append(r.cpuBusy, float64(busy1[c]-busy0[c])/float64(max(total1[c]-total0[c], 1)))
+	}
 	// Drain: until the decision count stands still for 300 ms.
 	last, lastMove := d.Cache().Stats().Decisions, time.Now()
 	for time.Since(lastMove) < 300*time.Millisecond {
