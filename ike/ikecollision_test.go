@@ -112,16 +112,7 @@ func TestRekeyIKECollision(t *testing.T) {
 	for round := range 4 {
 		oldI, oldR := isa.SPIs()
 		cross.arm()
-		var wg sync.WaitGroup
-		var errs [2]error
-		for k, sa := range []*IKESA{isa, rsa} {
-			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				errs[k] = sa.RekeyIKE(ctx)
-			})
-		}
-		wg.Wait()
+		errs := rekeyIKEBoth(isa, rsa, 30*time.Second)
 		if errs[0] != nil || errs[1] != nil {
 			t.Fatalf("round %d: %v / %v", round, errs[0], errs[1])
 		}
@@ -245,16 +236,7 @@ func TestRekeyIKECollisionDeleteFirst(t *testing.T) {
 	spiI, _ := isa.SPIs()
 	rsa := rp.responderSA(t, spiI)
 	cross.arm()
-	var wg sync.WaitGroup
-	var errs [2]error
-	for k, sa := range []*IKESA{isa, rsa} {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			errs[k] = sa.RekeyIKE(ctx)
-		})
-	}
-	wg.Wait()
+	errs := rekeyIKEBoth(isa, rsa, 30*time.Second)
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("rekeys: %v / %v", errs[0], errs[1])
 	}

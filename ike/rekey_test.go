@@ -276,21 +276,7 @@ func TestRekeyCollision(t *testing.T) {
 			spiI, _ := isa.SPIs()
 			rsa := rp.responderSA(t, spiI)
 
-			var wg sync.WaitGroup
-			var got [2]*ChildSA
-			var errs [2]error
-			for k, sa := range []*IKESA{isa, rsa} {
-				old := oldI
-				if k == 1 {
-					old = oldR
-				}
-				wg.Go(func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					defer cancel()
-					got[k], errs[k] = sa.RekeyChild(ctx, old)
-				})
-			}
-			wg.Wait()
+			got, errs := rekeyChildBoth(isa, rsa, oldI, oldR)
 			if errs[0] != nil || errs[1] != nil {
 				t.Fatalf("rekeys: %v / %v", errs[0], errs[1])
 			}
@@ -358,21 +344,7 @@ func TestRekeyCollisionPeerFirst(t *testing.T) {
 	oldI, oldR := checkEstablished(t, rp.pair, isa)
 	spiI, _ := isa.SPIs()
 	rsa := rp.responderSA(t, spiI)
-	var wg sync.WaitGroup
-	var got [2]*ChildSA
-	var errs [2]error
-	for k, sa := range []*IKESA{isa, rsa} {
-		old := oldI
-		if k == 1 {
-			old = oldR
-		}
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			got[k], errs[k] = sa.RekeyChild(ctx, old)
-		})
-	}
-	wg.Wait()
+	got, errs := rekeyChildBoth(isa, rsa, oldI, oldR)
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("rekeys: %v / %v", errs[0], errs[1])
 	}
@@ -559,16 +531,7 @@ func TestRekeyIKESimultaneous(t *testing.T) {
 	rp := newRekeyPair(t, "null-sha256", "null-sha256")
 	isa, rsa, ic, _ := rp.establish(t)
 	for round := range 3 {
-		var wg sync.WaitGroup
-		var errs [2]error
-		for k, sa := range []*IKESA{isa, rsa} {
-			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				errs[k] = sa.RekeyIKE(ctx)
-			})
-		}
-		wg.Wait()
+		errs := rekeyIKEBoth(isa, rsa, 20*time.Second)
 		for _, err := range errs {
 			var ne *NotifyError
 			if err != nil && !(errors.As(err, &ne) && ne.Type == message.TEMPORARY_FAILURE) {
@@ -594,4 +557,42 @@ func TestRekeyIKESimultaneous(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// rekeyIKEBoth has both ends rekey their IKE SA at once, each with the
+// given timeout, and returns their errors (initiator first).
+func rekeyIKEBoth(isa, rsa *IKESA, timeout time.Duration) [2]error {
+	var wg sync.WaitGroup
+	var errs [2]error
+	for k, sa := range []*IKESA{isa, rsa} {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			errs[k] = sa.RekeyIKE(ctx)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// rekeyChildBoth has both ends rekey their side of one Child SA at once
+// (oldI at the initiator, oldR at the responder) and returns the new Child
+// SAs and errors (initiator first).
+func rekeyChildBoth(isa, rsa *IKESA, oldI, oldR *ChildSA) ([2]*ChildSA, [2]error) {
+	var wg sync.WaitGroup
+	var got [2]*ChildSA
+	var errs [2]error
+	for k, sa := range []*IKESA{isa, rsa} {
+		old := oldI
+		if k == 1 {
+			old = oldR
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got[k], errs[k] = sa.RekeyChild(ctx, old)
+		})
+	}
+	wg.Wait()
+	return got, errs
 }
