@@ -52,16 +52,7 @@ func TestDataPlaneFlag(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := func(ns string, args []string) (chan map[string]any, chan int) {
-		w := &lineWriter{ch: make(chan map[string]any, 64)}
-		done := make(chan int, 1)
-		go func() {
-			code := 99
-			// The whole command runs on a thread in ns, so its sockets
-			// and TUN device are created there.
-			netns.Do(ns, func() error { code = run(ctx, args, w, io.Discard); return nil })
-			done <- code
-		}()
-		return w.ch, done
+		return runIn(ctx, ns, args, io.Discard)
 	}
 	rch, rdone := start(nsB, []string{"respond", "-listen", "192.0.2.2", "-local-id", "b.lab.example", "-esp", "chacha20poly1305",
 		"-local-ts", "203.0.113.1/32", "-remote-ts", "198.51.100.1/32", "-dataplane", "tun", "-tun-addr", "203.0.113.1/32"})
@@ -110,4 +101,19 @@ func TestDataPlaneFlagInvalid(t *testing.T) {
 	if code != 1 || !strings.Contains(out.String(), "-dataplane") {
 		t.Fatalf("exit %d, output %s", code, out.String())
 	}
+}
+
+// runIn runs the command with args in network namespace ns: the whole
+// command runs on a thread there, so its sockets, TUN device and XFRM
+// state are created in ns. It returns the command's JSON lines and, when
+// it ends, its exit code.
+func runIn(ctx context.Context, ns string, args []string, stderr io.Writer) (chan map[string]any, chan int) {
+	w := &lineWriter{ch: make(chan map[string]any, 64)}
+	done := make(chan int, 1)
+	go func() {
+		code := 99
+		netns.Do(ns, func() error { code = run(ctx, args, w, stderr); return nil })
+		done <- code
+	}()
+	return w.ch, done
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/espy-dpi/espy/internal/charonlab"
 	"github.com/espy-dpi/espy/internal/umllab"
-	"github.com/espy-dpi/espy/tun/netns"
 )
 
 // TestDataPlaneFlagXFRM runs "espy ike respond -dataplane xfrm" and
@@ -31,16 +30,7 @@ func TestDataPlaneFlagXFRM(t *testing.T) {
 	t.Setenv("ESPY_IKE_PSK", "espy-cli-test-psk-not-a-secret")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := func(ns string, args []string) (chan map[string]any, chan int) {
-		w := &lineWriter{ch: make(chan map[string]any, 64)}
-		done := make(chan int, 1)
-		go func() {
-			code := 99
-			netns.Do(ns, func() error { code = run(ctx, args, w, os.Stderr); return nil })
-			done <- code
-		}()
-		return w.ch, done
-	}
+	start := func(ns string, args []string) (chan map[string]any, chan int) { return runIn(ctx, ns, args, os.Stderr) }
 	rch, rdone := start(l.B, []string{"respond", "-listen", charonlab.AddrB, "-local-id", "b.lab.example", "-esp", "aes128gcm16",
 		"-transport", "-dataplane", "xfrm"})
 	if dp := next(t, rch, "dataplane"); dp["kind"] != "xfrm" || dp["kernel_esp"] != true {
