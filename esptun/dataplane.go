@@ -14,6 +14,7 @@ import (
 
 	"github.com/espy-dpi/espy/esp"
 	"github.com/espy-dpi/espy/ike"
+	"github.com/espy-dpi/espy/ike/message"
 	"github.com/espy-dpi/espy/tun"
 )
 
@@ -440,7 +441,7 @@ func (d *DataPlane) routesFor(i *ike.SAInfo) ([]tun.Route, error) {
 	}
 	var rs []tun.Route
 	for _, s := range i.RemoteTS {
-		ps, ok := rangePrefixes(s.StartAddr, s.EndAddr)
+		ps, ok := message.RangePrefixes(s.StartAddr, s.EndAddr, maxRoutePrefixes)
 		if !ok {
 			return nil, fmt.Errorf("esptun: remote selector %v-%v needs more than %d routes", s.StartAddr, s.EndAddr, maxRoutePrefixes)
 		}

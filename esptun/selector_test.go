@@ -26,13 +26,13 @@ func TestRangePrefixes(t *testing.T) {
 		{"198.51.100.7", "2001:db8::1", nil},
 	}
 	for _, c := range cases {
-		got, ok := rangePrefixes(netip.MustParseAddr(c.start), netip.MustParseAddr(c.end))
+		got, ok := message.RangePrefixes(netip.MustParseAddr(c.start), netip.MustParseAddr(c.end), maxRoutePrefixes)
 		if ok != (c.want != nil) || !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s-%s: got %v %v, want %v", c.start, c.end, got, ok, c.want)
 		}
 	}
 	// 0.0.0.1 - 255.255.255.254 needs 62 prefixes; ::1 - ffff..fffe 254.
-	if _, ok := rangePrefixes(netip.MustParseAddr("::1"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")); ok {
+	if _, ok := message.RangePrefixes(netip.MustParseAddr("::1"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"), maxRoutePrefixes); ok {
 		t.Error("254-prefix range accepted")
 	}
 }

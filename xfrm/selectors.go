@@ -23,38 +23,11 @@ func rangePrefixes(lo, hi netip.Addr, limit int) ([]netip.Prefix, error) {
 	if lo.BitLen() != hi.BitLen() || hi.Less(lo) {
 		return nil, fmt.Errorf("%w: address range %v-%v", ErrSelectors, lo, hi)
 	}
-	var ps []netip.Prefix
-	for {
-		// The largest prefix at lo that does not go past hi.
-		n := lo.BitLen()
-		for n > 0 {
-			p := netip.PrefixFrom(lo, n-1)
-			if p.Masked().Addr() != lo || lastAddr(p).Compare(hi) > 0 {
-				break
-			}
-			n--
-		}
-		p := netip.PrefixFrom(lo, n)
-		if len(ps) == limit {
-			return nil, fmt.Errorf("%w: address range %v-%v needs more than %d prefixes", ErrSelectors, lo, hi, limit)
-		}
-		ps = append(ps, p)
-		last := lastAddr(p)
-		if last == hi {
-			return ps, nil
-		}
-		lo = last.Next()
+	ps, ok := message.RangePrefixes(lo, hi, limit)
+	if !ok {
+		return nil, fmt.Errorf("%w: address range %v-%v needs more than %d prefixes", ErrSelectors, lo, hi, limit)
 	}
-}
-
-// lastAddr returns the highest address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(a)*8; i++ {
-		a[i/8] |= 0x80 >> (i % 8)
-	}
-	r, _ := netip.AddrFromSlice(a)
-	return r
+	return ps, nil
 }
 
 // portMasks splits the port range [lo, hi] into port/mask pairs.

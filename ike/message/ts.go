@@ -119,3 +119,44 @@ func (s *Selector) Contains(o *Selector) bool {
 	return s.StartPort <= o.StartPort && o.EndPort <= s.EndPort &&
 		s.StartAddr.Compare(o.StartAddr) <= 0 && o.EndAddr.Compare(s.EndAddr) <= 0
 }
+
+// RangePrefixes covers the address range [start, end] with the fewest
+// prefixes, at most limit of them; ok is false when it needs more, or when
+// start and end are of different families or out of order. Data planes use
+// it where a selector's range must become routes or kernel selectors.
+func RangePrefixes(start, end netip.Addr, limit int) (ps []netip.Prefix, ok bool) {
+	if start.BitLen() != end.BitLen() || start.Compare(end) > 0 {
+		return nil, false
+	}
+	for {
+		// The largest prefix starting at start that stays within end.
+		bits := start.BitLen()
+		for b := start.BitLen() - 1; b >= 0; b-- {
+			p := netip.PrefixFrom(start, b)
+			if p.Masked().Addr() != start || lastAddr(p).Compare(end) > 0 {
+				break
+			}
+			bits = b
+		}
+		if len(ps) == limit {
+			return nil, false
+		}
+		p := netip.PrefixFrom(start, bits)
+		ps = append(ps, p)
+		last := lastAddr(p)
+		if last == end {
+			return ps, true
+		}
+		start = last.Next()
+	}
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
