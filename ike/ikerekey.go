@@ -276,15 +276,7 @@ func (sa *IKESA) RekeyIKE(ctx context.Context) error {
 // its old SA still answers a retransmission, sent at once; otherwise no
 // answer will come and RekeyIKE takes the peer's new SA.
 func (sa *IKESA) ikeRekeyRequest(ctx, aborted context.Context, ps []message.Payload) ([]message.Payload, error) {
-	sa.mu.Lock()
-	if sa.state == stateDead {
-		sa.mu.Unlock()
-		return nil, ErrDeleted
-	}
-	id := sa.nextReqID
-	sa.nextReqID++
-	pkts, err := sa.sealOut(message.CREATE_CHILD_SA, false, id, ps)
-	sa.mu.Unlock()
+	id, pkts, err := sa.sealRequest(message.CREATE_CHILD_SA, ps)
 	if err != nil {
 		return nil, err
 	}
@@ -297,10 +289,7 @@ func (sa *IKESA) ikeRekeyRequest(ctx, aborted context.Context, ps []message.Payl
 	if err != nil {
 		return nil, err
 	}
-	sa.mu.Lock()
-	defer sa.mu.Unlock()
-	sa.fragDoneLocked(&sa.frag.resp, id)
-	return sa.openInbound(in)
+	return sa.openResponse(id, in)
 }
 
 // adoptPeerRekey switches to the peer's new IKE SA that we answered while

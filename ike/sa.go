@@ -356,15 +356,7 @@ func (sa *IKESA) request(ctx context.Context, exch message.ExchangeType, ps []me
 
 // requestHeld is request with sa.reqMu held by the caller.
 func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps []message.Payload) ([]message.Payload, error) {
-	sa.mu.Lock()
-	if sa.state == stateDead {
-		sa.mu.Unlock()
-		return nil, ErrDeleted
-	}
-	id := sa.nextReqID
-	sa.nextReqID++
-	pkts, err := sa.sealOut(exch, false, id, ps)
-	sa.mu.Unlock()
+	id, pkts, err := sa.sealRequest(exch, ps)
 	if err != nil {
 		return nil, err
 	}
@@ -372,6 +364,25 @@ func (sa *IKESA) requestHeld(ctx context.Context, exch message.ExchangeType, ps 
 	if err != nil {
 		return nil, err
 	}
+	return sa.openResponse(id, in)
+}
+
+// sealRequest takes the next message ID and seals our request with it.
+// Call with sa.reqMu held.
+func (sa *IKESA) sealRequest(exch message.ExchangeType, ps []message.Payload) (uint32, [][]byte, error) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.state == stateDead {
+		return 0, nil, ErrDeleted
+	}
+	id := sa.nextReqID
+	sa.nextReqID++
+	pkts, err := sa.sealOut(exch, false, id, ps)
+	return id, pkts, err
+}
+
+// openResponse opens the response in to our request id.
+func (sa *IKESA) openResponse(id uint32, in inbound) ([]message.Payload, error) {
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
 	sa.fragDoneLocked(&sa.frag.resp, id)
